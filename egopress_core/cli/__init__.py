@@ -1,0 +1,1 @@
+"""The `egopress` command line: one sub-command per module in this package."""
