@@ -1,0 +1,1 @@
+"""Synthetic egocentric RGB-D hand-pressure data (`egopress synth`)."""

@@ -1,0 +1,211 @@
+"""Hand poses and motions of the gestures EgoPressure recorded, for any MANO-format hand.
+
+Finger flexion axes are derived from the hand model's rest geometry (bone directions and the
+palm normal), not from constants, so the same gestures drive the bundled hand and real MANO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import transforms3d
+
+from egopress_core.data.synthetic.profiles import ContactProfile, hover_profile, press_profile
+
+GESTURES = (
+    "single_press",
+    "multi_press",
+    "palm_press",
+    "drag",
+    "pinch",
+    "hover",
+    "press_release",
+)
+
+FINGERS = ("thumb", "index", "middle", "ring", "little")
+# MANO's joint ids (1..15; 0 is the wrist) of each finger's three joints, proximal first.
+MANO_FINGER_JOINTS = {
+    "index": (1, 2, 3),
+    "middle": (4, 5, 6),
+    "little": (7, 8, 9),
+    "ring": (10, 11, 12),
+    "thumb": (13, 14, 15),
+}
+# The same joints, and the fingertip, in the 21-joint OpenPose order the hand model returns.
+OPENPOSE_FINGER_JOINTS = {
+    "thumb": (1, 2, 3, 4),
+    "index": (5, 6, 7, 8),
+    "middle": (9, 10, 11, 12),
+    "ring": (13, 14, 15, 16),
+    "little": (17, 18, 19, 20),
+}
+
+
+class HandPoser:
+    """Builds MANO pose vectors from per-finger curl angles for a given hand model.
+
+    A positive curl flexes a joint towards the palm. The flexion axis of each joint is
+    ``bone x palm_normal`` in the rest pose, where the palm normal points out of the palm
+    (its sign is taken from the model's mean pose, which is curled towards the palm in MANO).
+    """
+
+    def __init__(self, rest_joints: np.ndarray, mean_pose: np.ndarray | None):
+        """
+        Args:
+            rest_joints: (21, 3) joints of the flat hand (zero pose), OpenPose order.
+            mean_pose: (45,) the model's mean (relaxed) pose, or None.
+        """
+        wrist = rest_joints[0]
+        index_base, little_base = rest_joints[5], rest_joints[17]
+        normal = np.cross(index_base - wrist, little_base - wrist)
+        self.palm_normal = normal / np.linalg.norm(normal)
+        self.forward = rest_joints[9] - wrist  # wrist -> middle finger base
+        self.forward /= np.linalg.norm(self.forward)
+        self._rest_joints = rest_joints
+        self._axes = self._flexion_axes(self.palm_normal)
+        if mean_pose is not None and np.abs(mean_pose).sum() > 1e-6:
+            # The relaxed pose bends the fingers palm-wards: the curl axes must agree with it.
+            agreement = sum(
+                float(np.dot(mean_pose[3 * (j - 1) : 3 * j], self._axes[j]))
+                for joints in MANO_FINGER_JOINTS.values()
+                for j in joints
+            )
+            if agreement < 0:
+                self.palm_normal = -self.palm_normal
+                self._axes = self._flexion_axes(self.palm_normal)
+
+    def _flexion_axes(self, palm_normal: np.ndarray) -> dict[int, np.ndarray]:
+        axes = {}
+        for finger, mano_joints in MANO_FINGER_JOINTS.items():
+            chain = OPENPOSE_FINGER_JOINTS[finger]
+            for position, joint in enumerate(mano_joints):
+                bone = self._rest_joints[chain[position + 1]] - self._rest_joints[chain[position]]
+                axis = np.cross(bone, palm_normal)
+                if finger == "thumb":
+                    # The thumb flexes across the palm: about the palm normal's side of its bone.
+                    axis = np.cross(bone, palm_normal + 0.8 * self.forward)
+                axes[joint] = axis / np.linalg.norm(axis)
+        return axes
+
+    def pose(self, curls: dict[str, tuple[float, float, float]]) -> np.ndarray:
+        """(45,) axis-angle pose from ``{finger: (proximal, middle, distal) curl radians}``;
+        fingers not named stay flat."""
+        pose = np.zeros(45)
+        for finger, angles in curls.items():
+            for joint, angle in zip(MANO_FINGER_JOINTS[finger], angles):
+                pose[3 * (joint - 1) : 3 * joint] = self._axes[joint] * angle
+        return pose
+
+    def world_orientation(self, pitch: float, yaw: float, roll: float = 0.0) -> np.ndarray:
+        """(3, 3) rotation taking the hand from model space to the world (pad) frame with the
+        palm facing the pad (+z), the fingers pointing away from the wearer (+y), pitched
+        ``pitch`` radians fingers-down, then turned ``yaw`` about the vertical."""
+        palm_down = np.array([0.0, 0.0, 1.0])
+        away = np.array([0.0, 1.0, 0.0])
+        # Model basis (forward, palm normal, side) -> world basis (away, down, side').
+        model_side = np.cross(self.forward, self.palm_normal)
+        model_forward = np.cross(self.palm_normal, model_side)
+        model_basis = np.stack([model_forward, self.palm_normal, model_side], axis=1)
+        world_basis = np.stack([away, palm_down, np.cross(away, palm_down)], axis=1)
+        align = world_basis @ model_basis.T
+        side = np.cross(away, palm_down)
+        tilt = transforms3d.axangles.axangle2mat(side, -pitch)
+        turn = transforms3d.axangles.axangle2mat(palm_down, yaw)
+        twist = transforms3d.axangles.axangle2mat(away, roll)
+        return turn @ tilt @ twist @ align
+
+
+@dataclass(frozen=True)
+class GestureMotion:
+    """A gesture over time, in the world frame, before contact is resolved."""
+
+    name: str
+    curls: list[dict[str, tuple[float, float, float]]]  # per frame
+    orientation: np.ndarray  # (T, 3, 3) hand-to-world rotations
+    lateral_m: np.ndarray  # (T, 2) x/y position of the hand on the pad
+    profile: ContactProfile
+
+
+def _curled(rng: np.random.Generator, amount: float) -> tuple[float, float, float]:
+    return tuple(float(amount * scale * rng.uniform(0.85, 1.15)) for scale in (1.2, 1.5, 0.9))
+
+
+def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: HandPoser) -> GestureMotion:
+    """A randomised instance of gesture ``name`` lasting ``num_frames`` frames."""
+    if name not in GESTURES:
+        raise ValueError(f"gesture must be one of {GESTURES}. Got {name!r}")
+    times = np.linspace(0.0, 1.0, num_frames)
+    yaw = rng.uniform(-0.5, 0.5)
+    roll = rng.uniform(-0.15, 0.15)
+    start = rng.uniform([-0.05, -0.03], [0.05, 0.03])
+    lateral = np.repeat(start[None], num_frames, axis=0)
+    relaxed = {finger: _curled(rng, 0.15) for finger in FINGERS}
+
+    if name in ("single_press", "press_release"):
+        finger = rng.choice(["index", "index", "middle", "thumb"])
+        base = {f: _curled(rng, 0.9) for f in FINGERS}
+        base[finger] = (0.25, 0.2, 0.1)
+        if finger == "thumb":
+            base["thumb"] = (0.0, 0.1, 0.1)
+        pitch = rng.uniform(0.5, 0.9)
+        presses = 1 if name == "single_press" else int(rng.integers(2, 4))
+        profile = press_profile(rng, num_frames, rng.uniform(0.5, 6.0), presses)
+        curls = [base] * num_frames
+    elif name == "multi_press":
+        pressing = rng.choice(["index", "middle", "ring", "little"], size=int(rng.integers(2, 5)), replace=False)
+        base = {f: (0.55, 0.5, 0.25) if f in pressing else _curled(rng, 0.9) for f in FINGERS}
+        base["thumb"] = _curled(rng, 0.3)
+        pitch = rng.uniform(0.3, 0.5)
+        profile = press_profile(rng, num_frames, rng.uniform(2.0, 10.0))
+        curls = [base] * num_frames
+    elif name == "palm_press":
+        pitch = rng.uniform(-0.05, 0.1)
+        profile = press_profile(rng, num_frames, rng.uniform(5.0, 25.0))
+        curls = [relaxed] * num_frames
+    elif name == "drag":
+        base = {f: _curled(rng, 0.9) for f in FINGERS}
+        base["index"] = (0.25, 0.2, 0.1)
+        pitch = rng.uniform(0.5, 0.8)
+        profile = press_profile(rng, num_frames, rng.uniform(0.8, 4.0))
+        direction = rng.normal(size=2)
+        direction /= np.linalg.norm(direction)
+        travel = rng.uniform(0.02, 0.06)
+        lateral = start + travel * np.clip((times - 0.2) / 0.6, 0.0, 1.0)[:, None] * direction
+        curls = [base] * num_frames
+    elif name == "pinch":
+        pitch = rng.uniform(0.45, 0.75)
+        profile = press_profile(rng, num_frames, rng.uniform(0.8, 4.0))
+        closing = np.clip((times - 0.25) / 0.5, 0.0, 1.0)
+        folded = {f: _curled(rng, 0.9) for f in ("middle", "ring", "little")}
+        curls = []
+        for amount in closing:
+            frame_curls = dict(folded)
+            frame_curls["index"] = (0.3 + 0.4 * amount, 0.2 + 0.3 * amount, 0.1)
+            frame_curls["thumb"] = (0.1 + 0.4 * amount, 0.2 + 0.2 * amount, 0.1)
+            curls.append(frame_curls)
+    else:  # hover
+        pitch = rng.uniform(0.0, 0.6)
+        profile = hover_profile(rng, num_frames)
+        wave = np.sin(2 * np.pi * times * rng.uniform(0.5, 1.5))
+        scales = {f: rng.uniform(0.85, 1.15) for f in FINGERS}
+        curls = [
+            {f: tuple(float((0.3 + 0.3 * w) * s * k) for k in (1.2, 1.5, 0.9)) for f, s in scales.items()}
+            for w in wave
+        ]
+        lateral = start + 0.02 * np.stack([np.sin(2 * np.pi * times), np.cos(2 * np.pi * times)], axis=1)
+
+    orientation = np.stack(
+        [poser.world_orientation(pitch + 0.05 * np.sin(6.0 * t), yaw, roll) for t in times]
+    )
+    return GestureMotion(name=name, curls=curls, orientation=orientation, lateral_m=lateral, profile=profile)
+
+
+def orientation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
+    axis, angle = transforms3d.axangles.mat2axangle(rotation)
+    return np.asarray(axis) * angle
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array), dtype=torch.float32)
