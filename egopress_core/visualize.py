@@ -6,6 +6,8 @@ import numpy as np
 import open3d as o3d
 from matplotlib import colormaps
 
+NEUTRAL_SKIN_RGB = (205.0, 192.0, 182.0)
+
 
 def colorize(values: np.ndarray, vmax: float, cmap: str = "inferno", mask: np.ndarray | None = None) -> np.ndarray:
     """(...,) values -> (..., 3) uint8 colours, scaled to [0, vmax]; masked-out entries grey."""
@@ -55,6 +57,8 @@ def render_mesh_values(
     values = (np.asarray(vertex_values)[faces[primitive]] * weights).sum(axis=1)
     vmax = float(np.max(vertex_values)) if vmax is None else vmax
     colour = colorize(values, vmax if vmax > 0 else 1.0, cmap).astype(np.float64)
+    # Unpressed skin in a neutral tone, so the hand's shape reads and contact stands out.
+    colour[values <= 1e-6] = NEUTRAL_SKIN_RGB
     normals = hits["primitive_normals"].numpy()
     shade = 0.45 + 0.55 * np.abs(normals @ view)
     colour = colour * shade[:, None]

@@ -9,8 +9,12 @@ comes from that one pressure field, sampled three ways that agree on total force
 - the UV-pressure map: pressure at each texel's surface point on the posed mesh;
 - the pad image: each texel's force (pressure x texel area) deposited into the 1.25 mm pad cell
   under it, divided by the cell area (so both integrate to the same newtons);
-- per-vertex pressure: pressure at each vertex (integrates to the same force up to the mesh's
-  resolution).
+- per-vertex pressure: the texel forces lumped onto the mesh vertices by barycentric weight,
+  divided by each vertex's area (a third of its faces'), so sum(pressure x vertex area) is the
+  same force.
+  (Sampling pressure at the vertices instead over-counts: a vertex's penetration stands for
+  its whole one-ring, though the surface between a touching vertex and its untouched
+  neighbours mostly is not in contact.)
 
 Sequences are independent and seeded by (seed, index), so the output does not depend on the
 number of workers or on resuming.
@@ -123,14 +127,42 @@ def vertex_curvature_radius(vertices: np.ndarray, faces: np.ndarray) -> np.ndarr
     return np.clip(radius, MIN_CURVATURE_RADIUS_M, MAX_CURVATURE_RADIUS_M)
 
 
+def lump_texels_to_vertices(
+    atlas, texel_pressure_kpa: np.ndarray, texel_area_m2: np.ndarray, vertex_area_m2: np.ndarray
+) -> np.ndarray:
+    """(Hu, Wu) pressure and texel areas, (V,) vertex areas -> (V,) per-vertex pressure, kPa.
+
+    Texel t's force f_t = p_t a_t goes to the corners of its face by barycentric weight w_tv;
+    vertex v's pressure is the force it gathers over its area (a third of its faces'), so
+    sum_v p_v A_v equals sum_t f_t exactly.
+    """
+    mask = atlas.mask
+    corners = atlas.faces[atlas.texel_face[mask]]  # (N, 3)
+    weights = atlas.texel_barycentric[mask].astype(np.float64)  # (N, 3)
+    force = (texel_pressure_kpa[mask].astype(np.float64) * texel_area_m2[mask])[:, None] * weights
+    gathered = np.bincount(corners.ravel(), weights=force.ravel(), minlength=len(vertex_area_m2))
+    pressure = np.divide(gathered, vertex_area_m2, out=np.zeros(len(vertex_area_m2)), where=vertex_area_m2 > 0)
+    return pressure.astype(np.float32)
+
+
 def pad_pressure_image(points_xy: np.ndarray, force_n: np.ndarray) -> np.ndarray:
     """Deposits point forces on the pad grid. (N, 2) world x/y, (N,) newtons ->
-    (105, 185) kPa, row 0 at the pad's +y edge. Forces outside the pad are not measured."""
+    (105, 185) kPa, row 0 at the pad's +y edge.
+
+    Each force is shared bilinearly among the four cells around its point (texels are about as
+    far apart as pad cells, so nearest-cell deposit would alias into stripes). Forces off the
+    pad are not measured, as on the real sensor.
+    """
     rows, cols = PAD_CELLS
-    col = np.floor(points_xy[:, 0] / PAD_PITCH_M + cols / 2).astype(np.int64)
-    row = np.floor(rows / 2 - points_xy[:, 1] / PAD_PITCH_M).astype(np.int64)
-    inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
-    cell_force = np.bincount(row[inside] * cols + col[inside], weights=force_n[inside], minlength=rows * cols)
+    col_f = points_xy[:, 0] / PAD_PITCH_M + cols / 2 - 0.5  # cell-centre coordinates
+    row_f = rows / 2 - points_xy[:, 1] / PAD_PITCH_M - 0.5
+    col0, row0 = np.floor(col_f).astype(np.int64), np.floor(row_f).astype(np.int64)
+    dc, dr = col_f - col0, row_f - row0
+    cell_force = np.zeros(rows * cols)
+    for r_off, c_off, weight in ((0, 0, (1 - dr) * (1 - dc)), (0, 1, (1 - dr) * dc), (1, 0, dr * (1 - dc)), (1, 1, dr * dc)):
+        row, col = row0 + r_off, col0 + c_off
+        inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
+        cell_force += np.bincount(row[inside] * cols + col[inside], weights=(force_n * weight)[inside], minlength=rows * cols)
     return (cell_force.reshape(rows, cols) / PAD_PITCH_M**2 / 1000.0).astype(np.float32)
 
 
@@ -183,6 +215,7 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     #    down until the integrated Hertz pressure equals the profile's force (or hold the gap).
     texel_points = atlas.texel_points(vertices)  # (T, Hu, Wu, 3)
     texel_area = atlas.texel_area(vertices)  # (T, Hu, Wu)
+    vertex_area = atlas.vertex_area(vertices)  # (T, V)
     mask = atlas.mask
     transl = np.zeros((frames, 3))
     uv_pressure = np.zeros((frames, *mask.shape), dtype=np.float32)
@@ -211,8 +244,7 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
         uv_pressure[t][mask] = texel_pressure
         pad_pressure[t] = pad_pressure_image(points[:, :2] + transl[t, :2], texel_pressure * 1000.0 * areas)
         force[t] = float((texel_pressure.astype(np.float64) * 1000.0 * areas).sum())
-        vertex_penetration = vertices[t, :, 2] + transl[t, 2]
-        vertex_pressure[t] = contact.hertz_pressure_kpa(vertex_penetration, radius_vertex, config.effective_modulus_pa)
+        vertex_pressure[t] = lump_texels_to_vertices(atlas, uv_pressure[t], texel_area[t], vertex_area[t])
     vertices_world = vertices + transl[:, None, :]
     joints_world = joints + transl[:, None, :]
 
@@ -257,6 +289,7 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
         "camera_from_world": rig.camera_from_world,
         "intrinsics": rig.intrinsics,
         "force_n": force,
+        "target_force_n": motion.profile.force_n.astype(np.float32),
     }
     meta = {
         "name": name,

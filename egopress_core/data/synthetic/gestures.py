@@ -106,12 +106,13 @@ class HandPoser:
         away = np.array([0.0, 1.0, 0.0])
         # Model basis (forward, palm normal, side) -> world basis (away, down, side').
         model_side = np.cross(self.forward, self.palm_normal)
+        model_side /= np.linalg.norm(model_side)
         model_forward = np.cross(self.palm_normal, model_side)
         model_basis = np.stack([model_forward, self.palm_normal, model_side], axis=1)
         world_basis = np.stack([away, palm_down, np.cross(away, palm_down)], axis=1)
         align = world_basis @ model_basis.T
         side = np.cross(away, palm_down)
-        tilt = transforms3d.axangles.axangle2mat(side, -pitch)
+        tilt = transforms3d.axangles.axangle2mat(side, pitch)  # +y (fingers) towards +z (down)
         turn = transforms3d.axangles.axangle2mat(palm_down, yaw)
         twist = transforms3d.axangles.axangle2mat(away, roll)
         return turn @ tilt @ twist @ align
@@ -141,7 +142,6 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
     roll = rng.uniform(-0.15, 0.15)
     start = rng.uniform([-0.05, -0.03], [0.05, 0.03])
     lateral = np.repeat(start[None], num_frames, axis=0)
-    relaxed = {finger: _curled(rng, 0.15) for finger in FINGERS}
 
     if name in ("single_press", "press_release"):
         finger = rng.choice(["index", "index", "middle", "thumb"])
@@ -161,9 +161,12 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         profile = press_profile(rng, num_frames, rng.uniform(2.0, 10.0))
         curls = [base] * num_frames
     elif name == "palm_press":
-        pitch = rng.uniform(-0.05, 0.1)
+        # The palm's patch is large: keep it on the pad.
+        lateral = np.repeat(rng.uniform([-0.02, -0.01], [0.02, 0.01])[None], num_frames, axis=0)
+        pitch = rng.uniform(-0.08, 0.0)  # heel of the hand slightly first
         profile = press_profile(rng, num_frames, rng.uniform(5.0, 25.0))
-        curls = [relaxed] * num_frames
+        flat = {finger: _curled(rng, 0.02) for finger in FINGERS}
+        curls = [flat] * num_frames
     elif name == "drag":
         base = {f: _curled(rng, 0.9) for f in FINGERS}
         base["index"] = (0.25, 0.2, 0.1)

@@ -19,6 +19,7 @@ PAD_HALF_EXTENT_M = (0.115, 0.0675)
 # from a few tens of kPa on).
 BLANCHING_PRESSURE_KPA = 25.0
 BLANCHED_SKIN_RGB = np.array([0.95, 0.88, 0.80])
+WALL_RGB = np.array([0.78, 0.78, 0.74])
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def render_rgbd(
     pad_t = np.where(directions[:, 2] > 1e-9, -origin[2] / np.maximum(directions[:, 2], 1e-9), np.inf)
     on_hand = hand_t < pad_t
     t = np.where(on_hand, hand_t, pad_t)
+    # Rays above the horizon hit neither: a far wall, out of the depth sensor's range.
+    background = ~np.isfinite(t)
+    t = np.where(background, 0.0, t)
     points = origin + t[:, None] * directions
 
     # 2. Surface attributes: normals, and pressure interpolated inside each hit triangle.
@@ -139,6 +143,8 @@ def render_rgbd(
     blanching = 1.0 - np.exp(-pressure / BLANCHING_PRESSURE_KPA)
     skin = (1.0 - 0.7 * blanching[:, None]) * appearance.skin_rgb + 0.7 * blanching[:, None] * BLANCHED_SKIN_RGB
     albedo = np.where(on_hand[:, None], skin, _pad_colour(points, appearance))
+    albedo[background] = WALL_RGB
+    shading[background] = 1.0
     colour = albedo * shading[:, None] + rng.normal(0.0, 0.012, size=albedo.shape)
     rgb = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3)
 
@@ -155,5 +161,6 @@ def render_rgbd(
     edge[1:] |= jump
     edge[:-1] |= jump
     holes = (edge & (rng.random(depth_m.shape) < 0.6)) | (rng.random(depth_m.shape) < appearance.dropout_probability)
+    holes |= background.reshape(height, width)
     depth = np.where(holes | ~np.isfinite(depth_mm), 0.0, np.clip(depth_mm, 0.0, 65535.0))
     return rgb, np.round(depth).astype(np.uint16)

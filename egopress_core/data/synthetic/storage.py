@@ -20,6 +20,7 @@ Layout::
         camera_from_world.npy (T, 4, 4)   float64, world = pad frame (z = 0 pad plane, +z down)
         intrinsics.npy    (3, 3)          float64
         force_n.npy       (T,)            float32, total normal force (pad integral)
+        target_force_n.npy (T,)           float32, the force the gesture commanded
       seq_00001/ ...
 
 Each array is a plain ``.npy`` file opened memory-mapped, so a data set larger than RAM is read
@@ -57,6 +58,7 @@ FRAME_ARRAYS = (
     "transl",
     "camera_from_world",
     "force_n",
+    "target_force_n",
 )
 
 
@@ -125,6 +127,10 @@ class SyntheticSequence:
 
     def __len__(self) -> int:
         return int(self.meta["frames"])
+
+    def annotation_flags(self) -> np.ndarray:
+        """(T,) bool: every synthetic frame carries full ground truth."""
+        return np.ones(len(self), dtype=bool)
 
     def __getstate__(self) -> dict:
         # Memory maps are reopened in each DataLoader worker rather than pickled.
