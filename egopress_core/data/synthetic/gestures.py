@@ -166,6 +166,7 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         pitch = rng.uniform(-0.08, 0.0)  # heel of the hand slightly first
         profile = press_profile(rng, num_frames, rng.uniform(5.0, 25.0))
         flat = {finger: _curled(rng, 0.02) for finger in FINGERS}
+        flat["thumb"] = (-0.35, -0.2, 0.0)  # lifted off the pad, out of the palm's way
         curls = [flat] * num_frames
     elif name == "drag":
         base = {f: _curled(rng, 0.9) for f in FINGERS}
