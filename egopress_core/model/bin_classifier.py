@@ -1,0 +1,284 @@
+"""PressureVision-style discrete baseline: a per-frame encoder-decoder that classifies every UV
+texel into 9 pressure bins.
+
+PressureVision (Grady et al., 2022) and PressureVision++ estimate pressure per frame, independent
+of its neighbours in time, as one of the classes [0, 0.5, 1, 2, 4, 8, 16, 32, 64] kPa (bin edges)
+and decode a class to its bin centre (0, 0.75, 1.5, 3, 6, 12, 24, 48, 80 kPa). This model is that
+estimator on EgoPressDiff's inputs, one frame at a time: RGB, depth, rendered skeleton maps and
+the hand's vertices in, a UV map of class logits out. Trained with a soft cross-entropy: the
+target puts Gaussian mass on the ordinal bins around the true pressure's (continuous) bin
+position, so neighbouring classes are penalised less than distant ones.
+
+The interface matches :class:`~egopress_core.model.EgoPressDiff` where the training loop,
+validation and evaluation use it: ``build_conditions``, ``compute_loss``, ``sample`` (kPa, with
+the sampler arguments accepted and unused: the classifier is deterministic and takes one step),
+``save_pretrained`` / ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from egopress_core.conditioning import NUM_POSE_CHANNELS, EgoPressConditions, build_conditions
+from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
+from egopress_core.model.egopressdiff import LossOutput
+from egopress_core.model.vertex_encoder import normalize_vertices
+
+CHECKPOINT_FORMAT = "egopress-bin-classifier"
+CHECKPOINT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
+
+
+@dataclass
+class BinClassifierConfig:
+    """Sizes of the per-frame baseline.
+
+    num_frames: window length of the batches it is trained and evaluated on (frames are
+        processed independently; kept so windows are checked like EgoPressDiff's).
+    image_size, uv_size, uv_layout: as in :class:`~egopress_core.model.EgoPressDiffConfig`.
+    pose_sigma_px, depth_clip_m: conditioning, as in EgoPressDiff.
+    encoder_channels: widths of the stride-2 conv stages over the stacked image inputs.
+    vertex_hidden_dim: width of the per-frame PointNet over vertices.
+    decoder_channels: widths of the upsampling stages from a 4x4 UV seed to ``uv_size``.
+    soft_label_sigma_bins: std of the Gaussian soft label, in bins.
+    """
+
+    num_frames: int = 16
+    image_size: tuple[int, int] = (64, 64)
+    uv_size: tuple[int, int] = (32, 32)
+    uv_layout: str = "egopress_hand"
+    pose_sigma_px: float = 1.5
+    depth_clip_m: float = 0.15
+    encoder_channels: tuple[int, ...] = (32, 64, 128, 256)
+    vertex_hidden_dim: int = 128
+    decoder_channels: tuple[int, ...] = (128, 64, 32)
+    soft_label_sigma_bins: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)
+        self.uv_size = tuple(self.uv_size)
+        self.encoder_channels = tuple(self.encoder_channels)
+        self.decoder_channels = tuple(self.decoder_channels)
+        for name in ("num_frames", "vertex_hidden_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("image_size", "uv_size", "encoder_channels", "decoder_channels"):
+            value = getattr(self, name)
+            if not value or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value):
+                raise ConfigError(f"{name} must be positive integers; got {value!r}")
+        if len(self.image_size) != 2 or len(self.uv_size) != 2:
+            raise ConfigError(f"image_size and uv_size must be (height, width); got {self.image_size}, {self.uv_size}")
+        seed = 4 * 2 ** len(self.decoder_channels)
+        if self.uv_size != (seed, seed):
+            raise ConfigError(
+                f"uv_size must be ({seed}, {seed}) for {len(self.decoder_channels)} decoder stages "
+                f"(a 4x4 seed doubled per stage); got {self.uv_size}"
+            )
+        for name in ("pose_sigma_px", "depth_clip_m", "soft_label_sigma_bins"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name} must be > 0; got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "BinClassifierConfig":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown BinClassifierConfig keys {sorted(unknown)}")
+        return cls(**values)
+
+
+def soft_bin_targets(pressure_kpa: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+    """(...,) kPa -> (..., 9) soft class distribution.
+
+    The continuous bin position interpolates linearly between bin centres (so 0.75 kPa sits on
+    class 1, 1.125 kPa halfway between classes 1 and 2); the target is a Gaussian over class
+    indices around it, normalised.
+    """
+    centres = torch.tensor(PRESSURE_BIN_CENTRES_KPA, dtype=pressure_kpa.dtype, device=pressure_kpa.device)
+    clamped = pressure_kpa.clamp(0.0, float(centres[-1]))
+    upper = torch.bucketize(clamped, centres).clamp(1, NUM_BINS - 1)
+    low_centre, high_centre = centres[upper - 1], centres[upper]
+    position = (upper - 1).to(pressure_kpa.dtype) + (clamped - low_centre) / (high_centre - low_centre)
+    classes = torch.arange(NUM_BINS, dtype=pressure_kpa.dtype, device=pressure_kpa.device)
+    logits = -0.5 * ((classes - position[..., None]) / sigma_bins) ** 2
+    return logits.softmax(dim=-1)
+
+
+def _conv_block(width_in: int, width_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1),
+        nn.GroupNorm(math.gcd(8, width_out), width_out),
+        nn.SiLU(),
+    )
+
+
+class PerFrameBinClassifier(nn.Module):
+    """The discrete per-frame baseline (see the module docstring).
+
+    Args:
+        config: a validated :class:`BinClassifierConfig`.
+    """
+
+    def __init__(self, config: BinClassifierConfig) -> None:
+        super().__init__()
+        if not isinstance(config, BinClassifierConfig):
+            raise ConfigError(f"config must be a BinClassifierConfig; got {type(config).__name__}")
+        self.config = config
+        in_channels = 3 + 2 + NUM_POSE_CHANNELS
+        stages, width = [], in_channels
+        for channels in config.encoder_channels:
+            stages.append(_conv_block(width, channels, stride=2))
+            width = channels
+        self.encoder = nn.Sequential(*stages)
+        hidden = config.vertex_hidden_dim
+        self.vertex_mlp = nn.Sequential(
+            nn.Linear(3, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+        )
+        seed_channels = config.decoder_channels[0]
+        # Image space and UV space are not aligned: the pooled frame code is mapped to a UV seed
+        # by a dense layer, and a learned UV embedding tells the decoder which texel is which.
+        self.to_seed = nn.Linear(width + hidden, seed_channels * 16)
+        self.uv_embedding = nn.Parameter(torch.zeros(1, seed_channels, 4, 4))
+        decoder, width = [], seed_channels
+        for channels in config.decoder_channels:
+            decoder += [nn.Upsample(scale_factor=2, mode="nearest"), _conv_block(width, channels, stride=1)]
+            width = channels
+        self.decoder = nn.Sequential(*decoder)
+        self.head = nn.Conv2d(width, NUM_BINS, 3, padding=1)
+        self.register_buffer("bin_centres", torch.tensor(PRESSURE_BIN_CENTRES_KPA), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def build_conditions(self, batch: Mapping[str, torch.Tensor]) -> EgoPressConditions:
+        """Window batch -> conditions, exactly as EgoPressDiff builds them."""
+        conditions = build_conditions(batch, self.config.pose_sigma_px, self.config.depth_clip_m).to(self.device)
+        if conditions.image_size != self.config.image_size or conditions.uv_size != self.config.uv_size:
+            raise DataError(
+                f"batch has images {conditions.image_size} and UV maps {conditions.uv_size}; the model was "
+                f"built for {self.config.image_size} and {self.config.uv_size}"
+            )
+        return conditions
+
+    def forward(self, conditions: EgoPressConditions) -> torch.Tensor:
+        """Class logits of every frame.
+
+        Args:
+            conditions: B windows of T frames.
+        Returns:
+            (B, T, 9, Hu, Wu) logits.
+        """
+        batch, frames = conditions.batch_size, conditions.num_frames
+        # 1. Stack the per-frame image inputs and encode them.
+        images = torch.cat([conditions.rgb, conditions.depth, conditions.pose_maps], dim=2).flatten(0, 1)
+        image_code = self.encoder(images).mean(dim=(2, 3))  # (B*T, C)
+        # 2. PointNet over the frame's normalised vertices (zero on frames without a hand).
+        vertices = normalize_vertices(conditions.vertices)
+        vertex_code = self.vertex_mlp(vertices).amax(dim=2).flatten(0, 1)  # (B*T, D)
+        vertex_code = vertex_code * conditions.frame_valid.flatten()[:, None].to(vertex_code.dtype)
+        # 3. Decode a UV map of logits.
+        seed = self.to_seed(torch.cat([image_code, vertex_code], dim=1)).view(batch * frames, -1, 4, 4)
+        logits = self.head(self.decoder(seed + self.uv_embedding))
+        return logits.view(batch, frames, NUM_BINS, *self.config.uv_size)
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | int | None = None) -> LossOutput:
+        """Soft cross-entropy over the annotated frames, hand texels weighted twice (1 + M_uv)
+        like EgoPressDiff's loss. ``generator`` is unused (the loss is deterministic)."""
+        conditions = self.build_conditions(batch)
+        pressure = batch["uv_pressure_kpa"].to(self.device).float()[:, :, 0]  # (B, T, Hu, Wu)
+        valid = conditions.frame_valid
+        if not bool(torch.isfinite(pressure[valid]).all()):
+            raise DataError("uv_pressure_kpa contains NaN or infinite values on frames marked valid")
+        pressure = torch.where(valid[:, :, None, None], pressure, torch.zeros_like(pressure))
+        logits = self(conditions)
+        targets = soft_bin_targets(pressure, self.config.soft_label_sigma_bins).movedim(-1, 2)
+        cross_entropy = -(targets * F.log_softmax(logits, dim=2)).sum(dim=2)  # (B, T, Hu, Wu)
+        weight = 1.0 + conditions.uv_mask  # (B, 1, Hu, Wu)
+        frame_weight = valid.to(cross_entropy.dtype)
+        per_frame = (cross_entropy * weight).mean(dim=(2, 3))
+        loss = (per_frame * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
+        with torch.no_grad():
+            decoded = self._decode(logits, conditions.uv_mask)
+            mse = ((decoded - pressure).square().mean(dim=(2, 3)) * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
+        return LossOutput(loss=loss, mse=mse, timesteps=torch.zeros(conditions.batch_size, dtype=torch.long))
+
+    def _decode(self, logits: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
+        pressure = self.bin_centres[logits.argmax(dim=2)]  # (B, T, Hu, Wu)
+        return pressure * (uv_mask > 0.5).to(pressure.dtype)
+
+    @torch.no_grad()
+    def sample(self, conditions: EgoPressConditions, num_inference_steps: int = 1, scheduler: str = "ddim",
+               guidance_scale: float = 1.0, generator: torch.Generator | int | None = None,
+               init_latents: torch.Tensor | None = None, strength: float = 1.0, progress: bool = False) -> torch.Tensor:
+        """UV pressure of B windows: (B, T, 1, Hu, Wu) kPa, bin centres, zero off the hand mask.
+
+        The diffusion sampler's arguments are accepted so the model drops into the same
+        evaluation code, and have no effect.
+        """
+        conditions = conditions.validate().to(self.device)
+        return self._decode(self(conditions), conditions.uv_mask)[:, :, None]
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
+        document = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config.to_dict()}
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging-"))
+        try:
+            save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
+            (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+            os.replace(staging / WEIGHTS_NAME, directory / WEIGHTS_NAME)
+            os.replace(staging / CONFIG_NAME, directory / CONFIG_NAME)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, expected_uv_layout: str | None = None,
+                        map_location: str | torch.device = "cpu") -> "PerFrameBinClassifier":
+        """Load a checkpoint written by :meth:`save_pretrained`; :class:`CheckpointError` on any mismatch."""
+        from safetensors.torch import load_file
+
+        path = Path(directory) / CONFIG_NAME
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"cannot read {path}: {error}") from error
+        if document.get("format") != CHECKPOINT_FORMAT or document.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} is not a version-{CHECKPOINT_VERSION} {CHECKPOINT_FORMAT} checkpoint")
+        try:
+            config = BinClassifierConfig.from_dict(document["config"])
+        except (ConfigError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path} holds an invalid config: {error}") from error
+        if expected_uv_layout is not None and config.uv_layout != expected_uv_layout:
+            raise CheckpointError(f"checkpoint {directory} is for UV layout {config.uv_layout!r}, not {expected_uv_layout!r}")
+        model = cls(config)
+        try:
+            model.load_state_dict(load_file(os.fspath(Path(directory) / WEIGHTS_NAME)))
+        except Exception as error:  # missing file, corrupt header or other shapes
+            raise CheckpointError(f"cannot load weights from {directory}: {error}") from error
+        return model.to(map_location)
+

@@ -1,0 +1,92 @@
+"""The PressureVision-style per-frame baseline: soft labels, shapes, training signal, checkpoints."""
+
+import pytest
+import torch
+
+from egopress_core.errors import CheckpointError, ConfigError
+from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
+from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier, soft_bin_targets
+from model_batches import make_window_batch
+
+TINY = dict(num_frames=4, image_size=(32, 32), uv_size=(16, 16), encoder_channels=(8, 16), vertex_hidden_dim=16,
+            decoder_channels=(16, 8))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_soft_targets_peak_at_the_right_bin_and_interpolate():
+    targets = soft_bin_targets(torch.tensor([0.0, 0.75, 6.0, 500.0, 1.125]), sigma_bins=0.5)
+    assert torch.allclose(targets.sum(-1), torch.ones(5))
+    assert targets.argmax(-1)[:4].tolist() == [0, 1, 4, 8]
+    # halfway between the centres of classes 1 (0.75) and 2 (1.5): equal mass on both
+    assert targets[4, 1] == pytest.approx(float(targets[4, 2]), rel=1e-5)
+
+
+def test_forward_shapes_and_decoding_to_bin_centres():
+    config = BinClassifierConfig(**TINY)
+    model = PerFrameBinClassifier(config)
+    batch = make_window_batch(config, batch_size=2)
+    conditions = model.build_conditions(batch)
+    assert model(conditions).shape == (2, 4, 9, 16, 16)
+    pressure = model.sample(conditions)
+    assert pressure.shape == (2, 4, 1, 16, 16)
+    assert set(pressure.unique().tolist()) <= set(PRESSURE_BIN_CENTRES_KPA)
+    assert (pressure[:, :, 0][:, :, batch["uv_mask"][0] == 0] == 0).all()
+
+
+def test_frames_are_independent():
+    config = BinClassifierConfig(**TINY)
+    model = PerFrameBinClassifier(config).eval()
+    batch = make_window_batch(config, batch_size=1)
+    logits = model(model.build_conditions(batch))
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["rgb"][:, 2] = torch.rand_like(changed["rgb"][:, 2])
+    other = model(model.build_conditions(changed))
+    assert torch.equal(logits[:, :2], other[:, :2]) and torch.equal(logits[:, 3:], other[:, 3:])
+    assert not torch.equal(logits[:, 2], other[:, 2])
+
+
+def test_loss_falls_when_fitting_one_batch():
+    torch.manual_seed(0)
+    config = BinClassifierConfig(**TINY)
+    model = PerFrameBinClassifier(config)
+    batch = make_window_batch(config, batch_size=2)
+    # A contact blob on the hand, as pressure maps look (the batch helper's is texel noise).
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    blob = 40.0 * torch.exp(-((rows - 6) ** 2 + (cols - 9) ** 2) / 8.0) * batch["uv_mask"][0]
+    batch["uv_pressure_kpa"] = blob.expand_as(batch["uv_pressure_kpa"]).clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        first = float(model.compute_loss(batch).loss)
+    for _ in range(80):
+        optimizer.zero_grad()
+        output = model.compute_loss(batch)
+        output.loss.backward()
+        optimizer.step()
+    assert float(output.loss) < 0.5 * first
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    config = BinClassifierConfig(**TINY, uv_layout="layout-a")
+    model = PerFrameBinClassifier(config).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_uv_layout="layout-a").eval()
+    batch = make_window_batch(config, batch_size=1)
+    assert torch.equal(model(model.build_conditions(batch)), loaded(loaded.build_conditions(batch)))
+    with pytest.raises(CheckpointError, match="UV layout"):
+        PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_uv_layout="layout-b")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        PerFrameBinClassifier.from_pretrained(tmp_path / "missing")
+
+
+def test_config_validation_names_the_argument():
+    with pytest.raises(ConfigError, match="uv_size"):
+        BinClassifierConfig(uv_size=(24, 24), decoder_channels=(16, 8))
+    with pytest.raises(ConfigError, match="vertex_hidden_dim"):
+        BinClassifierConfig(vertex_hidden_dim=0)
