@@ -171,3 +171,11 @@ def test_windows_over_synthetic_data(dataset_root):
     assert item["rgb"].shape == (8, 3, 32, 32)
     assert item["uv_pressure_kpa"].shape == (8, 1, 24, 24)
     assert bool(item["valid"].all())
+
+
+def test_parallel_workers_give_the_same_data(dataset_root, tmp_path):
+    config = SynthConfig(sequences=2, seed=7, gestures=("single_press", "palm_press", "hover"), **SMALL)
+    generate_dataset(config, tmp_path, workers=2, progress=False)
+    for name in ("seq_00000", "seq_00001"):
+        for array in ("rgb", "uv_pressure_kpa", "vertices"):
+            assert np.array_equal(np.load(tmp_path / name / f"{array}.npy"), np.load(dataset_root / name / f"{array}.npy"))

@@ -23,6 +23,7 @@ number of workers or on resuming.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -312,6 +313,10 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     return arrays, meta
 
 
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
 def _generate_and_write(config: SynthConfig, root: str, index: int) -> str:
     arrays, meta = generate_sequence(config, index)
     storage.write_sequence(Path(root), index, arrays, meta)
@@ -360,7 +365,10 @@ def generate_dataset(config: SynthConfig, out: str | os.PathLike, workers: int =
             _generate_and_write(config, str(root), index)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Spawned, not forked: a fork of a process whose torch/open3d thread pools are running
+        # can deadlock in the child. Each worker renders single-threaded.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
             for _ in pool.map(_generate_and_write, [config] * len(todo), [str(root)] * len(todo), todo):
                 bar.update()
     bar.close()

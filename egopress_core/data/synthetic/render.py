@@ -69,6 +69,36 @@ def _pad_colour(points_world: np.ndarray, appearance: Appearance) -> np.ndarray:
     return np.where(inside[:, None], pad, table)
 
 
+def _rays_hit_box(origins: np.ndarray, directions: np.ndarray, box_min: np.ndarray, box_max: np.ndarray) -> np.ndarray:
+    """(N,) bool: whether each ray (t >= 0) passes through the axis-aligned box (slab test)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = 1.0 / directions
+        t0 = (box_min - origins) * inverse
+        t1 = (box_max - origins) * inverse
+    t_near = np.nanmax(np.minimum(t0, t1), axis=1)
+    t_far = np.nanmin(np.maximum(t0, t1), axis=1)
+    return (t_far >= np.maximum(t_near, 0.0)) & np.isfinite(t_far)
+
+
+def _cast(scene, origins: np.ndarray, directions: np.ndarray, selected: np.ndarray) -> dict[str, np.ndarray]:
+    """Casts only the selected rays; the others report no hit (t_hit = inf)."""
+    count = len(origins)
+    result = {
+        "t_hit": np.full(count, np.inf),
+        "primitive_ids": np.zeros(count, dtype=np.int64),
+        "primitive_uvs": np.zeros((count, 2)),
+        "primitive_normals": np.zeros((count, 3)),
+    }
+    if selected.any():
+        rays = np.concatenate([origins[selected], directions[selected]], axis=1).astype(np.float32)
+        hits = scene.cast_rays(o3d.core.Tensor(rays))
+        result["t_hit"][selected] = hits["t_hit"].numpy()
+        result["primitive_ids"][selected] = np.where(np.isfinite(hits["t_hit"].numpy()), hits["primitive_ids"].numpy().astype(np.int64), 0)
+        result["primitive_uvs"][selected] = hits["primitive_uvs"].numpy()
+        result["primitive_normals"][selected] = hits["primitive_normals"].numpy()
+    return result
+
+
 def render_rgbd(
     vertices_world: np.ndarray,
     faces: np.ndarray,
@@ -102,9 +132,12 @@ def render_rgbd(
     pixels = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
     directions_camera = pixels @ np.linalg.inv(intrinsics).T
     directions = directions_camera @ rotation  # == (rotation.T @ d.T).T
-    rays = np.concatenate([np.broadcast_to(origin, directions.shape), directions], axis=1)
-    hits = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
-    hand_t = hits["t_hit"].numpy().astype(np.float64)
+    box_min, box_max = surface.min(axis=0) - 1e-3, surface.max(axis=0) + 1e-3
+    origins = np.broadcast_to(origin, directions.shape)
+    # Only rays that pass through the hand's bounding box can hit it (typically a few percent).
+    near_hand = _rays_hit_box(origins, directions, box_min, box_max)
+    hits = _cast(scene, origins, directions, near_hand)
+    hand_t = hits["t_hit"]
     # The pad plane z = 0 is intersected analytically (rays point down into it: d_z > 0).
     pad_t = np.where(directions[:, 2] > 1e-9, -origin[2] / np.maximum(directions[:, 2], 1e-9), np.inf)
     on_hand = hand_t < pad_t
@@ -117,12 +150,11 @@ def render_rgbd(
     # 2. Surface attributes: normals, and pressure interpolated inside each hit triangle.
     normals = np.zeros_like(points)
     normals[:, 2] = -1.0  # the pad faces up (-z)
-    hand_normals = hits["primitive_normals"].numpy()
-    normals[on_hand] = hand_normals[on_hand]
+    normals[on_hand] = hits["primitive_normals"][on_hand]
     flip = np.einsum("ij,ij->i", normals, directions) > 0  # light both sides of thin parts
     normals[flip] *= -1.0
-    primitive = np.where(on_hand, hits["primitive_ids"].numpy().astype(np.int64), 0)
-    barycentric_uv = hits["primitive_uvs"].numpy()
+    primitive = np.where(on_hand, hits["primitive_ids"], 0)
+    barycentric_uv = hits["primitive_uvs"]
     corner_pressure = vertex_pressure_kpa[faces[primitive]]  # (N, 3)
     weights = np.stack(
         [1.0 - barycentric_uv[:, 0] - barycentric_uv[:, 1], barycentric_uv[:, 0], barycentric_uv[:, 1]],
@@ -132,12 +164,10 @@ def render_rgbd(
 
     # 3. Shading: Lambert + ambient, with cast shadows from the hand.
     towards_light = -appearance.light_direction_world
-    shadow_rays = np.concatenate(
-        [points + 1e-4 * normals, np.broadcast_to(towards_light, points.shape)], axis=1
-    )
-    shadowed = np.isfinite(
-        scene.cast_rays(o3d.core.Tensor(shadow_rays.astype(np.float32)))["t_hit"].numpy()
-    )
+    shadow_origins = points + 1e-4 * normals
+    shadow_directions = np.broadcast_to(towards_light, points.shape)
+    may_be_shadowed = _rays_hit_box(shadow_origins, shadow_directions, box_min, box_max) & ~background
+    shadowed = np.isfinite(_cast(scene, shadow_origins, shadow_directions, may_be_shadowed)["t_hit"])
     diffuse = np.clip(normals @ towards_light, 0.0, None) * ~shadowed
     shading = appearance.ambient + (1.0 - appearance.ambient) * diffuse
     blanching = 1.0 - np.exp(-pressure / BLANCHING_PRESSURE_KPA)
