@@ -1,0 +1,532 @@
+"""Sensor window -> EgoPressDiff conditions (sensors -> hand -> conditioning -> model).
+
+A window batch (from the clip-window data set, the live node or the rosbag labeller) is a dict of
+tensors:
+
+- ``rgb`` (B, T, 3, H, W) float in [0, 1];
+- ``depth_m`` (B, T, 1, H, W) metres aligned to ``rgb``, 0 where the sensor has no reading;
+- ``intrinsics`` (B, T, 3, 3) pinhole K of the (resized) colour image;
+- ``joints`` (B, T, 21, 3) metres, camera frame, OpenPose hand order;
+- ``vertices`` (B, T, V, 3) metres, camera frame, any topology;
+- ``valid`` (B, T) bool: frames with a hand annotation (joints, vertices, pressure);
+- ``uv_mask`` (B, 1, Hu, Wu) or (1, Hu, Wu) or (Hu, Wu): texels that lie on the hand;
+- ``uv_pressure_kpa`` (B, T, 1, Hu, Wu) kPa, the training target (not a condition);
+- optional ``uv_geometry`` (B, T, 5, Hu, Wu), see :func:`uv_geometry_from_mesh`.
+
+This module turns that into an :class:`EgoPressConditions`: RGB for the image encoder, depth
+normalised around the hand, rendered 2D skeleton maps for PoseNet, vertices for the Vertex
+Encoder; and maps pressure in kPa to the model's [-1, 1] space and back
+(:class:`PressureNormalizer`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from egopress_core.errors import ConfigError, DataError
+
+NUM_HAND_JOINTS = 21
+
+# OpenPose hand order: 0 wrist; thumb 1-4, index 5-8, middle 9-12, ring 13-16, little 17-20
+# (MCP/CMC, PIP, DIP, tip). One bone per (parent, child) pair: 5 fingers x 4 bones.
+HAND_BONES: tuple[tuple[int, int], ...] = tuple(
+    pair
+    for finger in range(5)
+    for pair in (
+        (0, 1 + 4 * finger),
+        (1 + 4 * finger, 2 + 4 * finger),
+        (2 + 4 * finger, 3 + 4 * finger),
+        (3 + 4 * finger, 4 + 4 * finger),
+    )
+)
+NUM_POSE_CHANNELS = len(HAND_BONES)  # one soft line map per bone
+
+# UV-aligned geometry channels (beyond the paper): sampled RGB (3), observed minus mesh depth (1),
+# visibility (1).
+UV_GEOMETRY_CHANNELS = 5
+
+# Points closer than this to the camera plane are not projected (behind or at the camera).
+_MIN_PROJECTION_DEPTH_M = 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# Pose maps
+# ----------------------------------------------------------------------------------------------
+
+
+def project_points(points: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pinhole projection of camera-frame points.
+
+    Args:
+        points: (..., N, 3) metres, camera frame (+z forward).
+        intrinsics: (..., 3, 3) K matrices (pixel coordinates: integer = pixel centre).
+
+    Returns:
+        pixels: (..., N, 2) (u, v) pixel coordinates; arbitrary where not in front.
+        in_front: (..., N) bool, z > 1 mm.
+    """
+    z = points[..., 2]
+    in_front = z > _MIN_PROJECTION_DEPTH_M
+    safe_z = torch.where(in_front, z, torch.ones_like(z))
+    normalised = points[..., :2] / safe_z[..., None]
+    fx = intrinsics[..., 0, 0, None]
+    fy = intrinsics[..., 1, 1, None]
+    cx = intrinsics[..., 0, 2, None]
+    cy = intrinsics[..., 1, 2, None]
+    skew = intrinsics[..., 0, 1, None]
+    u = fx * normalised[..., 0] + skew * normalised[..., 1] + cx
+    v = fy * normalised[..., 1] + cy
+    return torch.stack([u, v], dim=-1), in_front
+
+
+def render_pose_maps(
+    joints: torch.Tensor,
+    intrinsics: torch.Tensor,
+    image_size: tuple[int, int],
+    sigma: float = 1.5,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Render the 2D hand skeleton as one soft line map per bone.
+
+    Each map is ``exp(-d^2 / (2 sigma^2))`` with ``d`` the pixel's distance to the projected
+    bone segment, so a bone is a Gaussian-profiled line of peak 1. Bones with an endpoint behind
+    the camera, and all bones of invalid frames, are empty.
+
+    Args:
+        joints: (B, T, 21, 3) metres, camera frame, OpenPose hand order.
+        intrinsics: (B, T, 3, 3) K of the image the maps align with.
+        image_size: (H, W) of the maps.
+        sigma: line half-width in pixels (Gaussian standard deviation).
+        valid: optional (B, T) bool; frames marked False get empty maps.
+
+    Returns:
+        (B, T, 20, H, W) float maps in [0, 1], one channel per :data:`HAND_BONES` entry.
+    """
+    if joints.ndim != 4 or joints.shape[-2:] != (NUM_HAND_JOINTS, 3):
+        raise DataError(f"joints must have shape (B, T, 21, 3); got {tuple(joints.shape)}")
+    if intrinsics.shape != (*joints.shape[:2], 3, 3):
+        raise DataError(
+            f"intrinsics must have shape {(*joints.shape[:2], 3, 3)} to match joints; "
+            f"got {tuple(intrinsics.shape)}"
+        )
+    if not sigma > 0:
+        raise ConfigError(f"sigma must be > 0 pixels; got {sigma}")
+    height, width = int(image_size[0]), int(image_size[1])
+    batch, frames = joints.shape[:2]
+    dtype = joints.dtype if joints.dtype.is_floating_point else torch.float32
+
+    # 1. Project the joints and gather bone endpoints: (B, T, 20, 2) each.
+    pixels, in_front = project_points(joints.to(dtype), intrinsics.to(dtype))
+    parents = torch.tensor([p for p, _ in HAND_BONES], device=joints.device)
+    children = torch.tensor([c for _, c in HAND_BONES], device=joints.device)
+    start, end = pixels[:, :, parents], pixels[:, :, children]
+    bone_visible = in_front[:, :, parents] & in_front[:, :, children]
+    if valid is not None:
+        bone_visible = bone_visible & valid.to(torch.bool)[:, :, None]
+
+    # 2. Distance of every pixel centre to every segment: clamp the projection parameter to [0, 1].
+    ys = torch.arange(height, device=joints.device, dtype=dtype)
+    xs = torch.arange(width, device=joints.device, dtype=dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(1, 1, 1, -1, 2)
+    direction = (end - start)[..., None, :]  # (B, T, 20, 1, 2)
+    length_sq = (direction**2).sum(-1).clamp_min(1e-12)
+    offset = grid - start[..., None, :]  # (B, T, 20, HW, 2)
+    t = ((offset * direction).sum(-1) / length_sq).clamp(0.0, 1.0)
+    distance_sq = ((offset - t[..., None] * direction) ** 2).sum(-1)
+
+    # 3. Gaussian line profile, empty where the bone is not visible.
+    maps = torch.exp(-distance_sq / (2.0 * sigma**2)) * bone_visible[..., None].to(dtype)
+    return maps.reshape(batch, frames, NUM_POSE_CHANNELS, height, width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Depth
+# ----------------------------------------------------------------------------------------------
+
+
+def hand_reference_depth(joints: torch.Tensor, valid: torch.Tensor, depth_m: torch.Tensor) -> torch.Tensor:
+    """Depth each frame's depth map is normalised around: the hand's median joint depth.
+
+    Frames without a valid hand use the median reference of the window's valid frames (the hand
+    rarely jumps in depth within a window); windows without any valid frame fall back to the
+    frame's median observed depth (0 where nothing is observed).
+
+    Args:
+        joints: (B, T, 21, 3) metres, camera frame.
+        valid: (B, T) bool.
+        depth_m: (B, T, 1, H, W) metres, 0 = missing.
+
+    Returns:
+        (B, T) metres.
+    """
+    valid = valid.to(torch.bool)
+    joint_median = joints[..., 2].median(dim=-1).values  # (B, T)
+    window_median = torch.stack(
+        [
+            row[mask].median() if bool(mask.any()) else row.new_tensor(float("nan"))
+            for row, mask in zip(joint_median, valid)
+        ]
+    )  # (B,)
+    observed = depth_m.flatten(2)
+    observed = torch.where(observed > 0, observed, torch.full_like(observed, float("nan")))
+    observed_median = observed.nanmedian(dim=-1).values.nan_to_num(0.0)  # (B, T)
+    fallback = torch.where(window_median.isnan()[:, None], observed_median, window_median[:, None])
+    return torch.where(valid, joint_median, fallback)
+
+
+def normalize_depth(depth_m: torch.Tensor, reference_m: torch.Tensor, clip_m: float) -> torch.Tensor:
+    """Depth relative to the hand, scaled to [-1, 1], plus a validity channel.
+
+    Args:
+        depth_m: (B, T, 1, H, W) metres, 0 = missing.
+        reference_m: (B, T) metres, e.g. :func:`hand_reference_depth`.
+        clip_m: half-range in metres; offsets beyond +-clip_m saturate at +-1.
+
+    Returns:
+        (B, T, 2, H, W): channel 0 = clamp((depth - reference) / clip_m, -1, 1), 0 where missing;
+        channel 1 = 1 where the sensor has a reading, else 0.
+    """
+    if not clip_m > 0:
+        raise ConfigError(f"depth_clip_m must be > 0; got {clip_m}")
+    observed = depth_m > 0
+    relative = ((depth_m - reference_m[:, :, None, None, None]) / clip_m).clamp(-1.0, 1.0)
+    relative = torch.where(observed, relative, torch.zeros_like(relative))
+    return torch.cat([relative, observed.to(depth_m.dtype)], dim=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# UV-aligned geometry (beyond the paper)
+# ----------------------------------------------------------------------------------------------
+
+
+def uv_geometry_from_mesh(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    texel_face: torch.Tensor,
+    texel_barycentric: torch.Tensor,
+    rgb: torch.Tensor,
+    depth_m: torch.Tensor,
+    intrinsics: torch.Tensor,
+    depth_clip_m: float = 0.05,
+    visibility_tolerance_m: float = 0.01,
+) -> torch.Tensor:
+    """Per-texel image evidence, laid out on the UV atlas.
+
+    Each texel's surface point (barycentric mix of its face's posed vertices) is projected into
+    the camera; there the RGB image and the depth map are sampled bilinearly. A texel is visible
+    when it projects inside the image in front of the camera and the observed depth is not nearer
+    than the mesh by more than ``visibility_tolerance_m`` (nearer = occluded, e.g. by other
+    fingers or an object). A missing depth reading does not count as occlusion.
+
+    Args:
+        vertices: (B, T, V, 3) metres, camera frame.
+        faces: (F, 3) long vertex indices.
+        texel_face: (Hu, Wu) long face index per texel, -1 outside the hand.
+        texel_barycentric: (Hu, Wu, 3) barycentric weights per texel.
+        rgb: (B, T, 3, H, W) in [0, 1].
+        depth_m: (B, T, 1, H, W) metres, 0 = missing.
+        intrinsics: (B, T, 3, 3).
+        depth_clip_m: observed-minus-mesh depth is divided by this and clipped to [-1, 1].
+        visibility_tolerance_m: see above.
+
+    Returns:
+        (B, T, 5, Hu, Wu): RGB (3, zero where not visible), depth residual (1, zero where not
+        visible or no reading), visibility (1). Texels outside the hand are 0.
+    """
+    batch, frames, num_vertices = vertices.shape[:3]
+    height_uv, width_uv = texel_face.shape
+    height, width = rgb.shape[-2:]
+    on_hand = texel_face >= 0
+    if bool((texel_face >= faces.shape[0]).any()):
+        raise DataError(f"texel_face indexes face {int(texel_face.max())} but faces has {faces.shape[0]}")
+    if bool((faces >= num_vertices).any()):
+        raise DataError(f"faces index vertex {int(faces.max())} but vertices has {num_vertices}")
+
+    # 1. Texel surface points: (B, T, Hu*Wu, 3).
+    corner_ids = faces[texel_face.clamp_min(0).reshape(-1)]  # (Hu*Wu, 3)
+    corners = vertices[:, :, corner_ids]  # (B, T, Hu*Wu, 3, 3)
+    weights = texel_barycentric.reshape(1, 1, -1, 3, 1).to(vertices.dtype)
+    points = (corners * weights).sum(dim=3)
+
+    # 2. Project and sample the images at the texel's pixel (grid_sample's align_corners=True
+    #    convention maps -1/+1 to the first/last pixel centre).
+    pixels, in_front = project_points(points, intrinsics)
+    grid_x = pixels[..., 0] / max(width - 1, 1) * 2.0 - 1.0
+    grid_y = pixels[..., 1] / max(height - 1, 1) * 2.0 - 1.0
+    grid = torch.stack([grid_x, grid_y], dim=-1).reshape(batch * frames, 1, -1, 2)
+    inside = in_front & (grid_x.abs() <= 1.0) & (grid_y.abs() <= 1.0)
+    sampled_rgb = F.grid_sample(
+        rgb.flatten(0, 1), grid, mode="bilinear", padding_mode="border", align_corners=True
+    ).reshape(batch, frames, 3, -1)
+    # Nearest for depth: bilinear would blend foreground and background at silhouettes.
+    sampled_depth = F.grid_sample(
+        depth_m.flatten(0, 1), grid, mode="nearest", padding_mode="border", align_corners=True
+    ).reshape(batch, frames, -1)
+
+    # 3. Visibility and depth residual.
+    has_reading = sampled_depth > 0
+    residual = sampled_depth - points[..., 2]
+    occluded = has_reading & (residual < -visibility_tolerance_m)
+    visible = inside & ~occluded & on_hand.reshape(1, 1, -1)
+    visible_f = visible.to(rgb.dtype)
+    residual_channel = (residual / depth_clip_m).clamp(-1.0, 1.0) * (visible & has_reading).to(rgb.dtype)
+    geometry = torch.cat(
+        [sampled_rgb * visible_f[:, :, None], residual_channel[:, :, None], visible_f[:, :, None]], dim=2
+    )
+    return geometry.reshape(batch, frames, UV_GEOMETRY_CHANNELS, height_uv, width_uv)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pressure normalisation
+# ----------------------------------------------------------------------------------------------
+
+
+class PressureNormalizer:
+    """kPa <-> model space [-1, 1], logarithmic so low pressures keep resolution.
+
+    ``x = log1p(p / p0) / log1p(p_max / p0) * 2 - 1`` with pressure clamped to [0, p_max]; zero
+    pressure maps to -1. Decoding inverts it, clamps to [0, p_max] and zeroes texels outside
+    the UV hand mask.
+
+    Args:
+        reference_kpa: p0, the pressure scale where the map turns from linear to logarithmic.
+        max_kpa: p_max, the pressure mapped to +1.
+    """
+
+    def __init__(self, reference_kpa: float, max_kpa: float) -> None:
+        if not reference_kpa > 0:
+            raise ConfigError(f"pressure_reference_kpa must be > 0; got {reference_kpa}")
+        if not max_kpa > reference_kpa:
+            raise ConfigError(
+                f"pressure_max_kpa must exceed pressure_reference_kpa ({reference_kpa}); got {max_kpa}"
+            )
+        self.reference_kpa = float(reference_kpa)
+        self.max_kpa = float(max_kpa)
+        self._log_range = math.log1p(self.max_kpa / self.reference_kpa)
+
+    def encode(self, pressure_kpa: torch.Tensor) -> torch.Tensor:
+        """(..., Hu, Wu) kPa -> same shape in [-1, 1]."""
+        clamped = pressure_kpa.clamp(0.0, self.max_kpa)
+        return torch.log1p(clamped / self.reference_kpa) / self._log_range * 2.0 - 1.0
+
+    def decode(self, normalized: torch.Tensor, uv_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., Hu, Wu) model space -> kPa >= 0, zero where ``uv_mask`` (broadcastable) is 0."""
+        unit = ((normalized.clamp(-1.0, 1.0) + 1.0) * 0.5) * self._log_range
+        pressure = (torch.expm1(unit) * self.reference_kpa).clamp_min(0.0)
+        if uv_mask is not None:
+            pressure = pressure * (uv_mask > 0.5).to(pressure.dtype)
+        return pressure
+
+    def to_dict(self) -> dict[str, float]:
+        return {"reference_kpa": self.reference_kpa, "max_kpa": self.max_kpa}
+
+
+# ----------------------------------------------------------------------------------------------
+# Conditions
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EgoPressConditions:
+    """Everything EgoPressDiff is conditioned on, for a batch of windows.
+
+    Attributes:
+        rgb: (B, T, 3, H, W) in [0, 1].
+        depth: (B, T, 2, H, W) normalised depth and validity (:func:`normalize_depth`).
+        pose_maps: (B, T, 20, H, W) rendered bone maps (:func:`render_pose_maps`).
+        vertices: (B, T, V, 3) metres, camera frame; zero on invalid frames.
+        frame_valid: (B, T) bool, frames with a hand.
+        uv_mask: (B, 1, Hu, Wu) float, 1 on hand texels.
+        uv_geometry: optional (B, T, 5, Hu, Wu) (:func:`uv_geometry_from_mesh`).
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    pose_maps: torch.Tensor
+    vertices: torch.Tensor
+    frame_valid: torch.Tensor
+    uv_mask: torch.Tensor
+    uv_geometry: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[-2]), int(self.rgb.shape[-1])
+
+    @property
+    def uv_size(self) -> tuple[int, int]:
+        return int(self.uv_mask.shape[-2]), int(self.uv_mask.shape[-1])
+
+    def validate(self) -> EgoPressConditions:
+        """Check shapes agree and values are finite; raise :class:`DataError` naming the field."""
+        batch, frames = self.rgb.shape[:2]
+        height, width = self.rgb.shape[-2:]
+        expected = {
+            "rgb": (batch, frames, 3, height, width),
+            "depth": (batch, frames, 2, height, width),
+            "pose_maps": (batch, frames, NUM_POSE_CHANNELS, height, width),
+            "frame_valid": (batch, frames),
+        }
+        for name, shape in expected.items():
+            actual = tuple(getattr(self, name).shape)
+            if actual != shape:
+                raise DataError(f"conditions.{name} must have shape {shape}; got {actual}")
+        if (
+            self.vertices.ndim != 4
+            or tuple(self.vertices.shape[:2]) != (batch, frames)
+            or self.vertices.shape[-1] != 3
+        ):
+            raise DataError(
+                f"conditions.vertices must have shape ({batch}, {frames}, V, 3); "
+                f"got {tuple(self.vertices.shape)}"
+            )
+        if self.uv_mask.ndim != 4 or tuple(self.uv_mask.shape[:2]) != (batch, 1):
+            raise DataError(
+                f"conditions.uv_mask must have shape ({batch}, 1, Hu, Wu); got {tuple(self.uv_mask.shape)}"
+            )
+        if self.uv_geometry is not None:
+            shape = (batch, frames, UV_GEOMETRY_CHANNELS, *self.uv_size)
+            if tuple(self.uv_geometry.shape) != shape:
+                raise DataError(
+                    f"conditions.uv_geometry must have shape {shape}; got {tuple(self.uv_geometry.shape)}"
+                )
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if (
+                isinstance(value, torch.Tensor)
+                and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())
+            ):
+                raise DataError(f"conditions.{item.name} contains NaN or infinite values")
+        return self
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> EgoPressConditions:
+        """Move every tensor; ``dtype`` applies to floating-point tensors only."""
+
+        def move(value: torch.Tensor | None) -> torch.Tensor | None:
+            if value is None:
+                return None
+            if value.is_floating_point():
+                return value.to(device=device, dtype=dtype)
+            return value.to(device=device)
+
+        return EgoPressConditions(**{item.name: move(getattr(self, item.name)) for item in fields(self)})
+
+    def window(self, start: int, stop: int) -> EgoPressConditions:
+        """Frames [start, stop) of every per-frame field (uv_mask is shared)."""
+        per_frame = {
+            item.name: getattr(self, item.name)[:, start:stop]
+            for item in fields(self)
+            if item.name != "uv_mask" and getattr(self, item.name) is not None
+        }
+        return replace(self, **per_frame)
+
+
+def _uv_mask_batch(mask: torch.Tensor, batch: int) -> torch.Tensor:
+    """(Hu, Wu) | (1, Hu, Wu) | (B, 1, Hu, Wu) -> (B, 1, Hu, Wu) float."""
+    if mask.ndim == 2:
+        mask = mask[None, None]
+    elif mask.ndim == 3:
+        mask = mask[None]
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, batch):
+        raise DataError(
+            f"uv_mask must have shape (Hu, Wu), (1, Hu, Wu) or ({batch}, 1, Hu, Wu); got {tuple(mask.shape)}"
+        )
+    return mask.to(torch.float32).expand(batch, -1, -1, -1)
+
+
+def build_conditions(
+    batch: Mapping[str, torch.Tensor],
+    pose_sigma_px: float = 1.5,
+    depth_clip_m: float = 0.15,
+    reference_depth_m: torch.Tensor | None = None,
+) -> EgoPressConditions:
+    """Turn a window batch (see module docstring) into validated conditions.
+
+    Joints and vertices of frames with ``valid`` False are replaced by zeros before use (data
+    sources may leave NaN there); NaN anywhere else raises :class:`DataError`.
+
+    Args:
+        batch: the window batch dict.
+        pose_sigma_px: line width of the rendered skeleton (:func:`render_pose_maps`).
+        depth_clip_m: depth normalisation half-range (:func:`normalize_depth`).
+        reference_depth_m: optional (B, T) depth to normalise around; default
+            :func:`hand_reference_depth`.
+
+    Returns:
+        :class:`EgoPressConditions` on the batch's device.
+    """
+    required = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid", "uv_mask")
+    missing = [key for key in required if key not in batch]
+    if missing:
+        raise DataError(f"window batch is missing {missing}; it has {sorted(batch)}")
+    rgb = batch["rgb"]
+    if rgb.ndim != 5 or rgb.shape[2] != 3:
+        raise DataError(f"rgb must have shape (B, T, 3, H, W); got {tuple(rgb.shape)}")
+    num_batch, frames, _, height, width = rgb.shape
+    rgb = rgb.float()
+    depth_m = batch["depth_m"].float()
+    if depth_m.ndim == 4:
+        depth_m = depth_m[:, :, None]
+    if tuple(depth_m.shape) != (num_batch, frames, 1, height, width):
+        raise DataError(
+            f"depth_m must have shape {(num_batch, frames, 1, height, width)}; "
+            f"got {tuple(batch['depth_m'].shape)}"
+        )
+    valid = batch["valid"]
+    if tuple(valid.shape) != (num_batch, frames):
+        raise DataError(f"valid must have shape {(num_batch, frames)}; got {tuple(valid.shape)}")
+    valid = valid.to(torch.bool)
+    joints = batch["joints"].float()
+    vertices = batch["vertices"].float()
+    intrinsics = batch["intrinsics"].float()
+    if tuple(joints.shape) != (num_batch, frames, NUM_HAND_JOINTS, 3):
+        raise DataError(
+            f"joints must have shape {(num_batch, frames, NUM_HAND_JOINTS, 3)}; got {tuple(joints.shape)}"
+        )
+    if vertices.ndim != 4 or tuple(vertices.shape[:2]) != (num_batch, frames) or vertices.shape[-1] != 3:
+        raise DataError(
+            f"vertices must have shape ({num_batch}, {frames}, V, 3); got {tuple(vertices.shape)}"
+        )
+    if tuple(intrinsics.shape) != (num_batch, frames, 3, 3):
+        raise DataError(
+            f"intrinsics must have shape {(num_batch, frames, 3, 3)}; got {tuple(intrinsics.shape)}"
+        )
+
+    # Checked before use so a NaN never travels into the networks as garbage features.
+    for name, value in (("rgb", rgb), ("depth_m", depth_m), ("intrinsics", intrinsics)):
+        if not bool(torch.isfinite(value).all()):
+            raise DataError(f"{name} contains NaN or infinite values")
+    for name, value in (("joints", joints), ("vertices", vertices)):
+        if not bool(torch.isfinite(value[valid]).all()):
+            raise DataError(f"{name} contains NaN or infinite values on frames marked valid")
+    joints = torch.where(valid[:, :, None, None], joints, torch.zeros_like(joints))
+    vertices = torch.where(valid[:, :, None, None], vertices, torch.zeros_like(vertices))
+
+    if reference_depth_m is None:
+        reference_depth_m = hand_reference_depth(joints, valid, depth_m)
+    uv_geometry = batch.get("uv_geometry")
+    conditions = EgoPressConditions(
+        rgb=rgb,
+        depth=normalize_depth(depth_m, reference_depth_m.to(depth_m), depth_clip_m),
+        pose_maps=render_pose_maps(joints, intrinsics, (height, width), sigma=pose_sigma_px, valid=valid),
+        vertices=vertices,
+        frame_valid=valid,
+        uv_mask=_uv_mask_batch(batch["uv_mask"], num_batch).to(rgb.device),
+        uv_geometry=None if uv_geometry is None else uv_geometry.float(),
+    )
+    return conditions.validate()

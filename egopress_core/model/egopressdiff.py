@@ -1,0 +1,845 @@
+"""EgoPressDiff: conditional video diffusion over UV-pressure windows.
+
+Conditions (RGB, depth, rendered skeleton, mesh vertices) -> encoders -> video U-Net with
+Distribution-Calibrated spatial layers -> diffusers schedulers. One class for every size: the
+:class:`~egopress_core.model.config.EgoPressDiffConfig` decides pixel space vs VAE latents and a
+small conv vs the frozen CLIP image encoder.
+
+Training target: the normalised pressure latent (see ``PressureNormalizer``), noised by
+diffusers' ``DDPMScheduler``; loss ``|| (target - prediction) * (1 + M_uv) ||^2`` with M_uv the
+UV hand mask at latent resolution (hand texels count twice), averaged over frames that carry an
+annotation.
+
+Note on SVD weights: SVD's U-Net was trained with EDM preconditioning (continuous
+``0.25 log sigma`` noise labels); here it is fine-tuned with discrete DDPM timesteps, so its time
+embedding re-adapts during fine-tuning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+from tqdm.auto import tqdm
+
+from egopress_core.conditioning import (
+    NUM_POSE_CHANNELS,
+    EgoPressConditions,
+    PressureNormalizer,
+    build_conditions,
+)
+from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.model.config import CLIP_KEYS, VAE_KEYS, EgoPressDiffConfig, paper_config
+from egopress_core.model.features import FrameFeatures, WindowFeatures
+from egopress_core.model.image_encoder import CLIPImageEncoder, ConvImageEncoder
+from egopress_core.model.latent_codec import PixelLatentCodec, VAELatentCodec, resize_frames
+from egopress_core.model.pose_net import PoseNet
+from egopress_core.model.unet import NUM_ADDED_TIME_IDS, EgoPressUNet, svd_added_time_ids
+from egopress_core.model.vertex_encoder import VertexEncoder
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("ddim", "dpmsolver++", "euler")
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CHECKPOINT_FORMAT = "egopressdiff"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class LossOutput:
+    """loss: scalar mask-weighted loss; mse: scalar unweighted MSE (logging); timesteps: (B,)."""
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+    timesteps: torch.Tensor
+
+
+@dataclass
+class SVDTransferReport:
+    """What :meth:`EgoPressDiff.from_pretrained_svd` took from the SVD U-Net (parameter names)."""
+
+    loaded: list[str]
+    expanded: list[str]
+    initialised: list[str]
+
+
+def masked_diffusion_loss(
+    prediction: torch.Tensor, target: torch.Tensor, latent_mask: torch.Tensor, frame_weight: torch.Tensor
+) -> torch.Tensor:
+    """``|| (target - prediction) * (1 + M) ||^2``, mean over elements of the weighted frames.
+
+    Args:
+        prediction, target: (B, T, C, h, w).
+        latent_mask: (B, 1, h, w) UV hand mask at latent resolution, in [0, 1].
+        frame_weight: (B, T) 1 for frames that count (annotated), 0 otherwise.
+
+    Returns:
+        Scalar loss (0 when no frame counts).
+    """
+    weight = 1.0 + latent_mask[:, None]  # (B, 1, 1, h, w)
+    per_frame = ((target - prediction) * weight).square().mean(dim=(2, 3, 4))
+    frame_weight = frame_weight.to(per_frame.dtype)
+    return (per_frame * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
+
+
+def _as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
+    if isinstance(generator, int):
+        return torch.Generator().manual_seed(generator)
+    return generator
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) drawn on the generator's device, then moved (CPU generators drive GPU runs)."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source).to(device)
+
+
+class EgoPressDiff(nn.Module):
+    """The full model: encoders, video U-Net, noise schedule, sampler.
+
+    Args:
+        config: a validated :class:`EgoPressDiffConfig`.
+    """
+
+    def __init__(self, config: EgoPressDiffConfig) -> None:
+        super().__init__()
+        if not isinstance(config, EgoPressDiffConfig):
+            raise ConfigError(f"config must be an EgoPressDiffConfig; got {type(config).__name__}")
+        self.config = config
+        self.normalizer = PressureNormalizer(config.pressure_reference_kpa, config.pressure_max_kpa)
+
+        if config.latent_space == "vae":
+            self.codec: PixelLatentCodec | VAELatentCodec = VAELatentCodec(config.vae, config.uv_size)
+        else:
+            self.codec = PixelLatentCodec(config.uv_size)
+        if config.image_encoder == "clip":
+            self.image_encoder: ConvImageEncoder | CLIPImageEncoder = CLIPImageEncoder(
+                config.clip, config.clip_patch_tokens
+            )
+        else:
+            self.image_encoder = ConvImageEncoder(
+                config.cross_attention_dim, config.num_image_tokens, tuple(config.image_encoder_channels)
+            )
+        self.vertex_encoder = (
+            VertexEncoder(
+                config.vertex_hidden_dim,
+                config.cross_attention_dim,
+                config.num_vertex_tokens,
+                config.vertex_temporal_kernel_size,
+            )
+            if config.use_vertices
+            else None
+        )
+        self.pose_net = (
+            PoseNet(
+                NUM_POSE_CHANNELS,
+                config.unet_block_out_channels[0],
+                tuple(config.pose_net_channels),
+                PoseNet.downsamples_for(config.image_size, config.latent_size),
+            )
+            if config.use_pose_net
+            else None
+        )
+        self.unet = EgoPressUNet(
+            in_channels=config.unet_in_channels,
+            out_channels=config.latent_channels,
+            down_block_types=tuple(config.unet_down_block_types),
+            up_block_types=tuple(config.unet_up_block_types),
+            block_out_channels=tuple(config.unet_block_out_channels),
+            addition_time_embed_dim=config.unet_addition_time_embed_dim,
+            projection_class_embeddings_input_dim=NUM_ADDED_TIME_IDS * config.unet_addition_time_embed_dim,
+            layers_per_block=config.unet_layers_per_block,
+            cross_attention_dim=config.cross_attention_dim,
+            transformer_layers_per_block=config.unet_transformer_layers_per_block,
+            num_attention_heads=tuple(config.unet_num_attention_heads),
+            num_frames=config.num_frames,
+            num_image_tokens=config.num_image_tokens,
+            num_vertex_tokens=config.num_vertex_tokens if config.use_vertices else 0,
+            dc_calibration=config.dc_calibration,
+        )
+        with torch.device("cpu"):  # schedule tables stay on the CPU; add_noise moves what it needs
+            self.noise_scheduler = DDPMScheduler(**self._noise_schedule(), clip_sample=False)
+
+    # ------------------------------------------------------------------------------------------
+    # Basics
+    # ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """U-Net, Vertex Encoder, PoseNet and the conv image encoder (VAE and CLIP are frozen)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def _noise_schedule(self) -> dict[str, Any]:
+        c = self.config
+        return dict(
+            num_train_timesteps=c.num_train_timesteps,
+            beta_start=c.beta_start,
+            beta_end=c.beta_end,
+            beta_schedule=c.beta_schedule,
+            prediction_type=c.prediction_type,
+            timestep_spacing=c.timestep_spacing,
+        )
+
+    def make_scheduler(self, name: str):
+        """A fresh sampler on the training noise schedule: "ddim", "dpmsolver++" or "euler".
+
+        In pixel space the clean map is bounded ([-1, 1] after normalisation), so DDIM clips and
+        DPM-Solver++ thresholds its clean-sample estimates to that range at every step (VAE
+        latents are unbounded and are left alone). Euler has no such option.
+        """
+        schedule = self._noise_schedule()
+        bounded = self.config.latent_space == "pixel"
+        if name == "ddim":
+            # set_alpha_to_one: the last step lands on the clean sample.
+            return DDIMScheduler(
+                **schedule, clip_sample=bounded, clip_sample_range=1.0, set_alpha_to_one=True
+            )
+        if name == "dpmsolver++":
+            return DPMSolverMultistepScheduler(
+                **schedule,
+                algorithm_type="dpmsolver++",
+                solver_order=2,
+                thresholding=bounded,
+                sample_max_value=1.0,
+            )
+        if name == "euler":
+            return EulerDiscreteScheduler(**schedule)
+        raise ConfigError(f"scheduler must be one of {list(SCHEDULERS)}. Got {name!r}")
+
+    # ------------------------------------------------------------------------------------------
+    # Conditions
+    # ------------------------------------------------------------------------------------------
+    def build_conditions(self, batch: Mapping[str, torch.Tensor]) -> EgoPressConditions:
+        """Window batch dict -> validated conditions with this model's pose/depth settings."""
+        conditions = build_conditions(
+            batch, pose_sigma_px=self.config.pose_sigma_px, depth_clip_m=self.config.depth_clip_m
+        )
+        return self.check_conditions(conditions, check_window=True)
+
+    def check_conditions(
+        self, conditions: EgoPressConditions, check_window: bool = True
+    ) -> EgoPressConditions:
+        """Validate values and sizes against the config; raise :class:`DataError` before any work."""
+        conditions.validate()
+        c = self.config
+        if check_window and conditions.num_frames != c.num_frames:
+            raise DataError(
+                f"window has {conditions.num_frames} frames but the model was built for "
+                f"num_frames={c.num_frames}"
+            )
+        if conditions.image_size != tuple(c.image_size):
+            raise DataError(
+                f"images are {conditions.image_size} but the model expects image_size={tuple(c.image_size)}"
+            )
+        if conditions.uv_size != tuple(c.uv_size):
+            raise DataError(
+                f"uv_mask is {conditions.uv_size} but the model expects uv_size={tuple(c.uv_size)}"
+            )
+        if c.use_uv_geometry and conditions.uv_geometry is None:
+            raise DataError(
+                "the model uses UV geometry (use_uv_geometry=True) but conditions.uv_geometry is missing"
+            )
+        return conditions
+
+    def encode_frames(self, conditions: EgoPressConditions) -> FrameFeatures:
+        """Per-frame encoders (cacheable across overlapping windows).
+
+        Args:
+            conditions: B sequences of any length T (checked by the caller).
+
+        Returns:
+            :class:`FrameFeatures` over the same T frames.
+        """
+        c = self.config
+        conditions = conditions.to(self.device, self.dtype)
+        batch, frames = conditions.batch_size, conditions.num_frames
+        latent_size = self.codec.latent_size
+
+        # 1. Image tokens per frame.
+        image_tokens = self.image_encoder(conditions.rgb.flatten(0, 1)).tokens.unflatten(0, (batch, frames))
+        # 2. Pooled vertex features per frame (temporal part is per window).
+        vertex_features = (
+            self.vertex_encoder.encode_frames(conditions.vertices) if self.vertex_encoder else None
+        )
+        # 3. PoseNet features at latent resolution.
+        pose_features = None
+        if self.pose_net is not None:
+            pose_features = self.pose_net(
+                conditions.pose_maps.flatten(0, 1), output_size=latent_size
+            ).features
+            pose_features = pose_features.unflatten(0, (batch, frames))
+        # 4. Depth and UV geometry at latent resolution.
+        depth = self.codec.encode_depth(conditions.depth) if c.use_depth else None
+        geometry = resize_frames(conditions.uv_geometry, latent_size) if c.use_uv_geometry else None
+        return FrameFeatures(
+            image_tokens=image_tokens,
+            vertex_features=vertex_features,
+            pose_features=pose_features,
+            depth=depth,
+            geometry=geometry,
+            frame_valid=conditions.frame_valid,
+            uv_mask=conditions.uv_mask,
+        )
+
+    def encode_window(self, frame_features: FrameFeatures) -> WindowFeatures:
+        """Window-level encoders (the Vertex Encoder's temporal convolutions)."""
+        vertex_tokens = None
+        if self.vertex_encoder is not None:
+            vertex_tokens = self.vertex_encoder.encode_window(
+                frame_features.vertex_features, frame_features.frame_valid
+            )
+        return WindowFeatures(
+            image_tokens=frame_features.image_tokens,
+            vertex_tokens=vertex_tokens,
+            pose_features=frame_features.pose_features,
+            depth=frame_features.depth,
+            geometry=frame_features.geometry,
+            frame_valid=frame_features.frame_valid,
+            uv_mask=frame_features.uv_mask,
+        )
+
+    def encode_conditions(self, conditions: EgoPressConditions) -> WindowFeatures:
+        """:meth:`encode_frames` then :meth:`encode_window`."""
+        return self.encode_window(self.encode_frames(conditions))
+
+    # ------------------------------------------------------------------------------------------
+    # Denoiser
+    # ------------------------------------------------------------------------------------------
+    def predict(
+        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, features: WindowFeatures
+    ) -> torch.Tensor:
+        """U-Net prediction (noise, velocity or clean latent, per ``prediction_type``).
+
+        Args:
+            noisy_latents: (B, T, C, h, w).
+            timesteps: (B,) or scalar.
+            features: conditions of the same B and T.
+
+        Returns:
+            (B, T, C, h, w).
+        """
+        batch = noisy_latents.shape[0]
+        sample = torch.cat([noisy_latents, *features.condition_channels()], dim=2).to(self.dtype)
+        added_time_ids = svd_added_time_ids(self.config.fps, batch, noisy_latents.device, self.dtype)
+        return self.unet(
+            sample,
+            timesteps,
+            features.encoder_hidden_states.to(self.dtype),
+            added_time_ids,
+            pose_features=features.pose_features,
+        ).sample
+
+    def latent_mask(self, uv_mask: torch.Tensor) -> torch.Tensor:
+        """(B, 1, Hu, Wu) -> (B, 1, h, w) fraction of hand texels per latent cell."""
+        return resize_frames(uv_mask[:, None], self.codec.latent_size)[:, 0]
+
+    def encode_pressure(self, pressure_kpa: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1, Hu, Wu) kPa -> (B, T, C, h, w) clean latents (zero pressure off the hand)."""
+        on_hand = (uv_mask[:, None] > 0.5).to(pressure_kpa.dtype)
+        return self.codec.encode_pressure(self.normalizer.encode(pressure_kpa * on_hand).to(self.dtype))
+
+    def decode_latents(self, latents: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, h, w) latents -> (B, T, 1, Hu, Wu) kPa, >= 0, zero outside the mask."""
+        normalized = self.codec.decode_pressure(latents).float()
+        return self.normalizer.decode(normalized, uv_mask[:, None].to(normalized.device))
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------
+    def _dropout_keep(
+        self, batch: int, generator: torch.Generator | None, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        c = self.config
+        keep_any = _rand((batch,), generator, device) >= c.condition_dropout_prob
+        modality = (
+            _rand((len(WindowFeatures.MODALITIES), batch), generator, device) >= c.modality_dropout_prob
+        )
+        return {name: keep_any & modality[i] for i, name in enumerate(WindowFeatures.MODALITIES)}
+
+    def compute_loss(
+        self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | int | None = None
+    ) -> LossOutput:
+        """Denoising loss of one window batch (see the module docstring for the batch keys).
+
+        Args:
+            batch: window batch dict, with ``uv_pressure_kpa`` (B, T, 1, Hu, Wu) kPa.
+            generator: drives timesteps, noise and condition dropout (reproducible steps).
+
+        Returns:
+            :class:`LossOutput`.
+        """
+        generator = _as_generator(generator)
+        # 1. Conditions and target, validated before any network runs.
+        conditions = self.build_conditions(batch)
+        if "uv_pressure_kpa" not in batch:
+            raise DataError("window batch has no uv_pressure_kpa (the training target)")
+        pressure = batch["uv_pressure_kpa"].float()
+        expected = (conditions.batch_size, conditions.num_frames, 1, *self.config.uv_size)
+        if tuple(pressure.shape) != expected:
+            raise DataError(f"uv_pressure_kpa must have shape {expected}; got {tuple(pressure.shape)}")
+        valid = conditions.frame_valid
+        if not bool(torch.isfinite(pressure[valid]).all()):
+            raise DataError("uv_pressure_kpa contains NaN or infinite values on frames marked valid")
+        device = self.device
+        pressure = torch.where(valid[:, :, None, None, None], pressure, torch.zeros_like(pressure)).to(device)
+        uv_mask = conditions.uv_mask.to(device)
+
+        # 2. Encode conditions and the clean pressure latent.
+        features = self.encode_conditions(conditions)
+        clean = self.encode_pressure(pressure, uv_mask)
+        batch_size = clean.shape[0]
+
+        # 3. Condition dropout (all together for classifier-free guidance, or per modality).
+        features = features.drop(self._dropout_keep(batch_size, generator, device))
+
+        # 4. Noise a random timestep per window.
+        source = generator.device if generator is not None else device
+        timesteps = torch.randint(
+            0, self.config.num_train_timesteps, (batch_size,), generator=generator, device=source
+        ).to(device)
+        noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=clean.dtype)
+        noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
+
+        # 5. Predict and compare with the target of the prediction type.
+        prediction = self.predict(noisy, timesteps, features)
+        if self.config.prediction_type == "epsilon":
+            target = noise
+        elif self.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(clean, noise, timesteps)
+        else:
+            target = clean
+        prediction, target = prediction.float(), target.float()
+        loss = masked_diffusion_loss(prediction, target, self.latent_mask(uv_mask), valid.to(device))
+        with torch.no_grad():
+            mse = masked_diffusion_loss(
+                prediction, target, torch.zeros_like(self.latent_mask(uv_mask)), valid.to(device)
+            )
+        return LossOutput(loss=loss, mse=mse, timesteps=timesteps)
+
+    def forward(
+        self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | int | None = None
+    ) -> LossOutput:
+        """Training forward = :meth:`compute_loss`, so DDP / ``accelerate`` wrappers (which hook
+        ``forward``) synchronise gradients: ``loss = wrapped_model(batch).loss``."""
+        return self.compute_loss(batch, generator)
+
+    # ------------------------------------------------------------------------------------------
+    # Sampling
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def denoise(
+        self,
+        features: WindowFeatures,
+        num_inference_steps: int = 25,
+        scheduler: str = "ddim",
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | int | None = None,
+        init_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Run the reverse process in latent space.
+
+        Args:
+            features: encoded conditions (B windows of T frames).
+            num_inference_steps: sampler steps for a full (strength 1) run.
+            scheduler: "ddim", "dpmsolver++" or "euler".
+            guidance_scale: classifier-free guidance weight (1: conditional only, no extra pass).
+            generator: seed or generator for the initial noise (and stochastic samplers).
+            init_latents: optional (B, T, C, h, w) clean-latent estimate to start from (warm start).
+            strength: with ``init_latents``, how far to renoise it: the run starts at timestep
+                index ``round(num_inference_steps * (1 - strength))`` and takes the remaining
+                steps (at least one). Must be 1 without ``init_latents``.
+            progress: show a tqdm bar.
+
+        Returns:
+            (B, T, C, h, w) denoised latents.
+        """
+        generator = _as_generator(generator)
+        if not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
+            raise ConfigError(f"num_inference_steps must be a positive integer; got {num_inference_steps!r}")
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"strength must be in (0, 1]; got {strength}")
+        if init_latents is None and strength != 1.0:
+            raise ConfigError("strength < 1 needs init_latents to start from")
+        if guidance_scale < 1.0:
+            raise ConfigError(f"guidance_scale must be >= 1; got {guidance_scale}")
+        if features.num_frames != self.config.num_frames:
+            raise DataError(
+                f"window has {features.num_frames} frames but the model was built for "
+                f"num_frames={self.config.num_frames}"
+            )
+        sampler = self.make_scheduler(scheduler)
+        device = self.device
+        shape = (
+            features.batch_size,
+            features.num_frames,
+            self.config.latent_channels,
+            *self.codec.latent_size,
+        )
+
+        # 1. Timesteps; warm starts skip the noisiest part of the schedule.
+        sampler.set_timesteps(num_inference_steps, device=device)
+        steps_to_run = max(1, min(num_inference_steps, int(round(num_inference_steps * strength))))
+        first = (num_inference_steps - steps_to_run) * sampler.order
+        timesteps = sampler.timesteps[first:]
+        if hasattr(sampler, "set_begin_index"):
+            sampler.set_begin_index(first)
+
+        # 2. Initial latents: pure noise, or the warm start renoised to the first timestep.
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        if init_latents is None:
+            latents = noise * sampler.init_noise_sigma
+        else:
+            if tuple(init_latents.shape) != shape:
+                raise DataError(f"init_latents must have shape {shape}; got {tuple(init_latents.shape)}")
+            latents = sampler.add_noise(
+                init_latents.to(device, torch.float32), noise, timesteps[:1].repeat(shape[0])
+            )
+
+        # 3. Reverse process, with classifier-free guidance as one batched pass.
+        guided = guidance_scale != 1.0
+        model_features = features.cat_batch(features.null()) if guided else features
+        for t in tqdm(timesteps, desc="denoising", disable=not progress, leave=False):
+            model_input = sampler.scale_model_input(latents, t)
+            if guided:
+                model_input = torch.cat([model_input, model_input])
+            prediction = self.predict(model_input, t, model_features).float()
+            if guided:
+                conditional, unconditional = prediction.chunk(2)
+                prediction = unconditional + guidance_scale * (conditional - unconditional)
+            latents = sampler.step(prediction, t, latents, generator=generator).prev_sample
+        return latents
+
+    @torch.no_grad()
+    def sample(
+        self,
+        conditions: EgoPressConditions,
+        num_inference_steps: int = 25,
+        scheduler: str = "ddim",
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | int | None = None,
+        init_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Estimate UV pressure for B windows.
+
+        Args: see :meth:`denoise`; ``conditions`` must have T = ``config.num_frames``.
+
+        Returns:
+            (B, T, 1, Hu, Wu) kPa, non-negative, zero outside ``conditions.uv_mask``.
+        """
+        conditions = self.check_conditions(conditions)
+        features = self.encode_conditions(conditions)
+        latents = self.denoise(
+            features,
+            num_inference_steps,
+            scheduler,
+            guidance_scale,
+            generator,
+            init_latents,
+            strength,
+            progress,
+        )
+        return self.decode_latents(latents, features.uv_mask)
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints
+    # ------------------------------------------------------------------------------------------
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the frozen pretrained modules (the SVD VAE, the CLIP encoder)."""
+        prefixes = []
+        if isinstance(self.codec, VAELatentCodec):
+            prefixes.append("codec.")
+        if isinstance(self.image_encoder, CLIPImageEncoder):
+            prefixes.append("image_encoder.")
+        return tuple(prefixes)
+
+    def save_pretrained(self, directory: str | os.PathLike, include_frozen: bool = True) -> None:
+        """Write ``config.json`` and ``model.safetensors``.
+
+        Args:
+            directory: checkpoint folder (created).
+            include_frozen: also store the frozen VAE / CLIP weights (self-contained checkpoint).
+                False keeps paper-size checkpoints small (no 2.5 GB of CLIP per save); loading
+                then needs ``frozen_weights_from`` (the SVD folder) in :meth:`from_pretrained`.
+
+        Files are written to temporary names and renamed, so a crash leaves the old checkpoint.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        skipped = () if include_frozen else self.frozen_prefixes()
+        state = {
+            name: tensor.detach().contiguous().cpu()
+            for name, tensor in self.state_dict().items()
+            if not name.startswith(skipped)
+        }
+        document = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": self.config.to_dict(),
+            "external_frozen_weights": bool(skipped),
+        }
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging-"))
+        try:
+            save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
+            (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+            os.replace(staging / WEIGHTS_NAME, directory / WEIGHTS_NAME)
+            os.replace(staging / CONFIG_NAME, directory / CONFIG_NAME)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _read_checkpoint_document(directory: str | os.PathLike) -> dict[str, Any]:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise CheckpointError(f"no EgoPressDiff checkpoint in {directory}: {CONFIG_NAME} is missing")
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"cannot read {path}: {error}") from error
+        if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not an EgoPressDiff checkpoint config")
+        if document.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"{path} has checkpoint version {document.get('version')}; "
+                f"this code reads version {CHECKPOINT_VERSION}"
+            )
+        return document
+
+    @classmethod
+    def load_config(cls, directory: str | os.PathLike) -> EgoPressDiffConfig:
+        """Read a checkpoint's config, raising :class:`CheckpointError` for anything unreadable."""
+        document = cls._read_checkpoint_document(directory)
+        try:
+            return EgoPressDiffConfig.from_dict(document["config"])
+        except (ConfigError, KeyError, TypeError) as error:
+            raise CheckpointError(
+                f"{Path(directory) / CONFIG_NAME} holds an invalid config: {error}"
+            ) from error
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        expected_config: EgoPressDiffConfig | None = None,
+        expected_uv_layout: str | None = None,
+        map_location: str | torch.device = "cpu",
+        frozen_weights_from: str | os.PathLike | None = None,
+    ) -> EgoPressDiff:
+        """Load a checkpoint written by :meth:`save_pretrained`.
+
+        Args:
+            directory: checkpoint folder.
+            expected_config: if given, every architecture key must match (training-only keys such
+                as dropout probabilities may differ); else :class:`CheckpointError`.
+            expected_uv_layout: if given, the checkpoint's ``uv_layout`` must equal it.
+            map_location: device for the weights.
+            frozen_weights_from: SVD folder to read the frozen VAE / CLIP weights from, needed
+                when the checkpoint was saved with ``include_frozen=False``.
+
+        Raises:
+            CheckpointError: missing files, other config or UV layout, weights of other shapes;
+                all checked before the weights are read.
+        """
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        document = cls._read_checkpoint_document(directory)
+        config = cls.load_config(directory)
+        if expected_uv_layout is not None and config.uv_layout != expected_uv_layout:
+            raise CheckpointError(
+                f"checkpoint {directory} is for UV layout {config.uv_layout!r}, not {expected_uv_layout!r}"
+            )
+        if expected_config is not None:
+            differences = config.architecture_differences(expected_config)
+            if differences:
+                listed = ", ".join(
+                    f"{key}: checkpoint {mine!r} vs expected {theirs!r}"
+                    for key, (mine, theirs) in sorted(differences.items())
+                )
+                raise CheckpointError(f"checkpoint {directory} was trained with another config ({listed})")
+        external = bool(document.get("external_frozen_weights", False))
+        if external and frozen_weights_from is None:
+            raise CheckpointError(
+                f"checkpoint {directory} was saved without its frozen VAE / CLIP weights; "
+                "pass frozen_weights_from=<Stable Video Diffusion folder>"
+            )
+        weights = Path(directory) / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
+        model = cls(config)
+        skipped = model.frozen_prefixes() if external else ()
+        expected_shapes = {
+            name: tuple(t.shape) for name, t in model.state_dict().items() if not name.startswith(skipped)
+        }
+        try:
+            with safe_open(os.fspath(weights), framework="pt") as handle:
+                stored_shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        except Exception as error:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"cannot read {weights}: {error}") from error
+        missing = sorted(set(expected_shapes) - set(stored_shapes))
+        unexpected = sorted(set(stored_shapes) - set(expected_shapes))
+        wrong = sorted(
+            k for k in set(expected_shapes) & set(stored_shapes) if expected_shapes[k] != stored_shapes[k]
+        )
+        if missing or unexpected or wrong:
+            raise CheckpointError(
+                f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                f"wrong shapes {[(k, stored_shapes[k], expected_shapes[k]) for k in wrong[:5]]}"
+            )
+        if external:
+            model._load_frozen_from_svd(Path(frozen_weights_from))
+        model.load_state_dict(load_file(os.fspath(weights), device=str(map_location)), strict=not external)
+        return model.to(map_location)
+
+    def _load_frozen_from_svd(self, root: Path, variant: str | None = None) -> None:
+        """Load the frozen VAE and CLIP weights from an SVD folder (``vae/``, ``image_encoder/``)."""
+        if isinstance(self.codec, VAELatentCodec):
+            self.codec.load_pretrained(root / "vae", variant=variant)
+        if isinstance(self.image_encoder, CLIPImageEncoder):
+            self.image_encoder.load_pretrained(root / "image_encoder")
+
+    @classmethod
+    def from_pretrained_svd(
+        cls,
+        svd_directory: str | os.PathLike,
+        variant: str | None = None,
+        **config_overrides: Any,
+    ) -> EgoPressDiff:
+        """Paper-size model initialised from a local Stable Video Diffusion folder.
+
+        Reads ``unet/``, ``vae/`` and ``image_encoder/`` (diffusers / transformers
+        ``save_pretrained`` layout). Architecture keys come from those folders' configs; other keys
+        from :func:`paper_config` and ``config_overrides``. The VAE and CLIP load fully; U-Net
+        tensors load by name where shapes match. ``conv_in`` is widened: SVD's noisy-latent
+        channels feed the pressure latent, its conditioning-image latent channels feed the depth
+        latent (both are VAE latents of an image-like condition), remaining channels start at zero.
+        New modules (vertex cross-attention, PoseNet, Vertex Encoder) keep their initialisation.
+        The transfer is logged and kept as ``model.svd_transfer``.
+        """
+        from diffusers import UNetSpatioTemporalConditionModel
+
+        root = Path(svd_directory)
+        for sub in ("unet", "vae", "image_encoder"):
+            if not (root / sub / "config.json").is_file():
+                raise CheckpointError(
+                    f"{root} is not a Stable Video Diffusion folder: {sub}/config.json is missing"
+                )
+
+        def read(sub: str) -> dict[str, Any]:
+            try:
+                return json.loads((root / sub / "config.json").read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise CheckpointError(f"cannot read {root / sub / 'config.json'}: {error}") from error
+
+        unet_cfg, vae_cfg, clip_cfg = read("unet"), read("vae"), read("image_encoder")
+        if unet_cfg.get("_class_name") != "UNetSpatioTemporalConditionModel":
+            raise CheckpointError(
+                f"{root / 'unet'} holds {unet_cfg.get('_class_name')}, not UNetSpatioTemporalConditionModel"
+            )
+        heads = unet_cfg.get("num_attention_heads", (5, 10, 20, 20))
+        levels = len(unet_cfg["block_out_channels"])
+        clip = {k: clip_cfg[k] for k in CLIP_KEYS if k in clip_cfg}
+        patch_tokens = config_overrides.get("clip_patch_tokens", True)
+        grid = int(clip["image_size"]) // int(clip["patch_size"])
+        derived: dict[str, Any] = dict(
+            vae={k: vae_cfg[k] for k in VAE_KEYS if k in vae_cfg},
+            clip=clip,
+            num_image_tokens=1 + grid * grid if patch_tokens else 1,
+            cross_attention_dim=int(unet_cfg["cross_attention_dim"]),
+            unet_block_out_channels=tuple(unet_cfg["block_out_channels"]),
+            unet_down_block_types=tuple(unet_cfg["down_block_types"]),
+            unet_up_block_types=tuple(unet_cfg["up_block_types"]),
+            unet_layers_per_block=int(unet_cfg.get("layers_per_block", 2)),
+            unet_transformer_layers_per_block=int(unet_cfg.get("transformer_layers_per_block", 1)),
+            unet_num_attention_heads=tuple(heads)
+            if isinstance(heads, (list, tuple))
+            else (int(heads),) * levels,
+            unet_addition_time_embed_dim=int(unet_cfg.get("addition_time_embed_dim", 256)),
+        )
+        for key in ("unet_layers_per_block", "unet_transformer_layers_per_block"):
+            if isinstance(unet_cfg.get(key.removeprefix("unet_")), (list, tuple)):
+                raise CheckpointError(
+                    f"per-level {key.removeprefix('unet_')} in {root / 'unet'} is not supported"
+                )
+        clashing = sorted(set(config_overrides) & set(derived))
+        if clashing:
+            raise ConfigError(f"{clashing} come from the SVD folder and cannot be overridden")
+        config = paper_config(**{**derived, **config_overrides})
+        model = cls(config)
+
+        # 1. Frozen VAE and CLIP: full loads.
+        model._load_frozen_from_svd(root, variant=variant)
+
+        # 2. U-Net: by name where shapes match; conv_in widened.
+        try:
+            svd_unet = UNetSpatioTemporalConditionModel.from_pretrained(
+                os.fspath(root / "unet"), variant=variant
+            )
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"cannot load the SVD U-Net from {root / 'unet'}: {error}") from error
+        source = svd_unet.state_dict()
+        target = model.unet.state_dict()
+        report = SVDTransferReport(loaded=[], expanded=[], initialised=[])
+        latent = config.latent_channels
+        for name, tensor in target.items():
+            if name in source and source[name].shape == tensor.shape:
+                target[name] = source[name].to(tensor.dtype)
+                report.loaded.append(name)
+            elif name == "conv_in.weight" and name in source:
+                widened = torch.zeros_like(tensor)
+                svd_in = source[name].shape[1]
+                widened[:, :latent] = source[name][:, :latent]
+                if config.use_depth and svd_in >= 2 * latent:
+                    widened[:, latent : 2 * latent] = source[name][:, latent : 2 * latent]
+                target[name] = widened
+                report.expanded.append(name)
+            else:
+                report.initialised.append(name)
+        model.unet.load_state_dict(target)
+        model.svd_transfer = report
+        logger.info(
+            "SVD U-Net transfer from %s: %d tensors loaded, %d widened, %d newly initialised",
+            root,
+            len(report.loaded),
+            len(report.expanded),
+            len(report.initialised),
+        )
+        return model
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (``trainable_only``: with requires_grad)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "EgoPressDiff",
+    "LossOutput",
+    "SCHEDULERS",
+    "SVDTransferReport",
+    "count_parameters",
+    "masked_diffusion_loss",
+]

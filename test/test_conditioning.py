@@ -1,0 +1,160 @@
+"""Conditioning: pose maps, depth normalisation, UV geometry, pressure normaliser, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from egopress_core.conditioning import (
+    HAND_BONES,
+    NUM_POSE_CHANNELS,
+    UV_GEOMETRY_CHANNELS,
+    EgoPressConditions,
+    PressureNormalizer,
+    build_conditions,
+    hand_reference_depth,
+    normalize_depth,
+    render_pose_maps,
+    uv_geometry_from_mesh,
+)
+from egopress_core.errors import ConfigError, DataError
+from egopress_core.model.config import tiny_config
+from model_batches import make_window_batch
+
+
+def _camera(batch: int = 1, frames: int = 1, focal: float = 100.0, centre: float = 16.0) -> torch.Tensor:
+    k = torch.tensor([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]])
+    return k.expand(batch, frames, 3, 3).clone()
+
+
+def test_hand_bones_cover_openpose_tree():
+    assert NUM_POSE_CHANNELS == 20
+    children = sorted(child for _, child in HAND_BONES)
+    assert children == list(range(1, 21))  # every joint but the wrist has exactly one parent bone
+
+
+def test_pose_map_is_a_gaussian_line_along_the_bone():
+    joints = torch.zeros(1, 1, 21, 3)
+    joints[..., 2] = 1.0
+    joints[0, 0, 1] = torch.tensor([0.10, 0.0, 1.0])  # thumb CMC 10 px right of the wrist
+    maps = render_pose_maps(joints, _camera(), (32, 32), sigma=1.5)
+    assert maps.shape == (1, 1, NUM_POSE_CHANNELS, 32, 32)
+    bone = maps[0, 0, 0]  # wrist -> thumb 1
+    # On the segment (row 16, columns 16..26): peak 1; 3 px off the line: exp(-9 / (2 * 1.5^2)).
+    assert torch.allclose(bone[16, 16:27], torch.ones(11), atol=1e-5)
+    assert bone[19, 20].item() == pytest.approx(math.exp(-9 / 4.5), rel=1e-4)
+    # Beyond the endpoint the distance is to the endpoint: 4 px past the tip.
+    assert bone[16, 30].item() == pytest.approx(math.exp(-16 / 4.5), rel=1e-4)
+    assert bone.max() <= 1.0 and bone.min() >= 0.0
+
+
+def test_pose_maps_empty_for_invalid_frames_and_joints_behind_camera():
+    joints = torch.zeros(1, 2, 21, 3)
+    joints[..., 2] = 0.5
+    joints[0, :, 1] = torch.tensor([0.02, 0.0, 0.5])
+    joints[0, :, 2] = torch.tensor([0.03, 0.0, -0.2])  # behind the camera
+    maps = render_pose_maps(joints, _camera(frames=2), (32, 32), valid=torch.tensor([[True, False]]))
+    assert maps[0, 0, 0].max() > 0.99  # wrist -> joint 1 visible
+    assert maps[0, 0, 1].max() == 0.0  # joint 1 -> joint 2 has an endpoint behind the camera
+    assert maps[0, 1].max() == 0.0  # invalid frame
+
+
+def test_render_pose_maps_rejects_bad_shapes():
+    with pytest.raises(DataError, match="joints"):
+        render_pose_maps(torch.zeros(1, 1, 20, 3), _camera(), (8, 8))
+    with pytest.raises(DataError, match="intrinsics"):
+        render_pose_maps(torch.zeros(1, 1, 21, 3), _camera(frames=2), (8, 8))
+
+
+def test_normalize_depth_relative_to_hand_with_validity():
+    depth = torch.tensor([0.0, 0.40, 0.45, 0.90, 0.10]).reshape(1, 1, 1, 1, 5)
+    out = normalize_depth(depth, torch.tensor([[0.40]]), clip_m=0.1)
+    assert out.shape == (1, 1, 2, 1, 5)
+    assert torch.allclose(out[0, 0, 0, 0], torch.tensor([0.0, 0.0, 0.5, 1.0, -1.0]), atol=1e-6)
+    assert torch.equal(out[0, 0, 1, 0], torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))
+
+
+def test_hand_reference_depth_falls_back_to_valid_frames_then_observed_depth():
+    joints = torch.zeros(2, 3, 21, 3)
+    joints[0, :, :, 2] = torch.tensor([0.30, 0.50, 0.70])[:, None]
+    valid = torch.tensor([[True, False, True], [False, False, False]])
+    depth = torch.zeros(2, 3, 1, 2, 2)
+    depth[1, :, 0, 0, 0] = 0.8
+    reference = hand_reference_depth(joints, valid, depth)
+    assert reference[0, 0] == pytest.approx(0.30)
+    assert reference[0, 2] == pytest.approx(0.70)
+    assert reference[0, 1] == pytest.approx(0.30)  # lower median of the valid frames (0.30, 0.70)
+    assert torch.allclose(reference[1], torch.full((3,), 0.8))  # no valid frame: observed depth
+
+
+def test_pressure_normalizer_round_trip_and_range():
+    normalizer = PressureNormalizer(reference_kpa=1.0, max_kpa=100.0)
+    pressure = torch.tensor([0.0, 0.5, 1.0, 10.0, 100.0])
+    encoded = normalizer.encode(pressure)
+    assert encoded[0] == -1.0 and encoded[-1] == pytest.approx(1.0)
+    assert torch.all(encoded[1:] > encoded[:-1])
+    assert torch.allclose(normalizer.decode(encoded), pressure, rtol=1e-4, atol=1e-5)
+    # Out of range: clamped on both sides, never negative; zero outside the mask.
+    decoded = normalizer.decode(torch.tensor([-3.0, 2.0, 0.0]), uv_mask=torch.tensor([1.0, 1.0, 0.0]))
+    assert decoded.tolist() == pytest.approx([0.0, 100.0, 0.0])
+    with pytest.raises(ConfigError, match="pressure_max_kpa"):
+        PressureNormalizer(reference_kpa=5.0, max_kpa=2.0)
+
+
+def test_build_conditions_shapes_and_validation():
+    config = tiny_config()
+    batch = make_window_batch(config, batch_size=2)
+    conditions = build_conditions(batch)
+    height, width = config.image_size
+    assert isinstance(conditions, EgoPressConditions)
+    assert conditions.depth.shape == (2, config.num_frames, 2, height, width)
+    assert conditions.pose_maps.shape == (2, config.num_frames, NUM_POSE_CHANNELS, height, width)
+    assert conditions.uv_mask.shape == (2, 1, *config.uv_size)
+    assert conditions.pose_maps.amax() > 0.5  # the synthetic hand is in view
+    window = conditions.window(1, 3)
+    assert window.num_frames == 2 and window.uv_mask.shape == conditions.uv_mask.shape
+
+
+def test_build_conditions_nan_and_missing_fields():
+    config = tiny_config()
+    batch = make_window_batch(config, batch_size=1)
+    # NaN on an invalid frame is tolerated (zeroed), on a valid frame it is an error.
+    batch["valid"][0, 1] = False
+    batch["vertices"][0, 1] = float("nan")
+    conditions = build_conditions(batch)
+    assert torch.all(conditions.vertices[0, 1] == 0)
+    batch["joints"][0, 0, 3, 0] = float("nan")
+    with pytest.raises(DataError, match="joints contains NaN"):
+        build_conditions(batch)
+    batch = make_window_batch(config, batch_size=1)
+    batch["depth_m"][0, 0, 0, 0, 0] = float("inf")
+    with pytest.raises(DataError, match="depth_m"):
+        build_conditions(batch)
+    del batch["intrinsics"]
+    with pytest.raises(DataError, match="intrinsics"):
+        build_conditions(batch)
+
+
+def test_uv_geometry_samples_image_at_texel_and_detects_occlusion():
+    # One triangle facing the camera at z = 0.5; all texels on face 0 at its centroid.
+    vertices = torch.tensor([[[[-0.05, -0.05, 0.5], [0.05, -0.05, 0.5], [0.0, 0.05, 0.5]]]])
+    faces = torch.tensor([[0, 1, 2]])
+    texel_face = torch.tensor([[0, 0], [0, -1]])
+    bary = torch.full((2, 2, 3), 1.0 / 3.0)
+    rgb = torch.zeros(1, 1, 3, 32, 32)
+    rgb[:, :, 0] = 0.25
+    depth = torch.full((1, 1, 1, 32, 32), 0.52)
+    geometry = uv_geometry_from_mesh(
+        vertices, faces, texel_face, bary, rgb, depth, _camera(), depth_clip_m=0.05
+    )
+    assert geometry.shape == (1, 1, UV_GEOMETRY_CHANNELS, 2, 2)
+    assert geometry[0, 0, 4].tolist() == [[1.0, 1.0], [1.0, 0.0]]  # visible on the hand, 0 off it
+    assert geometry[0, 0, 0, 0, 0].item() == pytest.approx(0.25)
+    assert geometry[0, 0, 3, 0, 0].item() == pytest.approx((0.52 - 0.50) / 0.05, abs=1e-4)  # observed - mesh
+    # Something 5 cm in front of the mesh occludes it.
+    occluded = uv_geometry_from_mesh(
+        vertices, faces, texel_face, bary, rgb, torch.full_like(depth, 0.45), _camera(), depth_clip_m=0.05
+    )
+    assert occluded[0, 0, 4].sum() == 0 and occluded[0, 0, :3].abs().sum() == 0
