@@ -49,9 +49,9 @@ from tqdm import tqdm
 
 from egopress_core.hand.mano_io import NUM_MANO_JOINTS, dumps_mano, write_bytes_atomic
 from egopress_core.hand.poses import joint_axes, sample_plausible_poses
+from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
 from egopress_core.hand.template_mesh import (
     FINGER_NAMES,
-    MANO_FINGER_JOINTS,
     PARTS,
     SHAPE_NAMES,
     SHAPE_STD,

@@ -40,9 +40,9 @@ import torch
 
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.hand.mano_io import NUM_BETAS, ManoArrays, load_mano_model
+from egopress_core.hand.skeleton import FINGERS
 
 SIDES = ("right", "left")
-FINGERS = ("thumb", "index", "middle", "ring", "little")
 # smplx names the little finger "pinky" in its vertex id table.
 _SMPLX_TIP_NAMES = {"thumb": "thumb", "index": "index", "middle": "middle", "ring": "ring", "little": "pinky"}
 

@@ -15,14 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-# MANO joint ids (1..15) of each finger, proximal to distal.
-FINGER_JOINTS = {
-    "index": (1, 2, 3),
-    "middle": (4, 5, 6),
-    "little": (7, 8, 9),
-    "ring": (10, 11, 12),
-    "thumb": (13, 14, 15),
-}
+from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
+
 LONG_FINGERS = ("index", "middle", "ring", "little")
 
 # Anatomical ranges, radians: (flexion low, high) per joint of a long finger.
@@ -57,7 +51,7 @@ def joint_axes(
     abduction = np.zeros((15, 3))
     forward = mano_joints[4] - mano_joints[0]  # wrist -> middle MCP
     forward /= np.linalg.norm(forward)
-    for finger, chain in FINGER_JOINTS.items():
+    for finger, chain in MANO_FINGER_JOINTS.items():
         normal = palm_normal
         if finger == "thumb":
             normal = thumb_pad_normal if thumb_pad_normal is not None else palm_normal + 0.8 * forward
@@ -109,7 +103,7 @@ def pose_from_angles(
     flex = np.zeros((1, 15))
     abd = np.zeros((1, 5))
     for finger, angles in flexion.items():
-        chain = FINGER_JOINTS[finger]
+        chain = MANO_FINGER_JOINTS[finger]
         flex[0, [joint - 1 for joint in chain]] = angles
     for finger, angle in (abduction or {}).items():
         abd[0, FINGER_ORDER.index(finger)] = angle
@@ -128,7 +122,7 @@ def sample_plausible_poses(rng: np.random.Generator, count: int, axes: JointAxes
     kinds = rng.choice(5, size=count, p=[0.25, 0.3, 0.1, 0.2, 0.15])
 
     def set_flex(n, finger, values):
-        flexion[n, [joint - 1 for joint in FINGER_JOINTS[finger]]] = values
+        flexion[n, [joint - 1 for joint in MANO_FINGER_JOINTS[finger]]] = values
 
     for n in range(count):
         kind = kinds[n]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
+
 K = 5  # vertices per half ring of a finger (a finger ring has 2K)
 PALM_COLUMNS = 4 * K  # palm vertices per side (a palm ring has 2 * PALM_COLUMNS)
 PALM_ROWS = 11  # palm rings 0..PALM_ROWS-1; the finger base rings follow as row PALM_ROWS
@@ -32,13 +34,6 @@ THUMB_HOLE_WIDTH = 3  # quads around the palm ring
 
 FINGER_NAMES = ("index", "middle", "ring", "little")
 # MANO joint ids (proximal, middle, distal) per finger; thumb last.
-MANO_FINGER_JOINTS = {
-    "index": (1, 2, 3),
-    "middle": (4, 5, 6),
-    "little": (7, 8, 9),
-    "ring": (10, 11, 12),
-    "thumb": (13, 14, 15),
-}
 PARTS = ("palm", "index", "middle", "ring", "little", "thumb")
 
 

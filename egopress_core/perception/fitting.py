@@ -64,11 +64,11 @@ from egopress_core.hand.mano_io import NUM_BETAS
 from egopress_core.hand.poses import (
     FINGER_ABDUCTION_RANGE,
     FINGER_FLEXION_RANGE,
-    FINGER_JOINTS,
     THUMB_ABDUCTION_RANGE,
     THUMB_FLEXION_RANGE,
     joint_axes,
 )
+from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
 from egopress_core.perception.types import NUM_KEYPOINTS, PALM_KEYPOINTS
 
 ROBUST_LOSSES = ("geman_mcclure", "huber", "l2")
@@ -622,7 +622,7 @@ class HandFitter:
         lower = np.zeros((15, 3))
         upper = np.zeros((15, 3))
         margin = 0.15
-        for finger, chain in FINGER_JOINTS.items():
+        for finger, chain in MANO_FINGER_JOINTS.items():
             thumb = finger == "thumb"
             flexion = THUMB_FLEXION_RANGE if thumb else FINGER_FLEXION_RANGE
             # The thumb's axes here come from a generic pad direction, not the exact one its

@@ -13,6 +13,7 @@ import torch
 import transforms3d
 
 from egopress_core.data.synthetic.profiles import ContactProfile, hover_profile, press_profile
+from egopress_core.hand.skeleton import FINGERS, MANO_FINGER_JOINTS, OPENPOSE_FINGER_JOINTS
 
 GESTURES = (
     "single_press",
@@ -23,25 +24,6 @@ GESTURES = (
     "hover",
     "press_release",
 )
-
-FINGERS = ("thumb", "index", "middle", "ring", "little")
-# MANO's joint ids (1..15; 0 is the wrist) of each finger's three joints, proximal first.
-MANO_FINGER_JOINTS = {
-    "index": (1, 2, 3),
-    "middle": (4, 5, 6),
-    "little": (7, 8, 9),
-    "ring": (10, 11, 12),
-    "thumb": (13, 14, 15),
-}
-# The same joints, and the fingertip, in the 21-joint OpenPose order the hand model returns.
-OPENPOSE_FINGER_JOINTS = {
-    "thumb": (1, 2, 3, 4),
-    "index": (5, 6, 7, 8),
-    "middle": (9, 10, 11, 12),
-    "ring": (13, 14, 15, 16),
-    "little": (17, 18, 19, 20),
-}
-
 
 class HandPoser:
     """Builds MANO pose vectors from per-finger curl angles for a given hand model.
