@@ -14,7 +14,7 @@ import sys
 from egopress_core.errors import EgoPressError
 
 # Module names under egopress_core.cli, in the order `egopress --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("synth", "convert_mano", "hand_preview", "train")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "synth", "train", "eval", "convert_mano", "hand_preview")
 
 
 def build_parser() -> argparse.ArgumentParser:
