@@ -25,5 +25,7 @@ setup(
     package_data={"egopress_core": ["assets/**/*"]},
     include_package_data=True,
     install_requires=_requirements(),
+    # The training configs, where `egopress train --config NAME` looks for them after a pip install.
+    data_files=[("share/egopress/config", [str(p.relative_to(HERE)) for p in sorted((HERE / "config").glob("*.yaml"))])],
     entry_points={"console_scripts": ["egopress = egopress_core.cli.main:main"]},
 )

@@ -413,13 +413,13 @@ class ClipWindowDataset(Dataset):
         for t, (record, ok) in enumerate(zip(records, valid)):
             if not ok:
                 continue
-            joints[t] = torch.from_numpy(np.asarray(record.joints, dtype=np.float32))
+            joints[t] = torch.from_numpy(np.array(record.joints, dtype=np.float32))
             if record.vertices.shape[0] != num_vertices:
                 raise DataError(f"{record.sequence}: frame {record.index} has "
                                 f"{record.vertices.shape[0]} vertices, the window expects "
                                 f"{num_vertices}")
-            vertices[t] = torch.from_numpy(np.asarray(record.vertices, dtype=np.float32))
-            uv_map = torch.from_numpy(np.asarray(record.uv_pressure_kpa, dtype=np.float32))
+            vertices[t] = torch.from_numpy(np.array(record.vertices, dtype=np.float32))
+            uv_map = torch.from_numpy(np.array(record.uv_pressure_kpa, dtype=np.float32))
             uv[t, 0] = area_resize(uv_map, cfg.uv_size)
 
         if rng is not None:

@@ -372,6 +372,10 @@ class EgoPressDiff(nn.Module):
         modality = (
             _rand((len(WindowFeatures.MODALITIES), batch), generator, device) >= c.modality_dropout_prob
         )
+        if not self.training:
+            # Dropout is a training device: the loss of an evaluated model sees every condition.
+            keep_any = torch.ones_like(keep_any)
+            modality = torch.ones_like(modality)
         return {name: keep_any & modality[i] for i, name in enumerate(WindowFeatures.MODALITIES)}
 
     def compute_loss(
