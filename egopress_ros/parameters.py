@@ -1,0 +1,138 @@
+"""Declared ROS parameters as data: each node module holds a table of :class:`ParameterSpec`.
+
+Keeping the tables at module level lets the tests (and ``config/pressure.yaml`` reviews) check
+that every parameter a configuration sets is one the node declares, with the right type, without
+starting a node. rclpy is imported only by the functions that talk to a node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from egopress_core.errors import ConfigError
+
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One declared parameter.
+
+    Attributes:
+        name: parameter name.
+        default: default value; its Python type is the parameter's type (bool, int, float, str).
+        description: what it does (shown by ``ros2 param describe``).
+        choices: allowed string values, or None.
+        minimum / maximum: inclusive numeric range, or None.
+        read_only: cannot change after the node starts (topics / QoS fixed at creation).
+    """
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    read_only: bool = False
+
+    @property
+    def type_name(self) -> str:
+        return type(self.default).__name__
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to this parameter's type and checked, or ConfigError naming it."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise ConfigError(f"parameter {self.name!r} must be a {kind.__name__}. Got {value!r} ({type(value).__name__})")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"parameter {self.name!r} must be one of {list(self.choices)}. Got {value!r}")
+        if kind in (int, float):
+            if kind is float and not math.isfinite(value):
+                raise ConfigError(f"parameter {self.name!r} must be finite. Got {value!r}")
+            if self.minimum is not None and value < self.minimum:
+                raise ConfigError(f"parameter {self.name!r} must be >= {self.minimum}. Got {value!r}")
+            if self.maximum is not None and value > self.maximum:
+                raise ConfigError(f"parameter {self.name!r} must be <= {self.maximum}. Got {value!r}")
+        return value
+
+    def descriptor(self):
+        """rcl_interfaces/ParameterDescriptor with the description, constraints and ranges."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+        descriptor = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        constraints = []
+        if self.choices is not None:
+            constraints.append("one of: " + ", ".join(self.choices))
+        kind = type(self.default)
+        if kind is int and (self.minimum is not None or self.maximum is not None):
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(self.minimum if self.minimum is not None else -(2**63)),
+                to_value=int(self.maximum if self.maximum is not None else 2**63 - 1), step=0)]
+        elif kind is float and (self.minimum is not None or self.maximum is not None):
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(self.minimum if self.minimum is not None else -math.inf),
+                to_value=float(self.maximum if self.maximum is not None else math.inf), step=0.0)]
+        if constraints:
+            descriptor.additional_constraints = "; ".join(constraints)
+        return descriptor
+
+
+def spec_table(specs: Iterable[ParameterSpec]) -> dict[str, ParameterSpec]:
+    """Name -> spec, refusing duplicates."""
+    table: dict[str, ParameterSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"parameter {spec.name!r} is declared twice")
+        table[spec.name] = spec
+    return table
+
+
+def declare(node, specs: Iterable[ParameterSpec]) -> None:
+    """Declare every parameter on ``node`` (values from --params-file / -p override defaults)."""
+    node.declare_parameters("", [(spec.name, spec.default, spec.descriptor()) for spec in specs])
+
+
+def read(node, specs: Iterable[ParameterSpec]) -> dict[str, Any]:
+    """Current values, checked; ConfigError names the first bad one."""
+    return {spec.name: spec.check(node.get_parameter(spec.name).value) for spec in specs}
+
+
+def markdown_table(specs: Iterable[ParameterSpec]) -> str:
+    """The table as Markdown (for the README / reports)."""
+    rows = ["| name | type | default | description |", "|---|---|---|---|"]
+    for spec in specs:
+        extra = f" One of {', '.join(spec.choices)}." if spec.choices else ""
+        rows.append(f"| `{spec.name}` | {spec.type_name} | `{spec.default!r}` | {spec.description}{extra} |")
+    return "\n".join(rows)
+
+
+# Parameters both nodes declare.
+COMMON_PARAMETERS = (
+    ParameterSpec("autostart", True, "Configure and activate right after start-up, without a lifecycle manager "
+                  "(false: wait for lifecycle transitions, e.g. from nav2_lifecycle_manager).", read_only=True),
+    ParameterSpec("hand_side", "right", "The hand to estimate.", choices=("right", "left")),
+    ParameterSpec("input_reliability", "best_effort",
+                  "QoS reliability of the camera subscriptions. best_effort (sensor-data QoS) matches every "
+                  "publisher; reliable only matches reliable publishers but never loses a frame on the wire.",
+                  choices=RELIABILITY_CHOICES),
+    ParameterSpec("input_depth", 5, "QoS history depth of the input subscriptions.", minimum=1, maximum=1000),
+    ParameterSpec("output_depth", 10, "QoS history depth of the (reliable) output publishers.", minimum=1, maximum=1000),
+    ParameterSpec("sync_slop_s", 0.02, "Largest stamp difference between the synchronised inputs, seconds.",
+                  minimum=0.0, maximum=10.0),
+    ParameterSpec("sync_queue_size", 30, "Messages per input kept while waiting for their partners.",
+                  minimum=1, maximum=1000),
+    ParameterSpec("frame_stride", 1, "Process every N-th synchronised frame set (by arrival). When the node cannot keep "
+                  "up, a stride keeps the processed frames evenly spaced instead of dropping them irregularly.",
+                  minimum=1, maximum=100),
+    ParameterSpec("torch_threads", 0, "Torch intra-op CPU threads; 0 keeps torch's default.", minimum=0, maximum=256),
+    ParameterSpec("warn_period_s", 5.0, "Each kind of input problem is logged at most once per this many seconds.",
+                  minimum=0.0),
+    ParameterSpec("input_timeout_s", 3.0, "Warn when an input has been silent this long while others arrive, seconds.",
+                  minimum=0.1),
+    ParameterSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds (wall clock).",
+                  minimum=0.1, maximum=60.0),
+)

@@ -1,0 +1,264 @@
+"""Live estimation (egopress_core.live, egopress_core.contact): per-frame preprocessing equals the
+training windows', crop tracking, contact summaries, and the streaming estimator's bookkeeping
+(time going backwards, gaps, hand lost, bad input) over a tiny EgoPressDiff checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from fixtures.fake_source import make_fake_sequence
+
+from egopress_core.contact import summarize_contact
+from egopress_core.data.windows import ClipWindowDataset
+from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.live import (
+    UV_MASK_FILE,
+    HandCropTracker,
+    LiveConfig,
+    LivePressureEstimator,
+    crop_box,
+    preprocess_frame,
+    project_edge_coordinates,
+    resolve_device,
+)
+
+IMAGE_HW = (96, 128)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@pytest.mark.parametrize("crop", ["hand", "full"])
+@pytest.mark.parametrize("image_size", [(32, 32), (24, 40)])
+def test_single_frame_preprocessing_equals_training_windows(crop, image_size):
+    """A live frame reaches the model exactly as the same frame would in a one-frame window."""
+    sequence = make_fake_sequence("live", num_frames=3, image_hw=(48, 64), hand_offset_px=(9.0, -5.0))
+    dataset = ClipWindowDataset([sequence], window=1, stride=1, image_size=image_size, uv_size=(8, 8), crop=crop)
+    for index in range(3):
+        record = sequence.frame(index)
+        points = project_edge_coordinates(record.vertices, record.intrinsics) if crop == "hand" else None
+        box = crop_box(record.rgb.shape[:2], image_size, points, hand_margin=0.3, min_crop_fraction=0.1)
+        inputs = preprocess_frame(record.rgb, record.depth_m, record.intrinsics, box, image_size)
+        window = dataset[index]
+        assert torch.equal(inputs.rgb, window["rgb"][0])
+        assert torch.equal(inputs.depth_m, window["depth_m"][0])
+        torch.testing.assert_close(inputs.intrinsics, window["intrinsics"][0])
+
+
+def test_crop_box_is_clamped_and_keeps_the_model_aspect():
+    points = np.array([[60.0, 40.0], [70.0, 52.0]])
+    x0, y0, width, height = crop_box(IMAGE_HW, (32, 64), points, hand_margin=0.5, min_crop_fraction=0.1)
+    assert width == 2 * height  # model aspect 2:1
+    assert (x0 + width / 2, y0 + height / 2) == pytest.approx((65.0, 46.0), abs=1.0)
+    # A tiny hand still gets min_crop_fraction of the short side.
+    _, _, width, height = crop_box(IMAGE_HW, (32, 32), np.array([[10.0, 10.0], [10.5, 10.5]]), 0.3, 0.25)
+    assert height == width == round(0.25 * 96)
+
+
+def _square(centre, side):
+    half = side / 2
+    return np.array([[centre[0] - half, centre[1] - half], [centre[0] + half, centre[1] + half]])
+
+
+def test_crop_tracker_holds_its_box_until_the_hand_leaves_or_shrinks():
+    tracker = HandCropTracker((32, 32), LiveConfig(hand_margin=0.3, min_crop_fraction=0.0))
+    first = tracker.update(IMAGE_HW, _square((64, 48), 20))
+    # Small motion inside the margin: same box.
+    assert tracker.update(IMAGE_HW, _square((66, 47), 20)) == first
+    # Moving by more than half the margin: re-centred.
+    moved = tracker.update(IMAGE_HW, _square((75, 48), 20))
+    assert moved != first and moved[0] + moved[2] / 2 == pytest.approx(75, abs=1)
+    # Hand much smaller (moved away): a tighter box.
+    smaller = tracker.update(IMAGE_HW, _square((75, 48), 8))
+    assert smaller[2] < moved[2] / 1.5
+    # Another image size always re-crops; no hand keeps the last box.
+    assert tracker.update((48, 64), _square((20, 20), 8)) != smaller
+    held = tracker.box
+    assert tracker.update((48, 64), None) == held
+    # Without holding, every frame gets its own box.
+    free = HandCropTracker((32, 32), LiveConfig(hold_crop=False, min_crop_fraction=0.0))
+    assert free.update(IMAGE_HW, _square((64, 48), 20)) != free.update(IMAGE_HW, _square((66, 47), 20))
+    full = HandCropTracker((32, 32), LiveConfig(crop="full"))
+    assert full.update(IMAGE_HW, _square((10, 10), 5)) == crop_box(IMAGE_HW, (32, 32))
+
+
+def test_live_config_validates():
+    with pytest.raises(ConfigError, match="crop must be one of"):
+        LiveConfig(crop="box")
+    with pytest.raises(ConfigError, match="max_gap_s"):
+        LiveConfig(max_gap_s=0.0)
+    with pytest.raises(ConfigError, match="contact_threshold_kpa"):
+        LiveConfig(contact_threshold_kpa=float("nan"))
+
+
+# ----------------------------------------------------------------------------- contact
+
+
+def test_contact_summary_force_area_and_centre_of_pressure():
+    vertices = np.array([[0.0, 0.0, 0.5], [0.02, 0.0, 0.5], [0.0, 0.04, 0.5], [1.0, 1.0, 1.0]])
+    area = np.array([1e-4, 2e-4, 1e-4, 5e-4])
+    pressure = np.array([10.0, 5.0, 0.5, -3.0])  # kPa; the last is a least-squares undershoot
+    summary = summarize_contact(pressure, vertices, area, contact_threshold_kpa=1.0)
+    assert summary.vertex_contact.tolist() == [True, True, False, False]
+    assert summary.in_contact
+    assert summary.vertex_pressure_kpa.min() == 0.0 and summary.vertex_pressure_kpa.dtype == np.float32
+    assert summary.contact_area_m2 == pytest.approx(3e-4)
+    # Total force counts sub-threshold pressure too: (10*1 + 5*2 + 0.5*1) kPa * 1e-4 m^2.
+    assert summary.total_force_n == pytest.approx((10 + 10 + 0.5) * 1000 * 1e-4)
+    # Force-weighted centre of the contact vertices: forces 1 N and 1 N.
+    np.testing.assert_allclose(summary.center_of_pressure, [0.01, 0.0, 0.5])
+
+    none = summarize_contact(np.zeros(4), vertices, area)
+    assert not none.in_contact and none.contact_area_m2 == 0.0 and none.total_force_n == 0.0
+    assert np.isnan(none.center_of_pressure).all()
+
+
+def test_contact_summary_rejects_bad_input():
+    vertices = np.zeros((3, 3))
+    with pytest.raises(DataError, match="vertices must have shape"):
+        summarize_contact(np.zeros(4), vertices, np.ones(4))
+    with pytest.raises(DataError, match="vertex_pressure_kpa holds NaN"):
+        summarize_contact(np.array([0.0, np.nan, 1.0]), vertices, np.ones(3))
+    with pytest.raises(DataError, match="vertex_area_m2 must be >= 0"):
+        summarize_contact(np.zeros(3), vertices, -np.ones(3))
+    with pytest.raises(ConfigError, match="contact_threshold_kpa"):
+        summarize_contact(np.zeros(3), vertices, np.ones(3), contact_threshold_kpa=-1.0)
+
+
+# ----------------------------------------------------------------------------- live estimator
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny EgoPressDiff on the bundled right hand's UV layout, saved as training does."""
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.model import EgoPressDiff, tiny_config
+
+    mask = hand_uv_mask((16, 16), "right")
+    torch.manual_seed(0)
+    model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id))
+    directory = tmp_path_factory.mktemp("tiny_checkpoint")
+    model.save_pretrained(directory)
+    mask.save(directory / UV_MASK_FILE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """The bundled right hand, flat, 0.4 m in front of a 128x96 camera, over a table plane."""
+    from egopress_core.hand.hand_model import load_hand_model
+
+    hand = load_hand_model("right")
+    with torch.no_grad():
+        rest = hand.rest()
+    vertices = rest.vertices[0].numpy()
+    offset = np.array([0.0, 0.0, 0.4]) - vertices.mean(axis=0)
+    intrinsics = np.array([[110.0, 0.0, 63.5], [0.0, 110.0, 47.5], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, size=(*IMAGE_HW, 3), dtype=np.uint8)
+    depth = np.full(IMAGE_HW, 0.45, dtype=np.float32)
+    depth[:8] = np.nan  # no readings (REP 118): holes
+    return {
+        "rgb": rgb, "depth_m": depth, "intrinsics": intrinsics,
+        "vertices": (vertices + offset).astype(np.float32), "joints": (rest.joints[0].numpy() + offset).astype(np.float32),
+        "num_vertices": hand.num_vertices,
+    }
+
+
+def _push(estimator, scene, stamp, **changes):
+    frame = {key: scene[key] for key in ("rgb", "depth_m", "intrinsics", "vertices", "joints")}
+    frame.update(changes)
+    return estimator.push(frame["rgb"], frame["depth_m"], frame["intrinsics"], stamp, frame["vertices"], frame["joints"])
+
+
+def test_live_estimator_outputs_pressure_and_contact(checkpoint, scene):
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, hand_side="right", num_inference_steps=2,
+                                                      warm_start_strength=0.5)
+    assert estimator.window_length == 4 and estimator.hand_side == "right"
+    assert estimator.uv_layout_id.startswith("egopress_hand_v1_uv:16x16:")
+    mask = estimator.uv_mask.mask
+    for index in range(3):
+        estimate = _push(estimator, scene, 10.0 + index / 30)
+        assert estimate.uv_pressure_kpa.shape == (16, 16) and estimate.uv_pressure_kpa.dtype == np.float32
+        assert estimate.uv_pressure_kpa.min() >= 0 and not estimate.uv_pressure_kpa[~mask].any()
+        assert estimate.window_frames == index + 1
+        contact = estimate.contact
+        assert contact.vertex_pressure_kpa.shape == (scene["num_vertices"],)
+        assert contact.vertex_pressure_kpa.min() >= 0
+        np.testing.assert_array_equal(contact.vertex_contact, contact.vertex_pressure_kpa > contact.contact_threshold_kpa)
+        assert math.isfinite(estimate.uv_total_force_n) and estimate.uv_total_force_n >= 0
+        assert set(estimate.timings_s) == {"preprocess", "inference", "contact"}
+    assert estimator.last_reset_reason is None and estimator.resets == 0
+
+
+def test_live_estimator_restarts_on_time_jumps_and_lost_hands(checkpoint, scene):
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1,
+                                                      config=LiveConfig(max_gap_s=0.5, hand_lost_reset_s=0.2))
+    _push(estimator, scene, 5.0)
+    _push(estimator, scene, 5.1)
+    assert estimator.streaming.frames_seen == 2
+
+    _push(estimator, scene, 4.0)  # bag loop / clock reset
+    assert "backwards" in estimator.last_reset_reason and estimator.streaming.frames_seen == 1
+
+    _push(estimator, scene, 4.9)  # a 0.9 s gap
+    assert "passed since the previous frame" in estimator.last_reset_reason
+
+    # A short loss of the hand: nothing is estimated, the window survives.
+    assert _push(estimator, scene, 4.95, vertices=None, joints=None) is None
+    assert estimator.last_reset_reason is None and estimator.streaming.frames_seen == 1
+    assert _push(estimator, scene, 5.0) is not None and estimator.streaming.frames_seen == 2
+    # A long loss restarts the window once.
+    for stamp in (5.05, 5.15, 5.3, 5.35):
+        assert _push(estimator, scene, stamp, vertices=None, joints=None) is None
+    assert estimator.resets == 3 and estimator.streaming.frames_seen == 0
+    assert _push(estimator, scene, 5.4).window_frames == 1
+
+
+def test_live_estimator_rejects_bad_frames_without_changing_state(checkpoint, scene):
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
+    _push(estimator, scene, 1.0)
+    with pytest.raises(DataError, match="not aligned to the colour image"):
+        _push(estimator, scene, 1.1, depth_m=scene["depth_m"][:48, :64])
+    with pytest.raises(DataError, match="vertices of shape"):
+        _push(estimator, scene, 1.1, vertices=scene["vertices"][:100])
+    with pytest.raises(DataError, match="hand mesh vertices hold NaN"):
+        _push(estimator, scene, 1.1, vertices=np.full_like(scene["vertices"], np.nan))
+    with pytest.raises(DataError, match="rgb must be a \\(H, W, 3\\) uint8"):
+        _push(estimator, scene, 1.1, rgb=scene["rgb"].astype(np.float32))
+    with pytest.raises(DataError, match="focal lengths"):
+        _push(estimator, scene, 1.1, intrinsics=np.zeros((3, 3)) + np.diag([0.0, 0.0, 1.0]))
+    assert estimator.streaming.frames_seen == 1 and estimator.resets == 0
+    assert _push(estimator, scene, 1.1).window_frames == 2
+
+
+def test_from_checkpoint_errors_name_the_problem(checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        LivePressureEstimator.from_checkpoint(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        LivePressureEstimator.from_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="estimates the right hand, not the left"):
+        LivePressureEstimator.from_checkpoint(checkpoint, hand_side="left")
+    # A checkpoint whose UV layout is not the hand's atlas.
+    from egopress_core.model import EgoPressDiff, tiny_config
+
+    other = tmp_path / "other_layout"
+    EgoPressDiff(tiny_config(uv_layout="someone_elses_uv")).save_pretrained(other)
+    with pytest.raises(CheckpointError, match="someone_elses_uv"):
+        LivePressureEstimator.from_checkpoint(other)
+    spec = json.loads((checkpoint / UV_MASK_FILE).read_text())
+    assert spec["side"] == "right"
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="device must be"):
+        resolve_device("tpu-ish")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no usable CUDA device"):
+            resolve_device("cuda")
