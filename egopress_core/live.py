@@ -40,7 +40,7 @@ from egopress_core.contact import ContactSummary, summarize_contact
 from egopress_core.data.windows import (
     CROP_MODES,
     DEPTH_RESIZE_MODES,
-    _crop_padded,
+    crop_padded,
     crop_resize_intrinsics,
     resize_depth,
 )
@@ -275,11 +275,11 @@ def preprocess_frame(
         image_size: (H', W') model input size.
         depth_resize: "min" or "nearest".
     """
-    crop = _crop_padded(np.asarray(rgb, dtype=np.uint8), *box)
+    crop = crop_padded(np.asarray(rgb, dtype=np.uint8), *box)
     # Resampling uint8 directly, as the windows do (the float result rounded to 1/255).
     image = torch.from_numpy(crop).permute(2, 0, 1)[None]
     resized = F.interpolate(image, size=tuple(image_size), mode="bilinear", align_corners=False, antialias=True)
-    depth_crop = _crop_padded(np.asarray(depth_m, dtype=np.float32), *box)
+    depth_crop = crop_padded(np.asarray(depth_m, dtype=np.float32), *box)
     depth = resize_depth(torch.from_numpy(depth_crop)[None, None], tuple(image_size), depth_resize)[0]
     matrix = crop_resize_intrinsics(intrinsics, box, tuple(image_size)).astype(np.float32)
     return ModelInputs(rgb=resized[0].float() / 255.0, depth_m=depth, intrinsics=torch.from_numpy(matrix), box=box)

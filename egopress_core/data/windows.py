@@ -258,7 +258,7 @@ def window_starts(length: int, window: int, stride: int, cover_tail: bool = Fals
     return starts
 
 
-def _crop_padded(image: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+def crop_padded(image: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
     """Crop ``image[y0:y0+height, x0:x0+width]`` (any leading H, W layout) with zero padding."""
     out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
     src_x0, src_y0 = max(x0, 0), max(y0, 0)
@@ -392,14 +392,14 @@ class ClipWindowDataset(Dataset):
 
         rgb, depth, intrinsics = [], [], []
         for record in records:
-            crop = _crop_padded(np.asarray(record.rgb, dtype=np.uint8), *box)
+            crop = crop_padded(np.asarray(record.rgb, dtype=np.uint8), *box)
             # resampling uint8 directly is ~50x faster than float on CPU; the result is the
             # float result rounded to 1/255
             image = torch.from_numpy(crop).permute(2, 0, 1)[None]
             resized = F.interpolate(image, size=cfg.image_size, mode="bilinear",
                                     align_corners=False, antialias=True)
             rgb.append(resized[0].float() / 255.0)
-            crop = _crop_padded(np.asarray(record.depth_m, dtype=np.float32), *box)
+            crop = crop_padded(np.asarray(record.depth_m, dtype=np.float32), *box)
             depth.append(resize_depth(torch.from_numpy(crop)[None, None], cfg.image_size,
                                       cfg.depth_resize)[0])
             intrinsics.append(crop_resize_intrinsics(record.intrinsics, box, cfg.image_size))
