@@ -130,7 +130,7 @@ def evaluate(
     figure_rows: list[dict] = []
     for sequence in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
         batch = _sequence_batch(sequence, config, uv_mask, options.crop)
-        conditions = model.build_conditions(batch)
+        conditions = model.build_conditions(batch, check_window=False)
         predicted = estimate_sequence_pressure(model, conditions, options)[0, :, 0].float().cpu().numpy()
         truth = batch["uv_pressure_kpa"][0, :, 0].float().numpy()
         valid = batch["valid"][0].numpy().astype(bool)

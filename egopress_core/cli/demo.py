@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The model shipped with the package (trained by `benchmarks/train_shipped.sh`, see README).
+# The model shipped with the package (made by `scripts/train_shipped_model.sh`, see README).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "egopressdiff_compact"
 # Seeds at or above this are never used for training data, so demo sequences are held out.
 HELD_OUT_SEED = 90_000

@@ -171,9 +171,14 @@ class PerFrameBinClassifier(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def build_conditions(self, batch: Mapping[str, torch.Tensor]) -> EgoPressConditions:
-        """Window batch -> conditions, exactly as EgoPressDiff builds them."""
+    def build_conditions(self, batch: Mapping[str, torch.Tensor], check_window: bool = True) -> EgoPressConditions:
+        """Window batch -> conditions, exactly as EgoPressDiff builds them; ``check_window=False``
+        accepts any number of frames (whole sequences: frames are processed independently)."""
         conditions = build_conditions(batch, self.config.pose_sigma_px, self.config.depth_clip_m).to(self.device)
+        if check_window and conditions.num_frames != self.config.num_frames:
+            raise DataError(
+                f"window has {conditions.num_frames} frames but the model was built for num_frames={self.config.num_frames}"
+            )
         if conditions.image_size != self.config.image_size or conditions.uv_size != self.config.uv_size:
             raise DataError(
                 f"batch has images {conditions.image_size} and UV maps {conditions.uv_size}; the model was "

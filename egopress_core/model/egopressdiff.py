@@ -227,12 +227,16 @@ class EgoPressDiff(nn.Module):
     # ------------------------------------------------------------------------------------------
     # Conditions
     # ------------------------------------------------------------------------------------------
-    def build_conditions(self, batch: Mapping[str, torch.Tensor]) -> EgoPressConditions:
-        """Window batch dict -> validated conditions with this model's pose/depth settings."""
+    def build_conditions(self, batch: Mapping[str, torch.Tensor], check_window: bool = True) -> EgoPressConditions:
+        """Window batch dict -> validated conditions with this model's pose/depth settings.
+
+        ``check_window=False`` accepts any number of frames (whole sequences for
+        :func:`~egopress_core.inference.estimate_sequence`).
+        """
         conditions = build_conditions(
             batch, pose_sigma_px=self.config.pose_sigma_px, depth_clip_m=self.config.depth_clip_m
         )
-        return self.check_conditions(conditions, check_window=True)
+        return self.check_conditions(conditions, check_window=check_window)
 
     def check_conditions(
         self, conditions: EgoPressConditions, check_window: bool = True

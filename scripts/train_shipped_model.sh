@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# How the shipped checkpoint (egopress_core/assets/checkpoints/egopressdiff_compact) is made.
+# Run from the repository root after `make setup`. OUT defaults to /tmp/egopress-shipped.
+set -euo pipefail
+. scripts/env.sh
+OUT=${OUT:-/tmp/egopress-shipped}
+STEPS=${STEPS:-600}
+# Training and validation data: disjoint seeds (the demo generates with seed 90000).
+egopress synth --out "$OUT/data/train" --sequences 64 --frames 48 --seed 1 --image-size 256 256 --workers 2
+egopress synth --out "$OUT/data/val" --sequences 14 --frames 48 --seed 2 --image-size 256 256 --workers 2
+OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train" --val-data "$OUT/data/val" \
+    --out "$OUT/run" --max-steps "$STEPS"
+# Ship the EMA weights in half precision (half the size; loading casts back to float32).
+python - "$OUT/run/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
+import shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+target.mkdir(parents=True, exist_ok=True)
+weights = {name: t.half() if t.is_floating_point() else t for name, t in load_file(source / "model.safetensors").items()}
+save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+shutil.copy(source / "config.json", target / "config.json")
+PY
+egopress eval --checkpoint egopress_core/assets/checkpoints/egopressdiff_compact --data "$OUT/data/val" \
+    --out "$OUT/val_report.json"

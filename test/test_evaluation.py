@@ -1,0 +1,89 @@
+"""`egopress eval` and `egopress demo` end to end on tiny data with tiny untrained models."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from egopress_core.cli.main import main
+from egopress_core.data.sources import hand_uv_mask
+from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
+from egopress_core.errors import CheckpointError
+from egopress_core.evaluation import load_pressure_model
+from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
+from egopress_core.model.config import tiny_config
+from egopress_core.model.egopressdiff import EgoPressDiff
+
+SMALL = dict(frames=10, image_sizes=((96, 96),), uv_resolution=224)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-data")
+    generate_dataset(SynthConfig(sequences=2, seed=5, gestures=("single_press", "palm_press"), **SMALL), root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    config = tiny_config()
+    layout = hand_uv_mask(tuple(config.uv_size), "right").layout_id
+    torch.manual_seed(0)
+    EgoPressDiff(tiny_config(uv_layout=layout)).save_pretrained(root / "diffusion")
+    baseline = BinClassifierConfig(num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=layout,
+                                   encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))
+    PerFrameBinClassifier(baseline).save_pretrained(root / "baseline")
+    EgoPressDiff(tiny_config(uv_layout="another_layout:16x16:000000000000")).save_pretrained(root / "other")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "baseline"])
+def test_eval_writes_report_and_figure(kind, data, checkpoints, tmp_path):
+    out = tmp_path / "report.json"
+    code = main(["eval", "--checkpoint", str(checkpoints / kind), "--data", str(data), "--out", str(out), "--steps", "2"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    metrics = report["metrics"]
+    for key in ("contact_iou", "volumetric_iou", "mae_kpa", "temporal_accuracy", "vertex_mae_kpa", "force_mae_n",
+                "temporal_smoothness_kpa"):
+        assert key in metrics
+    assert metrics["frames"] == 2 * SMALL["frames"]
+    assert 0.0 <= metrics["temporal_accuracy"] <= 1.0
+    assert metrics["mae_kpa"] >= 0 and math.isfinite(metrics["force_mae_n"])
+    assert sorted(report["per_sequence"]) == ["seq_00000", "seq_00001"]
+    assert report["model"] == {"diffusion": "EgoPressDiff", "baseline": "PerFrameBinClassifier"}[kind]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_eval_refuses_a_checkpoint_of_another_uv_layout(data, checkpoints, tmp_path):
+    code = main(["eval", "--checkpoint", str(checkpoints / "other"), "--data", str(data), "--out", str(tmp_path / "r.json")])
+    assert code == 2
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_load_pressure_model_names_bad_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_pressure_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="something-else"):
+        load_pressure_model(tmp_path)
+
+
+def test_demo_runs_the_whole_path(checkpoints, tmp_path):
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--checkpoint", str(checkpoints / "diffusion"), "--sequences", "1",
+                 "--frames", "8", "--steps", "2"])
+    assert code == 0
+    assert json.loads((out / "report.json").read_text())["sequences"] == 1
+    assert (out / "report.png").is_file()
+    assert (out / "data" / "previews" / "seq_00000.png").is_file()
