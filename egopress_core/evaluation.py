@@ -138,7 +138,8 @@ def evaluate(
             continue
         vertices = batch["vertices"][0].numpy()[valid]
         scored = {"pred": predicted[valid], "gt": truth[valid]}
-        vertex = {k: atlas.uv_to_vertex(v) for k, v in scored.items()}
+        # Least squares can undershoot next to sharp contact edges; pressure is never negative.
+        vertex = {k: np.clip(atlas.uv_to_vertex(v), 0.0, None) for k, v in scored.items()}
         force = {k: atlas.total_force(v, vertices) for k, v in scored.items()}
         arguments = dict(pred_vertex_kpa=vertex["pred"], gt_vertex_kpa=vertex["gt"],
                          pred_force_n=force["pred"], gt_force_n=force["gt"])

@@ -57,8 +57,9 @@ def render_mesh_values(
     values = (np.asarray(vertex_values)[faces[primitive]] * weights).sum(axis=1)
     vmax = float(np.max(vertex_values)) if vmax is None else vmax
     colour = colorize(values, vmax if vmax > 0 else 1.0, cmap).astype(np.float64)
-    # Unpressed skin in a neutral tone, so the hand's shape reads and contact stands out.
-    colour[values <= 1e-6] = NEUTRAL_SKIN_RGB
+    # Unpressed skin (below 2 % of the scale) in a neutral tone, so the hand's shape reads and
+    # contact stands out.
+    colour[values <= 0.02 * (vmax if vmax > 0 else 1.0)] = NEUTRAL_SKIN_RGB
     normals = hits["primitive_normals"].numpy()
     shade = 0.45 + 0.55 * np.abs(normals @ view)
     colour = colour * shade[:, None]
