@@ -21,8 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,13 +32,12 @@ from torch import nn
 from egopress_core.conditioning import NUM_POSE_CHANNELS, EgoPressConditions, build_conditions
 from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
+from egopress_core.model.checkpoint_files import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
 from egopress_core.model.egopressdiff import LossOutput
 from egopress_core.model.vertex_encoder import normalize_vertices
 
 CHECKPOINT_FORMAT = "egopress-bin-classifier"
 CHECKPOINT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
 
 
@@ -246,20 +243,8 @@ class PerFrameBinClassifier(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` atomically."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
         document = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config.to_dict()}
-        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging-"))
-        try:
-            save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
-            (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-            os.replace(staging / WEIGHTS_NAME, directory / WEIGHTS_NAME)
-            os.replace(staging / CONFIG_NAME, directory / CONFIG_NAME)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        write_checkpoint(directory, self.state_dict(), document)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, expected_uv_layout: str | None = None,

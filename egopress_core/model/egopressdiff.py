@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from egopress_core.conditioning import (
     build_conditions,
 )
 from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.model.checkpoint_files import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
 from egopress_core.model.config import CLIP_KEYS, VAE_KEYS, EgoPressDiffConfig, paper_config
 from egopress_core.model.features import FrameFeatures, WindowFeatures
 from egopress_core.model.image_encoder import CLIPImageEncoder, ConvImageEncoder
@@ -51,8 +50,6 @@ from egopress_core.model.vertex_encoder import VertexEncoder
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("ddim", "dpmsolver++", "euler")
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_FORMAT = "egopressdiff"
 CHECKPOINT_VERSION = 1
 
@@ -593,30 +590,15 @@ class EgoPressDiff(nn.Module):
 
         Files are written to temporary names and renamed, so a crash leaves the old checkpoint.
         """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         skipped = () if include_frozen else self.frozen_prefixes()
-        state = {
-            name: tensor.detach().contiguous().cpu()
-            for name, tensor in self.state_dict().items()
-            if not name.startswith(skipped)
-        }
+        state = {name: tensor for name, tensor in self.state_dict().items() if not name.startswith(skipped)}
         document = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
             "external_frozen_weights": bool(skipped),
         }
-        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging-"))
-        try:
-            save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
-            (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-            os.replace(staging / WEIGHTS_NAME, directory / WEIGHTS_NAME)
-            os.replace(staging / CONFIG_NAME, directory / CONFIG_NAME)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        write_checkpoint(directory, state, document)
 
     @staticmethod
     def _read_checkpoint_document(directory: str | os.PathLike) -> dict[str, Any]:

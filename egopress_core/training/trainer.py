@@ -365,7 +365,7 @@ def train(
     def load_model_hook(models, input_dir):
         from safetensors.torch import load_file
 
-        from egopress_core.model.egopressdiff import WEIGHTS_NAME
+        from egopress_core.model.checkpoint_files import WEIGHTS_NAME
 
         module = accelerator.unwrap_model(models.pop()).model
         module.load_state_dict(load_file(os.path.join(input_dir, WEIGHTS_NAME), device=str(accelerator.device)))
