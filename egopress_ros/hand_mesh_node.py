@@ -40,11 +40,9 @@ from egopress_ros.node_base import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
     DEPTH_TOPIC,
-    MIN_VALID_DEPTH_FRACTION,
     InputProblem,
     InputSpec,
     PipelineNode,
-    decode_camera,
     run,
 )
 from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec
@@ -146,11 +144,7 @@ class HandMeshNode(PipelineNode):
         if estimator is None:
             return
         names = self.topic_names()
-        camera = decode_camera(messages["color"], messages["depth"], messages["camera_info"], names)
-        if camera.depth_valid_fraction < MIN_VALID_DEPTH_FRACTION:
-            self.problems.report("depth_invalid", (
-                f"depth image on '{names['depth']}' has {100 * camera.depth_valid_fraction:.1f}% valid readings "
-                "(NaN / 0 elsewhere); estimating from colour and keypoints alone"))
+        camera = self.camera_input(messages, without_depth="estimating from colour and keypoints alone")
         stamp_s = stamp_to_seconds(camera.header.stamp)
         if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
             self.problems.report("time_backwards", (

@@ -199,6 +199,25 @@ class PipelineNode(_lifecycle_base()):
         self._publishers_made.append(publisher)
         return publisher
 
+    def camera_input(self, messages: dict[str, Any], without_depth: str) -> CameraFrame:
+        """Decode the synchronised colour/depth/camera_info of one frame; a depth image with
+        (almost) no valid reading is reported (rate-limited) and the frame still goes on.
+
+        Args:
+            messages: the synchronised set, with keys ``color``, ``depth``, ``camera_info``.
+            without_depth: what the node does with such a frame, for the warning.
+
+        Raises:
+            InputProblem: an image or camera_info that cannot be used (see :func:`decode_camera`).
+        """
+        names = self.topic_names()
+        camera = decode_camera(messages["color"], messages["depth"], messages["camera_info"], names)
+        if camera.depth_valid_fraction < MIN_VALID_DEPTH_FRACTION:
+            self.problems.report("depth_invalid", (
+                f"depth image on '{names['depth']}' has {100 * camera.depth_valid_fraction:.1f}% valid readings "
+                f"(NaN / 0 elsewhere); {without_depth}"))
+        return camera
+
     def record_output(self, stamp) -> None:
         """Count one published frame and its stamp-to-publish latency (node clock: sim time aware)."""
         self.output_rate.tick()

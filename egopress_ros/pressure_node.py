@@ -43,11 +43,9 @@ from egopress_ros.node_base import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
     DEPTH_TOPIC,
-    MIN_VALID_DEPTH_FRACTION,
     InputProblem,
     InputSpec,
     PipelineNode,
-    decode_camera,
     run,
 )
 from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec
@@ -186,11 +184,7 @@ class PressureNode(PipelineNode):
         if live is None:
             return
         names = self.topic_names()
-        camera = decode_camera(messages["color"], messages["depth"], messages["camera_info"], names)
-        if camera.depth_valid_fraction < MIN_VALID_DEPTH_FRACTION:
-            self.problems.report("depth_invalid", (
-                f"depth image on '{names['depth']}' has {100 * camera.depth_valid_fraction:.1f}% valid readings "
-                "(NaN / 0 elsewhere); the model sees no depth for this frame"))
+        camera = self.camera_input(messages, without_depth="the model sees no depth for this frame")
         try:
             mesh = hand_mesh_from_msg(messages["hand_mesh"])
         except DataError as error:

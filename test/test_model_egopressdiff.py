@@ -87,18 +87,37 @@ def test_config_rejects_unknown_keys():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_loss_weight_doubles_on_mask():
+def test_masked_loss_scales_residual_by_texel_weight():
     prediction = torch.zeros(1, 2, 1, 4, 4)
     target = torch.ones(1, 2, 1, 4, 4)
     valid = torch.ones(1, 2)
-    off = masked_diffusion_loss(prediction, target, torch.zeros(1, 1, 4, 4), valid)
-    on = masked_diffusion_loss(prediction, target, torch.ones(1, 1, 4, 4), valid)
-    assert off.item() == pytest.approx(1.0)
-    assert on.item() == pytest.approx(4.0)  # residual x 2 on hand texels -> squared error x 4
-    half = torch.zeros(1, 1, 4, 4)
-    half[..., :2, :] = 1.0
+    assert masked_diffusion_loss(prediction, target, torch.ones(1, 1, 1, 4, 4), valid).item() == pytest.approx(1.0)
+    # residual x 2 on hand texels -> squared error x 4
+    assert masked_diffusion_loss(prediction, target, torch.full((1, 1, 1, 4, 4), 2.0), valid).item() == pytest.approx(4.0)
+    half = torch.ones(1, 1, 1, 4, 4)
+    half[..., :2, :] = 2.0
     assert masked_diffusion_loss(prediction, target, half, valid).item() == pytest.approx(2.5)
     assert masked_diffusion_loss(prediction, target, half, torch.zeros(1, 2)).item() == 0.0
+
+
+def test_loss_weight_is_paper_weight_plus_pressure_term():
+    torch.manual_seed(0)
+    uv_mask = torch.zeros(1, 1, 8, 8)
+    uv_mask[..., :, :4] = 1.0
+    pressure = torch.zeros(1, 2, 1, 8, 8)
+    pressure[0, 1, 0, 2, 1] = 200.0  # p_max on a hand texel -> normalised 1
+    pressure[0, 1, 0, 2, 6] = 200.0  # off the hand: ignored
+    paper = EgoPressDiff(tiny_config(uv_size=(8, 8)))
+    weight = paper.loss_weight(pressure, uv_mask)
+    assert weight.shape == (1, 1, 1, 8, 8)
+    assert torch.allclose(weight, 1.0 + uv_mask[:, None])
+    weighted = EgoPressDiff(tiny_config(uv_size=(8, 8), pressure_loss_weight=10.0))
+    extra = weighted.loss_weight(pressure, uv_mask) - weight
+    assert extra[0, 1, 0, 2, 1].item() == pytest.approx(10.0)
+    extra[0, 1, 0, 2, 1] = 0.0
+    assert extra.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="pressure_loss_weight"):
+        tiny_config(pressure_loss_weight=-1.0)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ DOWN_BLOCK_TYPES = ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal
 UP_BLOCK_TYPES = ("CrossAttnUpBlockSpatioTemporal", "UpBlockSpatioTemporal")
 
 # Keys that only shape training; a checkpoint stays compatible when they differ.
-TRAINING_ONLY_KEYS = frozenset({"condition_dropout_prob", "modality_dropout_prob"})
+TRAINING_ONLY_KEYS = frozenset({"condition_dropout_prob", "modality_dropout_prob", "pressure_loss_weight"})
 
 # AutoencoderKLTemporalDecoder / CLIPVisionConfig arguments kept in the config (the rest are
 # library defaults); the model builds the modules from exactly these.
@@ -116,6 +116,12 @@ class EgoPressDiffConfig:
     Diffusion (shared by the DDPM training scheduler and the DDIM / DPM-Solver++ / Euler samplers)
         prediction_type, num_train_timesteps, beta_schedule, beta_start, beta_end (diffusers reads
         the two betas for "linear" / "scaled_linear" only), timestep_spacing.
+    Loss
+        pressure_loss_weight: extra weight on texels in proportion to their normalised target
+            pressure (0 at no contact, 1 at ``pressure_max_kpa``); 0 is the paper's loss. Contact
+            covers about 1% of the hand's texels, so with the paper's weighting an undertrained
+            model predicts faint haze; a weight of ~10 makes contact texels count as much as the
+            empty hand around them.
     Classifier-free guidance
         condition_dropout_prob: all conditions dropped together (the unconditional branch);
         modality_dropout_prob: each modality (image, vertices, pose, depth, UV geometry) dropped
@@ -178,6 +184,8 @@ class EgoPressDiffConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     timestep_spacing: str = "trailing"
+
+    pressure_loss_weight: float = 0.0
 
     condition_dropout_prob: float = 0.1
     modality_dropout_prob: float = 0.05
@@ -353,6 +361,9 @@ class EgoPressDiffConfig:
             raise ConfigError(f"need 0 < beta_start < beta_end < 1; got {self.beta_start}, {self.beta_end}")
         _choice("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
         self._validate_noise_schedule()
+        if isinstance(self.pressure_loss_weight, bool) or not isinstance(self.pressure_loss_weight, (int, float)) \
+                or not 0.0 <= self.pressure_loss_weight < float("inf"):
+            raise ConfigError(f"pressure_loss_weight must be a finite number >= 0; got {self.pressure_loss_weight!r}")
         _probability("condition_dropout_prob", self.condition_dropout_prob)
         _probability("modality_dropout_prob", self.modality_dropout_prob)
 

@@ -8,7 +8,8 @@ small conv vs the frozen CLIP image encoder.
 Training target: the normalised pressure latent (see ``PressureNormalizer``), noised by
 diffusers' ``DDPMScheduler``; loss ``|| (target - prediction) * (1 + M_uv) ||^2`` with M_uv the
 UV hand mask at latent resolution (hand texels count twice), averaged over frames that carry an
-annotation.
+annotation; ``pressure_loss_weight`` adds a term in proportion to the target pressure (see
+:meth:`EgoPressDiff.loss_weight`).
 
 Note on SVD weights: SVD's U-Net was trained with EDM preconditioning (continuous
 ``0.25 log sigma`` noise labels); here it is fine-tuned with discrete DDPM timesteps, so its time
@@ -73,20 +74,20 @@ class SVDTransferReport:
 
 
 def masked_diffusion_loss(
-    prediction: torch.Tensor, target: torch.Tensor, latent_mask: torch.Tensor, frame_weight: torch.Tensor
+    prediction: torch.Tensor, target: torch.Tensor, texel_weight: torch.Tensor, frame_weight: torch.Tensor
 ) -> torch.Tensor:
-    """``|| (target - prediction) * (1 + M) ||^2``, mean over elements of the weighted frames.
+    """``|| (target - prediction) * W ||^2``, mean over elements of the weighted frames.
 
     Args:
         prediction, target: (B, T, C, h, w).
-        latent_mask: (B, 1, h, w) UV hand mask at latent resolution, in [0, 1].
+        texel_weight: W, broadcastable to (B, T, 1, h, w): ``1 + M_uv`` in the paper (hand texels
+            count twice), plus the pressure term of :meth:`EgoPressDiff.loss_weight`.
         frame_weight: (B, T) 1 for frames that count (annotated), 0 otherwise.
 
     Returns:
         Scalar loss (0 when no frame counts).
     """
-    weight = 1.0 + latent_mask[:, None]  # (B, 1, 1, h, w)
-    per_frame = ((target - prediction) * weight).square().mean(dim=(2, 3, 4))
+    per_frame = ((target - prediction) * texel_weight).square().mean(dim=(2, 3, 4))
     frame_weight = frame_weight.to(per_frame.dtype)
     return (per_frame * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
 
@@ -352,6 +353,24 @@ class EgoPressDiff(nn.Module):
         """(B, 1, Hu, Wu) -> (B, 1, h, w) fraction of hand texels per latent cell."""
         return resize_frames(uv_mask[:, None], self.codec.latent_size)[:, 0]
 
+    def loss_weight(self, pressure_kpa: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
+        """Per-texel loss weight ``1 + M_uv + w_p * (x + 1) / 2`` at latent resolution.
+
+        Args:
+            pressure_kpa: (B, T, 1, Hu, Wu) target pressure.
+            uv_mask: (B, 1, Hu, Wu) hand mask.
+
+        Returns:
+            (B, T, 1, h, w), or (B, 1, 1, h, w) without the pressure term: M_uv is the hand fraction of each latent cell; ``x`` is the target
+            normalised to [-1, 1] (so the pressure term is 0 without contact) and averaged over
+            the cell; ``w_p`` is ``config.pressure_loss_weight``.
+        """
+        weight = 1.0 + self.latent_mask(uv_mask)[:, None]
+        if self.config.pressure_loss_weight > 0:
+            unit = (self.normalizer.encode(pressure_kpa * (uv_mask[:, None] > 0.5)) + 1.0) * 0.5
+            weight = weight + self.config.pressure_loss_weight * resize_frames(unit, self.codec.latent_size)
+        return weight
+
     def encode_pressure(self, pressure_kpa: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, 1, Hu, Wu) kPa -> (B, T, C, h, w) clean latents (zero pressure off the hand)."""
         on_hand = (uv_mask[:, None] > 0.5).to(pressure_kpa.dtype)
@@ -432,11 +451,9 @@ class EgoPressDiff(nn.Module):
         else:
             target = clean
         prediction, target = prediction.float(), target.float()
-        loss = masked_diffusion_loss(prediction, target, self.latent_mask(uv_mask), valid.to(device))
+        loss = masked_diffusion_loss(prediction, target, self.loss_weight(pressure, uv_mask), valid.to(device))
         with torch.no_grad():
-            mse = masked_diffusion_loss(
-                prediction, target, torch.zeros_like(self.latent_mask(uv_mask)), valid.to(device)
-            )
+            mse = masked_diffusion_loss(prediction, target, torch.ones_like(prediction[:1, :1]), valid.to(device))
         return LossOutput(loss=loss, mse=mse, timesteps=timesteps)
 
     def forward(
