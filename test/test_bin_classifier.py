@@ -1,11 +1,18 @@
-"""The PressureVision-style per-frame baseline: soft labels, shapes, training signal, checkpoints."""
+"""The PressureVision-style per-frame baseline: soft labels, shapes, training signal, checkpoints, presets."""
 
 import pytest
 import torch
 
 from egopress_core.errors import CheckpointError, ConfigError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
-from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier, soft_bin_targets
+from egopress_core.model.bin_classifier import (
+    PRESETS,
+    BinClassifierConfig,
+    PerFrameBinClassifier,
+    preset_config,
+    soft_bin_targets,
+)
+from egopress_core.model.config import preset_config as diffusion_preset_config
 from model_batches import make_window_batch
 
 TINY = dict(num_frames=4, image_size=(32, 32), uv_size=(16, 16), encoder_channels=(8, 16), vertex_hidden_dim=16,
@@ -69,7 +76,7 @@ def test_loss_falls_when_fitting_one_batch():
         output = model.compute_loss(batch)
         output.loss.backward()
         optimizer.step()
-    assert float(output.loss) < 0.5 * first
+    assert float(output.loss.detach()) < 0.5 * first
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
@@ -83,6 +90,11 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_uv_layout="layout-b")
     with pytest.raises(CheckpointError, match="cannot read"):
         PerFrameBinClassifier.from_pretrained(tmp_path / "missing")
+    assert PerFrameBinClassifier.load_config(tmp_path / "ckpt") == config
+    # Architecture keys must match an expected config; training-only keys may differ.
+    PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_config=config.replace(soft_label_sigma_bins=1.0))
+    with pytest.raises(CheckpointError, match=r"another config \(vertex_hidden_dim: checkpoint 16 vs expected 8\)"):
+        PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_config=config.replace(vertex_hidden_dim=8))
 
 
 def test_config_validation_names_the_argument():
@@ -90,3 +102,27 @@ def test_config_validation_names_the_argument():
         BinClassifierConfig(uv_size=(24, 24), decoder_channels=(16, 8))
     with pytest.raises(ConfigError, match="vertex_hidden_dim"):
         BinClassifierConfig(vertex_hidden_dim=0)
+
+
+def test_presets_share_the_diffusion_presets_data_layout():
+    assert sorted(PRESETS) == ["compact", "tiny"]
+    for name in PRESETS:
+        baseline, diffusion = preset_config(name), diffusion_preset_config(name)
+        for key in ("num_frames", "image_size", "uv_size", "pose_sigma_px", "depth_clip_m"):
+            assert getattr(baseline, key) == getattr(diffusion, key), (name, key)
+    # The defaults are the compact preset, as EgoPressDiffConfig's are compact EgoPressDiff's.
+    assert preset_config("compact") == BinClassifierConfig()
+    assert preset_config("tiny", vertex_hidden_dim=8).vertex_hidden_dim == 8
+    with pytest.raises(ConfigError, match=r"baseline preset must be one of \['tiny', 'compact'\]. Got 'paper'"):
+        preset_config("paper")
+    with pytest.raises(ConfigError, match="unknown BinClassifierConfig keys"):
+        preset_config("tiny", use_depth=False)
+
+
+def test_architecture_differences_and_replace():
+    config = preset_config("tiny")
+    assert config.architecture_differences(config.replace(soft_label_sigma_bins=2.0)) == {}
+    assert config.architecture_differences(config.replace(encoder_channels=(8, 8))) == {
+        "encoder_channels": ([16, 32], [8, 8])}
+    with pytest.raises(ConfigError, match="uv_size"):
+        config.replace(uv_size=(32, 32))

@@ -1,9 +1,10 @@
-"""``egopress train``: train EgoPressDiff (also ``ros2 run egopress_ros train``).
+"""``egopress train``: train EgoPressDiff or the per-frame baseline (also ``ros2 run egopress_ros train``).
 
 Examples::
 
     egopress train --config tiny --data /data/synth_small --out runs/tiny --max-steps 20
     egopress train --config compact --data /data/synth --out runs/compact --set optim.lr=2e-4
+    egopress train --config baseline_compact --data /data/synth --out runs/baseline
     egopress train --config compact --data /data/synth --out runs/compact --resume
     accelerate launch --num_processes 4 -m egopress_core.cli.main train --config paper \\
         --data /data/EgoPressure --out runs/paper --set data.hand_side=right
@@ -18,14 +19,17 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train EgoPressDiff on synthetic or EgoPressure data",
-        description="Train EgoPressDiff. Runs the same under `accelerate launch` / `torchrun` (DDP).",
+        help="train EgoPressDiff (or the per-frame baseline) on synthetic or EgoPressure data",
+        description="Train EgoPressDiff, or with model.kind=bin_classifier (configs baseline_tiny, "
+                    "baseline_compact) the PressureVision-style per-frame baseline on the same data and "
+                    "schedule. Runs the same under `accelerate launch` / `torchrun` (DDP).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Every config key can be set: --set optim.lr=1e-4 --set data.window.stride=4 "
                "--set model.overrides.pressure_max_kpa=150 --set validation.every_steps=200",
     )
     parser.add_argument("--config", default="compact",
-                        help="tiny | compact | paper | PATH.yaml (default: compact)")
+                        help="tiny | compact | paper | baseline_tiny | baseline_compact | PATH.yaml "
+                             "(default: compact)")
     parser.add_argument("--data", action="append", default=None, metavar="DIR",
                         help="training data folder (synthetic or EgoPressure root); repeat for several")
     parser.add_argument("--val-data", action="append", default=None, metavar="DIR",

@@ -3,9 +3,11 @@
 One model per file: :class:`VertexEncoder`, :class:`PoseNet`, the image encoders,
 :class:`DistributionCalibratedSpatialLayer`, :class:`EgoPressUNet` and the full
 :class:`EgoPressDiff`, configured by :class:`EgoPressDiffConfig` (presets ``tiny``, ``compact``,
-``paper``).
+``paper``); and the PressureVision-style per-frame baseline :class:`PerFrameBinClassifier`
+(:class:`BinClassifierConfig`, presets ``tiny`` and ``compact``) it is compared with.
 """
 
+from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
 from egopress_core.model.config import (
     PRESETS,
     EgoPressDiffConfig,
@@ -37,6 +39,7 @@ from egopress_core.model.vertex_encoder import VertexEncoder, VertexEncoderOutpu
 __all__ = [
     "PRESETS",
     "SCHEDULERS",
+    "BinClassifierConfig",
     "CLIPImageEncoder",
     "ConvImageEncoder",
     "DCBranches",
@@ -47,6 +50,7 @@ __all__ = [
     "FrameFeatures",
     "ImageEncoderOutput",
     "LossOutput",
+    "PerFrameBinClassifier",
     "PixelLatentCodec",
     "PoseNet",
     "PoseNetOutput",

@@ -1,7 +1,9 @@
-"""Training EgoPressDiff: configuration, data loading, the loop, checkpoints, validation.
+"""Training EgoPressDiff and the per-frame baseline: configuration, model kinds, data loading,
+the loop, checkpoints, validation.
 
 Entry points: :func:`load_train_config` + :func:`train` (what ``egopress train`` runs), and
-:func:`evaluate_model` (sampled metrics in kPa, shared with evaluation).
+:func:`evaluate_model` (sampled metrics in kPa, shared with evaluation). ``model.kind`` picks the
+model (:data:`MODEL_KINDS`).
 """
 
 from egopress_core.training.config import (
@@ -17,9 +19,10 @@ from egopress_core.training.config import (
     parse_override,
 )
 from egopress_core.training.data import EpochBatches, TrainingData, WindowCollator, build_datasets, validation_loader
+from egopress_core.training.model_kinds import MODEL_KINDS, ModelKind, checkpoint_kind, model_kind
 from egopress_core.training.trainer import (
-    DiffusionLossModule,
     TrainingDivergedError,
+    TrainingLossModule,
     TrainResult,
     build_accelerator,
     build_ema,
@@ -33,16 +36,18 @@ from egopress_core.training.validation import evaluate_model
 __all__ = [
     "CheckpointConfig",
     "DataConfig",
-    "DiffusionLossModule",
     "EMAConfig",
     "EpochBatches",
     "LoggingConfig",
+    "MODEL_KINDS",
     "ModelConfig",
+    "ModelKind",
     "OptimConfig",
     "TrainConfig",
     "TrainResult",
     "TrainingData",
     "TrainingDivergedError",
+    "TrainingLossModule",
     "ValidationConfig",
     "WindowCollator",
     "build_accelerator",
@@ -51,8 +56,10 @@ __all__ = [
     "build_lr_scheduler",
     "build_model",
     "build_optimizer",
+    "checkpoint_kind",
     "evaluate_model",
     "load_train_config",
+    "model_kind",
     "parse_override",
     "train",
     "validation_loader",

@@ -3,7 +3,8 @@
 A run is described by one :class:`TrainConfig`::
 
     data        where windows come from (paths, split, hand, clip-window settings)
-    model       EgoPressDiff preset + overrides of EgoPressDiffConfig keys (+ optional init)
+    model       kind (EgoPressDiff or the per-frame baseline), preset + overrides of that
+                kind's config keys (+ optional init)
     optim       AdamW, warm-up + cosine schedule, clipping, accumulation, batch size, max_steps
     ema         exponential moving average of the trainable weights
     validation  periodic sampling on held-out windows, metrics in kPa
@@ -12,16 +13,21 @@ A run is described by one :class:`TrainConfig`::
     precision ("no", "fp16", "bf16"), device ("auto", "cpu"), seed, num_workers (DataLoader),
     threads (torch intra-op CPU threads per process; null: torch's default)
 
-Named configs live in ``config/<name>.yaml`` (``tiny``, ``compact``, ``paper``); a YAML file
-holds any subset of the keys, the rest keep their defaults. Every key can be overridden from the
-command line: ``--set optim.lr=1e-4 --set data.window.stride=4 --set model.overrides.fps=15``.
-Values are parsed as YAML scalars and checked against the field's type; errors name the key.
+Named configs live in ``config/<name>.yaml`` (``tiny``, ``compact``, ``paper``, and the baseline's
+``baseline_tiny``, ``baseline_compact``); a YAML file holds any subset of the keys, the rest keep
+their defaults, or names a ``base`` config whose top-level sections it replaces
+(:func:`read_config_file`). Every key can be overridden from the command line:
+``--set optim.lr=1e-4 --set data.window.stride=4 --set model.overrides.fps=15``. Values are
+parsed as YAML scalars and checked against the field's type; errors name the key.
 
 ``data.window`` holds :class:`~egopress_core.data.windows.WindowConfig` fields and
-``model.overrides`` holds :class:`~egopress_core.model.config.EgoPressDiffConfig` fields; both
-are checked key by key against those classes. The window's ``window``, ``image_size`` and
-``uv_size`` default to the model's ``num_frames``, ``image_size`` and ``uv_size``; setting them
-to anything else is an error (the model denoises exactly those shapes).
+``model.overrides`` holds fields of the config class of ``model.kind``
+(:class:`~egopress_core.model.config.EgoPressDiffConfig` for ``egopressdiff``,
+:class:`~egopress_core.model.bin_classifier.BinClassifierConfig` for ``bin_classifier``; see
+:mod:`egopress_core.training.model_kinds`); both are checked key by key against those classes.
+The window's ``window``, ``image_size`` and ``uv_size`` default to the model's ``num_frames``,
+``image_size`` and ``uv_size``; setting them to anything else is an error (the model is built for
+exactly those shapes).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ HAND_SIDES = ("right", "left")
 # The repository folder of the named configs (``config/tiny.yaml`` ...); installed copies are
 # found through config_dirs().
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-NAMED_CONFIGS = ("tiny", "compact", "paper")
+NAMED_CONFIGS = ("tiny", "compact", "paper", "baseline_tiny", "baseline_compact")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,29 +259,48 @@ class DataConfig(_Section):
 
 @dataclass
 class ModelConfig(_Section):
-    """Which EgoPressDiff to train.
+    """Which model to train.
 
     Attributes:
-        preset: "tiny", "compact" or "paper" (:mod:`egopress_core.model.config`).
-        overrides: EgoPressDiffConfig keys replacing the preset's values.
-        pretrained_svd: local Stable Video Diffusion folder to initialise a paper-size model from.
-        init_from: an EgoPressDiff checkpoint folder (``save_pretrained``) to fine-tune.
+        kind: "egopressdiff" (the diffusion model) or "bin_classifier" (the PressureVision-style
+            per-frame baseline); :mod:`egopress_core.training.model_kinds`.
+        preset: a preset of that kind: "tiny", "compact" or "paper" for EgoPressDiff
+            (:mod:`egopress_core.model.config`), "tiny" or "compact" for the baseline.
+        overrides: keys of the kind's config class replacing the preset's values.
+        pretrained_svd: local Stable Video Diffusion folder to initialise a paper-size
+            EgoPressDiff from.
+        init_from: a checkpoint folder (``save_pretrained``) of the same kind to fine-tune.
     """
 
+    kind: str = "egopressdiff"
     preset: str = "compact"
     overrides: dict = field(default_factory=dict)
     pretrained_svd: str | None = None
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        from egopress_core.model.config import PRESETS, EgoPressDiffConfig
+        from egopress_core.training.model_kinds import MODEL_KINDS
 
-        _choice("model.preset", self.preset, tuple(PRESETS))
-        self.overrides = _check_schema_dict("model.overrides", self.overrides, EgoPressDiffConfig)
+        _choice("model.kind", self.kind, tuple(MODEL_KINDS))
+        kind = MODEL_KINDS[self.kind]
+        presets = tuple(kind.presets)
+        if self.preset not in presets:
+            raise ConfigError(f"model.preset must be one of {list(presets)} for model.kind={self.kind!r}. "
+                              f"Got {self.preset!r}")
+        self.overrides = _check_schema_dict("model.overrides", self.overrides, kind.config_class)
+        if self.pretrained_svd is not None and not kind.supports_pretrained_svd:
+            raise ConfigError(f"model.pretrained_svd does not apply to model.kind={self.kind!r}")
         if self.pretrained_svd is not None and self.init_from is not None:
             raise ConfigError("model.pretrained_svd and model.init_from are exclusive: set one")
         if self.pretrained_svd is not None and self.preset != "paper":
             raise ConfigError(f"model.pretrained_svd needs model.preset='paper'; got {self.preset!r}")
+
+    @property
+    def model_kind(self):
+        """The :class:`~egopress_core.training.model_kinds.ModelKind` of ``kind``."""
+        from egopress_core.training.model_kinds import model_kind
+
+        return model_kind(self.kind)
 
 
 @dataclass
@@ -440,11 +465,10 @@ class TrainConfig(_Section):
 
     # -- derived ---------------------------------------------------------------------------------
     def model_config(self):
-        """The EgoPressDiffConfig of this run (preset + overrides), before the data's UV layout."""
-        from egopress_core.model.config import preset_config
-
+        """The model config of this run (an EgoPressDiffConfig or BinClassifierConfig, as
+        ``model.kind`` says: preset + overrides), before the data's UV layout."""
         try:
-            return preset_config(self.model.preset, **self.model.overrides)
+            return self.model.model_kind.preset_config(self.model.preset, **self.model.overrides)
         except ConfigError as error:
             raise ConfigError(f"model.overrides: {error}") from None
 
@@ -461,7 +485,7 @@ class TrainConfig(_Section):
             if given is not None and (tuple(given) if isinstance(given, (list, tuple)) else given) != expected:
                 raise ConfigError(
                     f"data.window.{key}={given!r} does not match the model's {model_keys[key]}={expected!r}: "
-                    f"the model denoises windows of exactly that shape (leave data.window.{key} unset)")
+                    f"the model is built for windows of exactly that shape (leave data.window.{key} unset)")
             values[key] = expected
         try:
             return WindowConfig.from_dict(values)
@@ -507,7 +531,7 @@ def config_dirs() -> list[Path]:
 
 
 def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
-    """``tiny``/``compact``/``paper`` -> ``<config dir>/<name>.yaml``; anything else is a file path."""
+    """A name of :data:`NAMED_CONFIGS` -> ``<config dir>/<name>.yaml``; anything else is a file path."""
     text = os.fspath(name_or_path)
     if text in NAMED_CONFIGS:
         for directory in config_dirs():
@@ -530,6 +554,40 @@ def read_yaml_mapping(path: Path) -> dict:
     if not isinstance(values, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level")
     return values
+
+
+BASE_KEY = "base"
+
+
+def read_config_file(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping with its ``base`` resolved.
+
+    ``base: NAME`` (a named config, or a YAML path relative to this file) starts from that config;
+    every top-level key this file gives replaces the base's value whole (so a ``model`` section
+    brings its own ``overrides``, never the base's keys of another model kind). Bases may chain.
+
+    Raises:
+        ConfigError: unreadable file, a base that is not a string, a missing base, a cycle.
+    """
+    path = path.resolve()
+    if path in _chain:
+        raise ConfigError(f"config {path}: 'base' chain loops ({' -> '.join(str(p) for p in (*_chain, path))})")
+    values = read_yaml_mapping(path)
+    base = values.pop(BASE_KEY, None)
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"config {path}: base must be a config name or a YAML path; got {base!r}")
+    if base in NAMED_CONFIGS:
+        base_path = resolve_config_path(base)
+    else:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"config {path}: base {base!r} is neither one of {list(NAMED_CONFIGS)} nor a YAML file "
+                              f"next to it")
+    merged = read_config_file(base_path, (*_chain, path))
+    merged.update(values)
+    return merged
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -584,13 +642,13 @@ def load_train_config(
     """Build a validated config: defaults <- YAML file <- ``--set`` overrides <- ``updates``.
 
     Args:
-        name_or_path: a named config (``tiny``, ``compact``, ``paper``), a YAML path, or None
+        name_or_path: a named config (:data:`NAMED_CONFIGS`), a YAML path, or None
             for the defaults.
         overrides: ``"key.path=value"`` strings (YAML-typed values).
         updates: ``{"key.path": value}`` set last (what dedicated CLI flags such as ``--data``
             map to).
     """
-    values = read_yaml_mapping(resolve_config_path(name_or_path)) if name_or_path is not None else {}
+    values = read_config_file(resolve_config_path(name_or_path)) if name_or_path is not None else {}
     for text in overrides:
         path, value = parse_override(text)
         apply_override(values, path, value)

@@ -1,4 +1,8 @@
-"""The EgoPressDiff training loop (``egopress train``).
+"""The training loop (``egopress train``) of EgoPressDiff and of the per-frame baseline.
+
+``model.kind`` picks the model (:mod:`egopress_core.training.model_kinds`); everything else (data,
+batches, optimizer, schedule, EMA, validation, checkpoints) is the same code for both kinds, so a
+baseline trained with the same config sections gets exactly the same data, steps and optimizer.
 
 Built from small factories, each usable alone:
 
@@ -6,7 +10,8 @@ Built from small factories, each usable alone:
   launch`` / ``torchrun``, gloo on CPU), mixed precision and gradient accumulation;
 - :func:`~egopress_core.training.data.build_datasets` and :class:`EpochBatches`: windows, the
   UV hand mask, resumable seeded batch order;
-- :func:`build_model`, :func:`build_optimizer` (AdamW over the trainable parameters),
+- :func:`build_model` (the kind's model, fresh or ``init_from``), :func:`build_optimizer` (AdamW
+  over the trainable parameters),
   :func:`build_lr_scheduler` (diffusers' warm-up + cosine), :func:`build_ema` (diffusers'
   ``EMAModel``);
 - :func:`train`: the loop. Each optimizer step: ``grad_accumulation_steps`` micro-batches under
@@ -15,9 +20,9 @@ Built from small factories, each usable alone:
   validation (:func:`~egopress_core.training.validation.evaluate_model` on EMA weights);
   periodic atomic checkpoints; the final EMA model in ``OUT/model``.
 
-Determinism: the noise, timesteps and condition dropout of micro-batch ``m`` on process ``r``
-come from a generator seeded with ``(seed, r, m)``, and the batch order is a function of
-``(seed, epoch)``; the checkpoint holds the optimizer, schedule, EMA and every process's global
+Determinism: the noise, timesteps and condition dropout (EgoPressDiff) of micro-batch ``m`` on
+process ``r`` come from a generator seeded with ``(seed, r, m)``, and the batch order is a function
+of ``(seed, epoch)``; the checkpoint holds the optimizer, schedule, EMA and every process's global
 RNG state. So ``--resume`` after a kill continues the same trajectory bit for bit (on the same
 hardware and process count).
 """
@@ -50,6 +55,7 @@ from egopress_core.training.data import (
     validation_loader,
 )
 from egopress_core.training.history import CURVE_NAME, HISTORY_NAME, History, plot_training_curve
+from egopress_core.training.model_kinds import checkpoint_kind
 from egopress_core.training.validation import evaluate_model
 
 logger = logging.getLogger(__name__)
@@ -121,18 +127,23 @@ def build_accelerator(config: TrainConfig, out_dir: Path):
 
 
 def build_model(config: TrainConfig, model_config: Any):
-    """A fresh EgoPressDiff, or one initialised from ``model.init_from`` / ``model.pretrained_svd``."""
-    from egopress_core.model import EgoPressDiff
+    """The ``model.kind`` model in training mode: fresh, initialised from ``model.init_from`` (a
+    checkpoint of the same kind and architecture), or, for a paper-size EgoPressDiff, from
+    ``model.pretrained_svd``.
 
-    if config.model.pretrained_svd is not None:
+    Args:
+        config: the run configuration.
+        model_config: the kind's resolved config (:func:`resolve_model_config`).
+    """
+    kind = config.model.model_kind
+    if config.model.pretrained_svd is not None:  # validated: EgoPressDiff only
         overrides = {**config.model.overrides, "uv_layout": model_config.uv_layout}
-        model = EgoPressDiff.from_pretrained_svd(config.model.pretrained_svd, **overrides)
+        model = kind.model_class.from_pretrained_svd(config.model.pretrained_svd, **overrides)
     elif config.model.init_from is not None:
-        model = EgoPressDiff.from_pretrained(config.model.init_from, expected_config=model_config,
-                                             expected_uv_layout=model_config.uv_layout)
+        model = kind.load(config.model.init_from, expected_config=model_config)
         model.config = model_config  # same architecture; training-only keys (dropout) from this run
     else:
-        model = EgoPressDiff(model_config)
+        model = kind.build(model_config)
     return model.train()
 
 
@@ -164,11 +175,12 @@ def build_ema(model: nn.Module, ema: Any):
                     power=ema.power)
 
 
-class DiffusionLossModule(nn.Module):
-    """Routes the loss through ``forward`` so DDP and autocast wrap it.
+class TrainingLossModule(nn.Module):
+    """Routes the model's ``compute_loss`` through ``forward`` so DDP and autocast wrap it.
 
     ``forward(batch, seed)`` -> ``{"loss": scalar, "mse": scalar}``; ``seed`` drives the
-    timesteps, noise and condition dropout of this micro-batch.
+    timesteps, noise and condition dropout of this micro-batch (the baseline's loss has no
+    randomness and ignores it).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -193,7 +205,7 @@ def micro_batch_seed(seed: int, process_index: int, micro_batch: int) -> int:
 
 
 def resolve_model_config(config: TrainConfig, data: TrainingData) -> Any:
-    """The run's EgoPressDiffConfig with the data's UV layout."""
+    """The run's model config (of ``model.kind``) with the data's UV layout."""
     model_config = config.model_config()
     wanted = data.uv_mask.layout_id
     given = config.model.overrides.get("uv_layout")
@@ -208,11 +220,14 @@ def check_resume(checkpoint: Path, config: TrainConfig, model_config: Any, windo
     Returns:
         The checkpoint's training state.
     """
-    from egopress_core.model import EgoPressDiff
     from egopress_core.training.config import read_yaml_mapping
 
     state = ckpt.read_training_state(checkpoint)
-    saved = EgoPressDiff.load_config(checkpoint)
+    saved_kind = checkpoint_kind(checkpoint)
+    if saved_kind.name != config.model.kind:
+        raise CheckpointError(f"cannot resume from {checkpoint}: it holds a model.kind={saved_kind.name!r} model, "
+                              f"the config trains model.kind={config.model.kind!r}")
+    saved = saved_kind.load_config(checkpoint)
     if saved.uv_layout != model_config.uv_layout:
         raise CheckpointError(f"cannot resume from {checkpoint}: it was trained on UV layout {saved.uv_layout!r}, "
                               f"the data is on {model_config.uv_layout!r}")
@@ -269,7 +284,7 @@ def train(
     until_step: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train EgoPressDiff as ``config`` says, into ``out_dir``.
+    """Train the ``model.kind`` model as ``config`` says, into ``out_dir``.
 
     Args:
         config: the validated run configuration.
@@ -301,6 +316,7 @@ def train(
                           "or choose another --out")
 
     # 2. Data, UV layout, model config, resume compatibility: all checked before heavy work.
+    kind = config.model.model_kind
     data_model_config = config.model_config()
     window = config.window_config(data_model_config)
     data = build_datasets(config, data_model_config, window)
@@ -344,14 +360,15 @@ def train(
     if not main and not resume:
         statistics = DataStatistics.load(statistics_path)
     top = statistics.pressure_percentiles_kpa.get("99.9", 0.0)
-    if top > model_config.pressure_max_kpa:
-        logger.warning("0.1%% of the training pressures exceed %.3g kPa, above the model's pressure_max_kpa=%.3g: "
-                       "they saturate (raise model.overrides.pressure_max_kpa)", top, model_config.pressure_max_kpa)
+    ceiling, advice = kind.pressure_ceiling(model_config)
+    if top > ceiling:
+        logger.warning("0.1%% of the training pressures exceed %.3g kPa, above the model's ceiling of %.3g kPa: "
+                       "they saturate (%s)", top, ceiling, advice)
 
     # 5. Optimizer, schedule, EMA, devices.
     optimizer = build_optimizer(model, config.optim)
     lr_scheduler = build_lr_scheduler(optimizer, config.optim)
-    loss_module = DiffusionLossModule(model)
+    loss_module = TrainingLossModule(model)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     ema = build_ema(model, config.ema)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -431,14 +448,15 @@ def train(
     def plot() -> None:
         if main and config.logging.plot and plotted_at[0] != step:
             plot_training_curve(history.records(), out / CURVE_NAME,
-                                title=f"EgoPressDiff ({config.model.preset}), step {step}/{max_steps}")
+                                title=f"{kind.title}, {config.model.preset}, step {step}/{max_steps}")
             plotted_at[0] = step
 
     # 6. The loop.
     if main:
         n_params = sum(p.numel() for p in trainable)
-        logger.info("training %s (%.2fM trainable parameters) on %d train / %d val windows, %d process(es), %s",
-                    config.model.preset, n_params / 1e6, len(data.train), len(data.val) if data.val else 0,
+        logger.info("training %s, preset %s (%.2fM trainable parameters) on %d train / %d val windows, "
+                    "%d process(es), %s",
+                    kind.title, config.model.preset, n_params / 1e6, len(data.train), len(data.val) if data.val else 0,
                     accelerator.num_processes, accelerator.device)
     accumulation = config.optim.grad_accumulation_steps
     micro_batch = step * accumulation
@@ -537,8 +555,10 @@ def train(
                     ema.restore(trainable)
             write_extra(staging)
             write_text_atomic(staging / "README.txt",
-                              f"EgoPressDiff trained {step} steps ({'EMA' if ema is not None else 'raw'} weights).\n"
-                              "Load: EgoPressDiff.from_pretrained(this folder); UV mask: "
+                              f"{kind.title} trained {step} steps ({'EMA' if ema is not None else 'raw'} weights).\n"
+                              f"Load: {kind.model_class.__name__}.from_pretrained(this folder) or "
+                              "egopress_core.evaluation.load_pressure_model(this folder); evaluate: "
+                              "egopress eval --checkpoint (this folder); UV mask: "
                               "HandUVMask.load(this folder / 'hand_uv_mask.json').\n")
             retired = out / f".{MODEL_DIR}.old"
             shutil.rmtree(retired, ignore_errors=True)

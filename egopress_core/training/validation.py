@@ -1,9 +1,11 @@
-"""Score an EgoPressDiff on windows: sampled UV-pressure maps vs ground truth, in kPa.
+"""Score a pressure model on windows: estimated UV-pressure maps vs ground truth, in kPa.
 
-:func:`evaluate_model` is shared by the training loop's periodic validation and the evaluation
-command: it samples every window with the model's own sampler, decodes to kPa (non-negative,
-zero off the UV hand mask) and pools :class:`~egopress_core.metrics.PressureMetrics` over the
-annotated frames; optionally it also reports the denoising loss at fixed noise.
+:func:`evaluate_model` is the training loop's periodic validation, for every model kind: it
+estimates every window with the model's ``sample`` (EgoPressDiff: its diffusion sampler, decoded
+to kPa, non-negative, zero off the UV hand mask; the per-frame baseline: bin centres, the sampler
+arguments unused) and pools :class:`~egopress_core.metrics.PressureMetrics` over the annotated
+frames; optionally it also reports the training loss (EgoPressDiff: the denoising loss at fixed
+noise; the baseline: its soft cross-entropy).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ def evaluate_model(
     """Sample every window of ``dataloader`` and pool the pressure metrics.
 
     Args:
-        model: an :class:`~egopress_core.model.EgoPressDiff` (put in eval mode for the call and
+        model: an :class:`~egopress_core.model.EgoPressDiff` or a
+            :class:`~egopress_core.model.PerFrameBinClassifier` (put in eval mode for the call and
             restored afterwards).
         dataloader: window batches (the clip-window format plus ``uv_mask``), each window
             ``T = model.config.num_frames`` frames.
-        num_inference_steps, scheduler, guidance_scale: the sampler.
+        num_inference_steps, scheduler, guidance_scale: the sampler (no effect on the baseline).
         seed: batch ``i`` uses noise seed ``seed + i``, so repeated calls see the same noise.
         max_windows: stop after this many windows (None: all).
         with_loss: also report ``loss`` / ``mse``: the training loss at seeded timesteps and noise.

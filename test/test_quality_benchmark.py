@@ -1,0 +1,125 @@
+"""Smoke test of benchmarks/quality.py --quick: tiny configs, 2 steps, 3 variants, end to end;
+then re-use of finished runs and scores, and the refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load_benchmark()
+SMALL = ["--quick", "--train-steps", "2", "--variants", "full,no_depth,baseline", "--train-sequences", "2",
+         "--train-frames", "8", "--eval-sequences", "2", "--eval-frames", "8", "--steps", "2", "--threads", "1",
+         "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("quality")
+    assert quality.main([*SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_run_writes_the_comparison(benchmark, capsys):
+    summary = json.loads((benchmark / "quality.json").read_text())
+    assert list(summary["results"]) == ["full", "no_depth", "baseline"]
+    for name, result in summary["results"].items():
+        for key, _, _ in quality.METRICS:
+            assert key in result["metrics"], (name, key)
+        assert result["training"]["steps"] == 2 and result["trainable_parameters"] > 0
+        assert (benchmark / "eval" / f"{name}.json").is_file()
+    assert summary["results"]["baseline"]["model"] == "PerFrameBinClassifier"
+    assert summary["results"]["no_depth"]["model"] == "EgoPressDiff"
+    # The ablation really was trained without depth; the baseline with the baseline config.
+    no_depth = json.loads((benchmark / "runs" / "no_depth" / "model" / "config.json").read_text())
+    assert no_depth["config"]["use_depth"] is False
+    configs = summary["configs"]
+    assert (configs["egopressdiff"], configs["baseline"], configs["model_overrides"]) == ("tiny", "baseline_tiny", [])
+    assert "validation.every_steps=0" in configs["overrides"]
+    # Held-out data: generated with its own seed, distinct from the training data's.
+    assert summary["heldout"]["seed"] == 5000 and summary["heldout"]["sequences"] == 2
+    assert quality.synthetic_seed(summary["train_data"][0]) == 1
+    comparison = summary["comparison"]
+    assert "volumetric_iou_ratio_vs_baseline" in comparison and "no_depth" in comparison["relative_to_full"]
+    assert set(comparison["goals"]) == set(quality.GOALS)
+    assert comparison["goals"]["ablations_worse"] is None  # 2 held-out sequences: no interval
+    table = (benchmark / "quality.md").read_text()
+    assert "| `full` | EgoPressDiff |" in table and "| `baseline` |" in table and "--quick smoke run" in table
+    assert "Vol IoU(EgoPressDiff) / Vol IoU(baseline)" in table
+
+
+def test_rerun_reuses_runs_and_scores(benchmark, capsys):
+    before = {p: p.stat().st_mtime for p in (benchmark / "eval").glob("*.json")}
+    assert quality.main([*SMALL, "--out", str(benchmark)]) == 0
+    output = capsys.readouterr().out
+    assert output.count("reusing the finished run") == 3 and output.count("reusing the scores") == 3
+    assert before == {p: p.stat().st_mtime for p in (benchmark / "eval").glob("*.json")}
+    summary = json.loads((benchmark / "quality.json").read_text())
+    assert all(result["training"]["reused"] for result in summary["results"].values())
+    # Another step budget is another run: refused rather than silently mixed.
+    assert quality.main([*SMALL, "--out", str(benchmark), "--train-steps", "3"]) == 2
+    assert "holds a finished run of another config (optim.max_steps: 2 -> 3)" in capsys.readouterr().err
+
+
+def test_given_checkpoints_are_checked_and_scored(benchmark, tmp_path, capsys):
+    full = benchmark / "runs" / "full" / "model"
+    heldout = benchmark / "data" / "heldout"
+    common = ["--quick", "--no-train", "--data", str(heldout), "--steps", "2", "--no-progress", "--out", str(tmp_path)]
+    assert quality.main([*common, "--checkpoint", f"baseline={full}"]) == 2
+    error = capsys.readouterr().err
+    assert "holds a model.kind='egopressdiff' model; the baseline variant needs 'bin_classifier'" in error
+    assert quality.main([*common, "--checkpoint", f"no_depth={full}"]) == 2
+    assert "has use_depth=True; the no_depth variant needs use_depth=False" in capsys.readouterr().err
+    assert quality.main([*common, "--checkpoint", f"full={full}", "--variants", "full,baseline"]) == 0
+    summary = json.loads((tmp_path / "quality.json").read_text())
+    assert list(summary["results"]) == ["full"] and summary["skipped_variants"] == ["baseline"]
+    assert summary["results"]["full"]["training"] is None
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--variants", "full,gan"], "--variants must be a comma-separated subset of"),
+    (["--checkpoint", "full"], "--checkpoint must be NAME=DIR"),
+    (["--config", "my.yaml"], "--baseline-config is needed"),
+    (["--train-steps", "0"], "--train-steps must be >= 1"),
+])
+def test_bad_arguments_are_refused(arguments, message, tmp_path, capsys):
+    assert quality.main(["--quick", "--out", str(tmp_path), "--no-progress", *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_heldout_data_must_not_share_the_training_seed(benchmark, tmp_path, capsys):
+    train = benchmark / "data" / "train"
+    assert quality.main([*SMALL, "--out", str(tmp_path), "--train-data", str(train), "--data", str(train)]) == 2
+    assert "were generated with the same seed 1" in capsys.readouterr().err
+
+
+def test_paired_bootstrap_detects_a_consistent_drop():
+    reference = {f"s{i}": {"volumetric_iou": 0.5 + 0.01 * i} for i in range(8)}
+    worse = {f"s{i}": {"volumetric_iou": 0.4 + 0.01 * i + 0.005 * (i % 2)} for i in range(8)}
+    paired = quality.paired_bootstrap(worse, reference)
+    assert paired["worse"] and paired["ci95"][1] < 0 and paired["sequences"] == 8
+    assert not quality.paired_bootstrap(reference, reference)["worse"]
+    assert quality.paired_bootstrap(dict(list(worse.items())[:3]), reference) is None  # too few sequences
