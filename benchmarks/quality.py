@@ -402,7 +402,7 @@ def _history_summary(run: Path) -> dict[str, Any]:
 def check_checkpoint(variant: Variant, directory: Path) -> dict[str, Any]:
     """The model config (dict) of a variant's checkpoint, which must be of the variant's kind and
     carry its ablation switches (ConfigError otherwise)."""
-    from egopress_core.training.model_kinds import checkpoint_kind
+    from egopress_core.model.kinds import checkpoint_kind
 
     kind = checkpoint_kind(directory)
     wanted = "bin_classifier" if variant.baseline else "egopressdiff"

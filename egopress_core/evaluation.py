@@ -43,25 +43,15 @@ class EvalOptions:
 
 
 def load_pressure_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """The model a checkpoint folder holds (EgoPressDiff or the per-frame baseline), in eval mode."""
-    from egopress_core.model import bin_classifier
-    from egopress_core.model.egopressdiff import EgoPressDiff
+    """The model a checkpoint folder holds (EgoPressDiff or the per-frame baseline), in eval mode.
 
-    path = Path(directory) / "config.json"
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise CheckpointError(f"no checkpoint at {directory}: {path.name} is missing") from error
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path}: {error}") from error
-    loaders = {
-        "egopressdiff": EgoPressDiff.from_pretrained,
-        bin_classifier.CHECKPOINT_FORMAT: bin_classifier.PerFrameBinClassifier.from_pretrained,
-    }
-    kind = document.get("format") if isinstance(document, dict) else None
-    if kind not in loaders:
-        raise CheckpointError(f"{path} is a {kind!r} checkpoint; expected one of {sorted(loaders)}")
-    return loaders[kind](directory, map_location=map_location).eval()
+    Raises:
+        CheckpointError: no readable ``config.json``, a format no model kind writes, or weights
+            that do not fit.
+    """
+    from egopress_core.model.kinds import checkpoint_kind
+
+    return checkpoint_kind(directory).model_class.from_pretrained(directory, map_location=map_location).eval()
 
 
 def estimate_sequence_pressure(model, conditions, options: EvalOptions) -> torch.Tensor:

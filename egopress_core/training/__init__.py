@@ -19,7 +19,7 @@ from egopress_core.training.config import (
     parse_override,
 )
 from egopress_core.training.data import EpochBatches, TrainingData, WindowCollator, build_datasets, validation_loader
-from egopress_core.training.model_kinds import MODEL_KINDS, ModelKind, checkpoint_kind, model_kind
+from egopress_core.model.kinds import MODEL_KINDS, ModelKind, checkpoint_kind, model_kind
 from egopress_core.training.trainer import (
     TrainingDivergedError,
     TrainingLossModule,

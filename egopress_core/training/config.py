@@ -24,7 +24,7 @@ parsed as YAML scalars and checked against the field's type; errors name the key
 ``model.overrides`` holds fields of the config class of ``model.kind``
 (:class:`~egopress_core.model.config.EgoPressDiffConfig` for ``egopressdiff``,
 :class:`~egopress_core.model.bin_classifier.BinClassifierConfig` for ``bin_classifier``; see
-:mod:`egopress_core.training.model_kinds`); both are checked key by key against those classes.
+:mod:`egopress_core.model.kinds`); both are checked key by key against those classes.
 The window's ``window``, ``image_size`` and ``uv_size`` default to the model's ``num_frames``,
 ``image_size`` and ``uv_size``; setting them to anything else is an error (the model is built for
 exactly those shapes).
@@ -263,7 +263,7 @@ class ModelConfig(_Section):
 
     Attributes:
         kind: "egopressdiff" (the diffusion model) or "bin_classifier" (the PressureVision-style
-            per-frame baseline); :mod:`egopress_core.training.model_kinds`.
+            per-frame baseline); :mod:`egopress_core.model.kinds`.
         preset: a preset of that kind: "tiny", "compact" or "paper" for EgoPressDiff
             (:mod:`egopress_core.model.config`), "tiny" or "compact" for the baseline.
         overrides: keys of the kind's config class replacing the preset's values.
@@ -279,7 +279,7 @@ class ModelConfig(_Section):
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        from egopress_core.training.model_kinds import MODEL_KINDS
+        from egopress_core.model.kinds import MODEL_KINDS
 
         _choice("model.kind", self.kind, tuple(MODEL_KINDS))
         kind = MODEL_KINDS[self.kind]
@@ -297,8 +297,8 @@ class ModelConfig(_Section):
 
     @property
     def model_kind(self):
-        """The :class:`~egopress_core.training.model_kinds.ModelKind` of ``kind``."""
-        from egopress_core.training.model_kinds import model_kind
+        """The :class:`~egopress_core.model.kinds.ModelKind` of ``kind``."""
+        from egopress_core.model.kinds import model_kind
 
         return model_kind(self.kind)
 

@@ -1,6 +1,6 @@
 """The training loop (``egopress train``) of EgoPressDiff and of the per-frame baseline.
 
-``model.kind`` picks the model (:mod:`egopress_core.training.model_kinds`); everything else (data,
+``model.kind`` picks the model (:mod:`egopress_core.model.kinds`); everything else (data,
 batches, optimizer, schedule, EMA, validation, checkpoints) is the same code for both kinds, so a
 baseline trained with the same config sections gets exactly the same data, steps and optimizer.
 
@@ -55,7 +55,7 @@ from egopress_core.training.data import (
     validation_loader,
 )
 from egopress_core.training.history import CURVE_NAME, HISTORY_NAME, History, plot_training_curve
-from egopress_core.training.model_kinds import checkpoint_kind
+from egopress_core.model.kinds import checkpoint_kind
 from egopress_core.training.validation import evaluate_model
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The model kinds the training loop can train, keyed by ``model.kind``.
+"""The model kinds EgoPress trains and loads, keyed by ``model.kind`` (and a checkpoint's format).
 
 - ``egopressdiff``: :class:`~egopress_core.model.EgoPressDiff` (presets ``tiny``, ``compact``,
   ``paper``; ``model.overrides`` are :class:`~egopress_core.model.EgoPressDiffConfig` keys);
