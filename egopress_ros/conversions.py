@@ -1,9 +1,10 @@
 """ROS messages <-> numpy for the nodes (no cv_bridge, no sensor_msgs_py: neither is on PyPI).
 
-Images follow REP 118 and sensor_msgs/image_encodings: colour as ``rgb8``, ``bgr8``, ``rgba8``,
-``bgra8`` or ``mono8``; depth as ``16UC1`` / ``mono16`` (millimetres, 0 = no reading) or
-``32FC1`` (metres, NaN / +-inf = no reading). Rows may be padded (``step`` > width x pixel size);
-``is_bigendian`` is honoured. Anything else raises :class:`ImageFormatError` naming the
+Images follow REP 118 and sensor_msgs/image_encodings, decoded and encoded by the library's
+:mod:`egopress_core.image_encodings` (shared with the rosbag tools): colour as ``rgb8``, ``bgr8``,
+``rgba8``, ``bgra8`` or ``mono8``; depth as ``16UC1`` / ``mono16`` (millimetres, 0 = no reading)
+or ``32FC1`` (metres, NaN / +-inf = no reading). Rows may be padded (``step`` > width x pixel
+size); ``is_bigendian`` is honoured. Anything else raises :class:`ImageFormatError` naming the
 encoding or the inconsistent field, which the nodes report as a throttled warning.
 
 Outputs: ``HandMesh``, ``UVPressure`` (32FC1 kPa map), ``HandContact``, and the standard-type
@@ -19,30 +20,21 @@ from functools import lru_cache
 
 import numpy as np
 
+from egopress_core import image_encodings
 from egopress_core.errors import DataError
+from egopress_core.image_encodings import image_pixels
 
 NANOSECONDS = 1_000_000_000
 HAND_SIDE_CODES = {"right": 0, "left": 1}  # HandMesh.HAND_RIGHT / HAND_LEFT
 HAND_SIDE_NAMES = {code: name for name, code in HAND_SIDE_CODES.items()}
 NUM_JOINTS = 21
 
-# encoding -> (channels, channel order giving RGB, or None for grey)
-COLOR_ENCODINGS = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, None),
-}
-# encoding -> (numpy type without byte order, metres per unit)
-DEPTH_ENCODINGS = {"16UC1": ("u2", 0.001), "mono16": ("u2", 0.001), "32FC1": ("f4", 1.0)}
-
 # sensor_msgs/PointField datatypes
 POINT_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
-
-class ImageFormatError(DataError):
-    """An image message whose encoding or layout the nodes cannot read."""
+# An image message whose encoding or layout the nodes cannot read.
+ImageFormatError = image_encodings.ImageEncodingError
+_REMAP_HINT = "check the remapping"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,53 +82,14 @@ def _float32_array(values) -> array.array:
     return result
 
 
-def image_pixels(msg, channels: int, dtype: str) -> np.ndarray:
-    """(H, W, channels) pixels of an Image as ``dtype`` in the message's byte order.
-
-    Raises:
-        ImageFormatError: zero size, a step shorter than a row, or data of the wrong length.
-    """
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageFormatError(f"image is empty ({width}x{height})")
-    item = np.dtype(dtype).itemsize
-    row_bytes = width * channels * item
-    if step < row_bytes:
-        raise ImageFormatError(f"image step {step} is shorter than a row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
-    if len(msg.data) != step * height:
-        raise ImageFormatError(f"image data has {len(msg.data)} bytes; step {step} x height {height} = {step * height}")
-    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
-    # The dtype carries the message's byte order; astype() by the callers converts to native.
-    pixels = np.ascontiguousarray(raw).view(np.dtype((">" if msg.is_bigendian else "<") + dtype))
-    return pixels.reshape(height, width, channels)
-
-
 def color_image_to_rgb(msg) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a colour Image (rgb8, bgr8, rgba8, bgra8, mono8)."""
-    encoding = str(msg.encoding)
-    if encoding not in COLOR_ENCODINGS:
-        raise ImageFormatError(f"colour image encoding {encoding!r} is not supported; expected one of "
-                               f"{sorted(COLOR_ENCODINGS)}" + (" (this looks like a depth image: check the remapping)"
-                                                               if encoding in DEPTH_ENCODINGS else ""))
-    channels, order = COLOR_ENCODINGS[encoding]
-    pixels = image_pixels(msg, channels, "u1")
-    if order is None:
-        return np.repeat(pixels, 3, axis=2)
-    if order == (0, 1, 2) and channels == 3:
-        return pixels
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+    return image_encodings.decode_color(msg, _REMAP_HINT)
 
 
 def depth_image_to_metres(msg) -> np.ndarray:
     """(H, W) float32 metres of a depth Image; missing readings are 0 (16UC1) or NaN / inf (32FC1)."""
-    encoding = str(msg.encoding)
-    if encoding not in DEPTH_ENCODINGS:
-        raise ImageFormatError(f"depth image encoding {encoding!r} is not supported; expected 16UC1 / mono16 "
-                               "(millimetres) or 32FC1 (metres)" + (" (this looks like a colour image: check the remapping)"
-                                                                   if encoding in COLOR_ENCODINGS else ""))
-    dtype, scale = DEPTH_ENCODINGS[encoding]
-    pixels = image_pixels(msg, 1, dtype)[:, :, 0]
-    return pixels.astype(np.float32) * np.float32(scale) if scale != 1.0 else pixels.astype(np.float32, copy=False)
+    return image_encodings.decode_depth(msg, _REMAP_HINT)
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, header=None):
@@ -144,24 +97,14 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header=None):
     channels (rgb8 / bgr8 / rgba8 / bgra8 / mono8 uint8, 16UC1 / mono16 uint16, 32FC1 float32)."""
     from sensor_msgs.msg import Image
 
-    expected = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4), "mono8": ("u1", 1),
-                "16UC1": ("u2", 1), "mono16": ("u2", 1), "32FC1": ("f4", 1)}
-    if encoding not in expected:
-        raise ImageFormatError(f"cannot write encoding {encoding!r}; supported: {sorted(expected)}")
-    dtype, channels = expected[encoding]
-    pixels = np.asarray(pixels)
-    shape_channels = 1 if pixels.ndim == 2 else pixels.shape[2] if pixels.ndim == 3 else -1
-    if pixels.dtype != np.dtype(dtype) or shape_channels != channels:
-        raise ImageFormatError(f"{encoding} needs {channels}-channel {np.dtype(dtype)} pixels; got {pixels.dtype} {pixels.shape}")
-    pixels = np.ascontiguousarray(pixels, dtype=np.dtype("<" + dtype) if dtype != "u1" else np.uint8)
-    height, width = pixels.shape[:2]
+    fields = image_encodings.encode_image(pixels, encoding)
     msg = Image()
     if header is not None:
         msg.header = copy_header(header)
-    msg.height, msg.width, msg.encoding = int(height), int(width), encoding
-    msg.is_bigendian = 0
-    msg.step = int(width * channels * np.dtype(dtype).itemsize)
-    msg.data = pixels.tobytes()
+    msg.height, msg.width, msg.encoding = fields.height, fields.width, fields.encoding
+    msg.is_bigendian = fields.is_bigendian
+    msg.step = fields.step
+    msg.data = fields.data.tobytes()
     return msg
 
 

@@ -1,0 +1,14 @@
+"""Rosbag2 tools without rclpy (pure Python ``rosbags``): offline labelling of recordings
+(``egopress label-bag``), the sample bag (``egopress sample-bag``) and message conversions.
+
+- :mod:`~egopress_core.rosbag.typestore`: rosbags type store with the package's messages,
+  registered from ``msg/*.msg``;
+- :mod:`~egopress_core.rosbag.messages`: numpy <-> rosbags message objects (images through
+  :mod:`egopress_core.image_encodings`, the code the live nodes use too);
+- :mod:`~egopress_core.rosbag.reader` / :mod:`~egopress_core.rosbag.writer`: reading bags
+  read-only (surviving damaged chunks) and writing bags with embedded message definitions;
+- :mod:`~egopress_core.rosbag.index`: topics, synchronised frames, segments, the skip report;
+- :mod:`~egopress_core.rosbag.labeller`: the labelling run (resumable);
+- :mod:`~egopress_core.rosbag.sample`: the synthetic sample bag;
+- :mod:`~egopress_core.rosbag.topics`: the sample bag's topic names (the command-line defaults).
+"""

@@ -1,0 +1,958 @@
+"""Offline labelling of a rosbag2 recording with hand meshes and EgoPressDiff pressure
+(``egopress label-bag``, ``ros2 run egopress_ros label_bag``).
+
+The output bag holds every message of the input untouched (same bytes, bag times, connections,
+definitions and QoS) plus, for every synchronised colour frame, stamped with that image's header
+stamp and logged at its bag time:
+
+====================================  =========================  =====================================
+topic (``--namespace``, default        type                       when
+``/egopress``)
+====================================  =========================  =====================================
+``<ns>/hand_mesh``                    egopress_ros/HandMesh      every frame (confidence 0: no hand)
+``<ns>/uv_pressure``                  egopress_ros/UVPressure    frames with a hand
+``<ns>/hand_contact``                 egopress_ros/HandContact   frames with a hand
+``<ns>/uv_pressure/image``            sensor_msgs/Image rgb8     frames with a hand (colour-mapped map)
+``<ns>/uv_pressure/image_raw``        sensor_msgs/Image 32FC1    frames with a hand (kPa)
+``<ns>/hand_contact/points``          sensor_msgs/PointCloud2    frames with a hand (x, y, z, pressure, contact)
+====================================  =========================  =====================================
+
+These are the live pressure node's outputs (same conversions, :mod:`egopress_core.contact`), so a
+labelled bag and a live recording can be mixed. As there, a frame without a hand gets no
+pressure: a hand the tracker lost may still be pressing, so "no contact" would be a false label.
+
+How it runs:
+
+1. **Index** (:mod:`~egopress_core.rosbag.index`): synchronised frames and contiguous segments.
+2. **Plan**: each segment is cut into chunks of ``chunk_frames`` frames. A chunk is estimated
+   with ``context_frames`` more frames of its segment on each side, so frames at a chunk's edge
+   still get context from both directions; the context's estimates are discarded. Chunks of
+   equal length are batched ``batch_size`` at a time into one model call.
+3. **Label** each batch: read its frames back by bag time, estimate the hand mesh (backend
+   ``ground_truth`` | ``keypoints`` | ``mediapipe``), crop and resize each frame as the live node
+   does (:func:`egopress_core.live.preprocess_frame`, :class:`~egopress_core.live.HandCropTracker`),
+   and run offline EgoPressDiff over the whole span
+   (:func:`egopress_core.inference.estimate_sequence`: overlapping windows blended with tent
+   weights, noise seeded by ``seed`` and the batch number). The batch's results are saved in the
+   work folder ``.<OUT>.labelling/`` next to the output, atomically.
+4. **Write** the output bag into the work folder, then rename it to ``OUT`` and delete the work
+   folder. A report (``OUT.report.json``) lists what was skipped and why.
+
+An interrupted run (crash, Ctrl-C, power loss) leaves the work folder; ``resume=True``
+(``--resume``) checks that the input bag, the checkpoint and every option are unchanged and
+labels only the batches not saved yet. Each batch depends only on its own frames and seed, so the
+resumed output is identical to an uninterrupted one. The input bag is only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from egopress_core.errors import CheckpointError, ConfigError, DataError, EgoPressError
+from egopress_core.rosbag.index import BagIndex, FrameRef, TopicSelection
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "egopressdiff_compact"
+BACKENDS = ("ground_truth", "keypoints", "mediapipe")
+STATE_FORMAT = "egopress-label-state"
+STATE_VERSION = 1
+OUTPUT_TOPICS = {
+    "hand_mesh": "hand_mesh",
+    "uv_pressure": "uv_pressure",
+    "hand_contact": "hand_contact",
+    "image": "uv_pressure/image",
+    "image_raw": "uv_pressure/image_raw",
+    "points": "hand_contact/points",
+}
+MIRRORS = ("image", "image_raw", "points")
+
+
+class HandTopologyError(DataError):
+    """The estimated hand meshes follow another topology than the checkpoint's hand (fatal)."""
+
+
+def work_dir_for(output: str | os.PathLike) -> Path:
+    """The work folder of a labelling run writing ``output``: results per batch, the bag being written."""
+    output = Path(output)
+    return output.parent / f".{output.name}.labelling"
+
+
+def report_path_for(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.parent / f"{output.name}.report.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Options
+# ----------------------------------------------------------------------------------------------
+
+
+def _positive_number(name: str, value: Any, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number. Got {value!r}")
+
+
+def _optional_int(name: str, value: Any, minimum: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise ConfigError(f"{name} must be an integer >= {minimum} or None. Got {value!r}")
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How a bag is labelled (the ``egopress label-bag`` options).
+
+    Attributes:
+        checkpoint: EgoPressDiff checkpoint folder; None: the shipped compact checkpoint.
+        backend: hand-mesh estimator, one of ``BACKENDS``. ``ground_truth`` reads ``topics.hand_mesh``,
+            ``keypoints`` fits to ``topics.keypoints``, ``mediapipe`` detects in the colour image.
+        topics: input topics.
+        hand_model_path: MANO-format hand of the estimator (default: the checkpoint's hand).
+        depth_refinement, min_hand_confidence: keypoint-fitting options (keypoints, mediapipe).
+        device: "auto", "cpu", "cuda", "cuda:1", ...
+        num_inference_steps, scheduler, guidance_scale, seed: sampler settings.
+        stride: window step of the offline estimate (None: half a window).
+        chunk_frames: frames per chunk (None: 8 model windows).
+        context_frames: context on each side of a chunk (None: half a window).
+        batch_size: chunks of equal length per model call.
+        crop, hand_margin, hold_crop: model input crop, as the live node.
+        sync_slop_s: largest stamp difference of frames matched across topics.
+        max_gap_s: a longer stamp jump starts a new segment.
+        contact_threshold_kpa: per-vertex contact threshold.
+        namespace: prefix of the output topics.
+        mirrors: also write the visualisation mirrors (UV images, point cloud).
+        visualization_max_kpa, colormap: colour scale of ``uv_pressure/image``.
+        storage: output storage, "sqlite3" or "mcap" (None: as the input).
+        compression: output compression: "none", "message", "file" or "storage" (mcap chunks).
+        bag_version: rosbag2 metadata version of the output, 8 or 9.
+    """
+
+    checkpoint: str | None = None
+    backend: str = "mediapipe"
+    topics: TopicSelection = field(default_factory=TopicSelection)
+    hand_model_path: str | None = None
+    depth_refinement: bool = False
+    min_hand_confidence: float = 0.25
+    device: str = "auto"
+    num_inference_steps: int = 10
+    scheduler: str = "ddim"
+    guidance_scale: float = 1.0
+    stride: int | None = None
+    seed: int = 0
+    chunk_frames: int | None = None
+    context_frames: int | None = None
+    batch_size: int = 1
+    crop: str = "hand"
+    hand_margin: float = 0.3
+    hold_crop: bool = True
+    sync_slop_s: float = 0.02
+    max_gap_s: float = 1.0
+    contact_threshold_kpa: float = 1.0
+    namespace: str = "/egopress"
+    mirrors: bool = True
+    visualization_max_kpa: float = 50.0
+    colormap: str = "inferno"
+    storage: str | None = None
+    compression: str = "none"
+    bag_version: int = 8
+
+    def __post_init__(self) -> None:
+        from egopress_core.model.egopressdiff import SCHEDULERS
+        from egopress_core.rosbag.writer import check_output_options
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}. Got {self.backend!r}")
+        if self.backend == "ground_truth" and not self.topics.hand_mesh:
+            raise ConfigError("the ground_truth backend reads hand meshes from a HandMesh topic: set the hand-mesh topic")
+        if self.backend == "keypoints" and not self.topics.keypoints:
+            raise ConfigError("the keypoints backend reads 21 keypoints per frame from a PointCloud2 topic: set the keypoints topic")
+        if not isinstance(self.num_inference_steps, int) or isinstance(self.num_inference_steps, bool) or self.num_inference_steps < 1:
+            raise ConfigError(f"num_inference_steps must be an integer >= 1. Got {self.num_inference_steps!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be one of {tuple(SCHEDULERS)}. Got {self.scheduler!r}")
+        if isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
+            raise ConfigError(f"guidance_scale must be a number >= 1. Got {self.guidance_scale!r}")
+        _optional_int("stride", self.stride, 1)
+        _optional_int("chunk_frames", self.chunk_frames, 1)
+        _optional_int("context_frames", self.context_frames, 0)
+        _optional_int("batch_size", self.batch_size, 1)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0. Got {self.seed!r}")
+        for name in ("sync_slop_s", "max_gap_s", "visualization_max_kpa"):
+            _positive_number(name, getattr(self, name))
+        for name in ("contact_threshold_kpa", "hand_margin"):
+            _positive_number(name, getattr(self, name), allow_zero=True)
+        _positive_number("min_hand_confidence", self.min_hand_confidence, allow_zero=True)
+        if self.min_hand_confidence > 1:
+            raise ConfigError(f"min_hand_confidence must be in [0, 1]. Got {self.min_hand_confidence!r}")
+        if not isinstance(self.namespace, str) or not self.namespace.startswith("/") or (
+            self.namespace.endswith("/") and self.namespace != "/"
+        ):
+            raise ConfigError(f"namespace must be an absolute ROS name like '/egopress'. Got {self.namespace!r}")
+        from matplotlib import colormaps
+
+        if self.colormap not in colormaps:
+            raise ConfigError(f"colormap must be a matplotlib colour map name. Got {self.colormap!r}")
+        check_output_options(self.storage or "mcap", self.compression, self.bag_version)
+        if self.compression == "storage" and self.storage not in (None, "mcap"):
+            raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'")
+
+    def output_topic(self, key: str) -> str:
+        return ("" if self.namespace == "/" else self.namespace) + "/" + OUTPUT_TOPICS[key]
+
+    def output_topics(self) -> dict[str, str]:
+        keys = [k for k in OUTPUT_TOPICS if self.mirrors or k not in MIRRORS]
+        return {key: self.output_topic(key) for key in keys}
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["topics"] = asdict(self.topics)
+        return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames [start, stop) of ``index.frames`` estimated with frames [span_start, span_stop)."""
+
+    number: int
+    segment: int
+    start: int
+    stop: int
+    span_start: int
+    span_stop: int
+
+    @property
+    def span_length(self) -> int:
+        return self.span_stop - self.span_start
+
+
+@dataclass(frozen=True)
+class ChunkGroup:
+    """Chunks of equal span length estimated in one model call (one saved result)."""
+
+    number: int
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def frames(self) -> int:
+        return sum(chunk.stop - chunk.start for chunk in self.chunks)
+
+
+def plan_chunks(segments: list[tuple[int, int]], chunk_frames: int, context_frames: int, batch_size: int) -> list[ChunkGroup]:
+    """Chunks of every segment (the last one of a segment may be shorter), grouped by equal span
+    length in order, at most ``batch_size`` per group."""
+    chunks: list[Chunk] = []
+    for segment_number, (segment_start, segment_stop) in enumerate(segments):
+        for start in range(segment_start, segment_stop, chunk_frames):
+            stop = min(start + chunk_frames, segment_stop)
+            chunks.append(Chunk(len(chunks), segment_number, start, stop, max(segment_start, start - context_frames),
+                                min(segment_stop, stop + context_frames)))
+    groups: list[ChunkGroup] = []
+    current: list[Chunk] = []
+    for chunk in chunks:
+        if current and (len(current) == batch_size or current[0].span_length != chunk.span_length):
+            groups.append(ChunkGroup(len(groups), tuple(current)))
+            current = []
+        current.append(chunk)
+    if current:
+        groups.append(ChunkGroup(len(groups), tuple(current)))
+    return groups
+
+
+def _plan_hash(index: BagIndex, groups: list[ChunkGroup]) -> str:
+    digest = hashlib.sha1()
+    for frame in index.frames:
+        digest.update(f"{frame.stamp_ns},{frame.color.bag_ns},{frame.depth.bag_ns};".encode())
+    for group in groups:
+        digest.update(repr([(c.start, c.stop, c.span_start, c.span_stop) for c in group.chunks]).encode())
+    return digest.hexdigest()
+
+
+def _files_fingerprint(files: list[Path]) -> list[list]:
+    return [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+
+
+def _checkpoint_fingerprint(directory: Path) -> dict:
+    digest = hashlib.sha1()
+    for path in sorted(directory.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    config = directory / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    return {"path": str(directory.resolve()), "sha1": digest.hexdigest()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelReport:
+    """What a labelling run did (written as ``OUT.report.json``)."""
+
+    input: str
+    output: str
+    status: str = "running"
+    error: str | None = None
+    storage: str = ""
+    frames: dict = field(default_factory=dict)
+    segments: list = field(default_factory=list)
+    gaps: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    topics_written: dict = field(default_factory=dict)
+    batches: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(temporary, path)
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        f = self.frames
+        lines = [f"{self.status}: {self.input} -> {self.output}"]
+        if f:
+            lines.append(f"  frames: {f.get('colour_messages', 0)} colour images, {f.get('synchronised', 0)} synchronised, "
+                         f"{f.get('with_pressure', 0)} labelled with pressure, {f.get('without_hand', 0)} without a hand, "
+                         f"{len(self.segments)} segment(s)")
+        if self.timings_s.get("total"):
+            labelled = f.get("synchronised", 0)
+            lines.append(f"  time: {self.timings_s['total']:.1f} s ({labelled / self.timings_s['total']:.2f} frames/s); "
+                         + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items() if k != "total"))
+        for entry in self.skipped:
+            lines.append(f"  skipped {entry['count']} on {entry['topic']}: {entry['reason']}")
+        for gap in self.gaps:
+            lines.append(f"  gap of {gap['seconds']:.3f} s (~{gap['missing_frames']} frames) after stamp {gap['after_stamp_ns']}"
+                         + (" -> new segment" if gap["split"] else ""))
+        for item in self.unreadable:
+            lines.append(f"  unreadable bag time {item['start_ns']}..{item['stop_ns']} ({item['seconds']:.3f} s) on "
+                         f"{', '.join(item['topics'])}: {item['error']}")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + seconds
+
+
+class BagLabeller:
+    """One labelling run of ``input_bag`` into ``output_bag`` (see the module docstring).
+
+    Args:
+        input_bag: rosbag2 folder or ``.mcap`` / ``.db3`` file.
+        output_bag: bag folder to create (must not exist).
+        options: :class:`LabelOptions`.
+        resume: continue an interrupted run of the same command.
+        progress: tqdm bars.
+        batch_callback: called with the batch number after each batch's results are saved
+            (hook for tests and progress reporting; an exception raised there stops the run and
+            leaves it resumable).
+    """
+
+    def __init__(self, input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,
+                 resume: bool = False, progress: bool = True, batch_callback: Callable[[int], None] | None = None) -> None:
+        self.input = Path(input_bag)
+        self.output = Path(output_bag)
+        self.options = options or LabelOptions()
+        self.resume = bool(resume)
+        self.progress = bool(progress)
+        self.batch_callback = batch_callback
+        self.work = work_dir_for(self.output)
+        self.report = LabelReport(input=str(self.input), output=str(self.output), options=self.options.to_dict())
+        self.timer = _Timer()
+
+    # -- entry point -----------------------------------------------------------------------
+
+    def run(self) -> LabelReport:
+        """Labels the bag; returns the report (also saved next to the output).
+
+        Raises:
+            DataError / ConfigError / CheckpointError: bad input, options or checkpoint (the
+                report, saved anyway, says what was found before the error). Nothing is
+                created under the output's name unless the run completes.
+        """
+        started = time.perf_counter()
+        self._check_paths()
+        try:
+            self._run()
+            self.report.status = "complete"
+        except KeyboardInterrupt:
+            self.report.status = "interrupted"
+            self.report.error = f"interrupted; run the same command with --resume to continue (work folder {self.work})"
+            raise
+        except EgoPressError as error:
+            self.report.status = "failed"
+            self.report.error = str(error)
+            raise
+        except Exception as error:
+            self.report.status = "failed"
+            self.report.error = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            if getattr(self, "reader", None) is not None:
+                self.report.unreadable = self.reader.unreadable_report()
+            self.report.timings_s = {name: round(value, 3) for name, value in self.timer.totals.items()}
+            self.report.timings_s["total"] = round(time.perf_counter() - started, 3)
+            if self.output.parent.is_dir():
+                self.report.save(report_path_for(self.output))
+        return self.report
+
+    def _check_paths(self) -> None:
+        if not self.input.exists():
+            raise DataError(f"{self.input}: no such bag")
+        if self.output.exists():
+            raise DataError(f"{self.output} exists already; choose another output (the labeller never overwrites)")
+        resolved_input, resolved_output = self.input.resolve(), self.output.resolve()
+        if resolved_output == resolved_input or resolved_input in resolved_output.parents:
+            raise DataError(f"the output {self.output} must not be inside the input bag {self.input}")
+        if not self.output.parent.is_dir():
+            raise DataError(f"{self.output.parent}: the output's folder does not exist")
+        if self.work.exists() and not self.resume:
+            raise DataError(f"an interrupted labelling into {self.output} left {self.work}; run the same command with "
+                            "--resume to continue it, or delete that folder to start over")
+
+    def _run(self) -> None:
+        from egopress_core.rosbag.index import build_index
+        from egopress_core.rosbag.reader import BagReader
+        from egopress_core.rosbag.typestore import egopress_typestore
+
+        options = self.options
+        self.store = egopress_typestore()
+        self._load_model()
+        # Built before reading the bag, so a missing optional backend (mediapipe) fails at once.
+        self.estimator = self._build_estimator()
+        with BagReader(self.input) as reader:
+            self.reader = reader
+            storage = options.storage or reader.storage_identifier
+            if options.compression == "storage" and storage != "mcap":
+                raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'; the input is "
+                                  f"{reader.storage_identifier}, pass --storage mcap")
+            self.report.storage = storage
+            clashing = sorted(set(options.output_topics().values()) & set(reader.topics))
+            if clashing:
+                raise DataError(f"{self.input} already has topics {clashing}; choose another --namespace for the labels")
+            started = time.perf_counter()
+            try:
+                self.index = build_index(reader, self.store, options.topics, options.sync_slop_s, options.max_gap_s, self.progress)
+            finally:
+                self.report.unreadable = reader.unreadable_report()
+            self.timer.add("index", time.perf_counter() - started)
+            self._describe_index()
+            window = self.model.config.num_frames
+            chunk_frames = options.chunk_frames or 8 * window
+            context = window // 2 if options.context_frames is None else options.context_frames
+            self.groups = plan_chunks(self.index.segments, chunk_frames, context, options.batch_size)
+            self.report.batches = {"total": len(self.groups), "chunk_frames": chunk_frames, "context_frames": context,
+                                   "batch_size": options.batch_size, "resumed": 0}
+            self._prepare_work_folder()
+            self._label_all()
+            self._write_output(storage)
+            self.report.unreadable = reader.unreadable_report()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- model and estimator ---------------------------------------------------------------
+
+    def _load_model(self) -> None:
+        from egopress_core.live import LiveConfig, LivePressureEstimator, resolve_device
+
+        options = self.options
+        checkpoint = Path(options.checkpoint) if options.checkpoint else SHIPPED_CHECKPOINT
+        if not checkpoint.is_dir():
+            hint = ("" if options.checkpoint else " (no --checkpoint given and the shipped compact checkpoint is missing; "
+                    "train one with `egopress train` and pass --checkpoint)")
+            raise CheckpointError(f"checkpoint folder {checkpoint} does not exist{hint}")
+        device = resolve_device(options.device)
+        live_config = LiveConfig(crop=options.crop, hand_margin=options.hand_margin, hold_crop=options.hold_crop,
+                                 max_gap_s=options.max_gap_s, contact_threshold_kpa=options.contact_threshold_kpa)
+        # The live estimator validates the checkpoint against its hand's UV atlas and holds the
+        # model, mask, hand and atlas; its streaming half is not used offline.
+        self.live = LivePressureEstimator.from_checkpoint(checkpoint, device=device, hand_model_path=options.hand_model_path,
+                                                          config=live_config)
+        self.model = self.live.model
+        self.checkpoint = checkpoint
+        config = self.model.config
+        self.report.model = {"checkpoint": str(checkpoint), "device": str(device), "window": config.num_frames,
+                             "image_size": list(config.image_size), "uv_size": list(config.uv_size),
+                             "uv_layout_id": self.live.uv_layout_id, "topology_id": self.live.topology_id,
+                             "hand_side": self.live.hand_side}
+        if options.stride is not None and options.stride > config.num_frames:
+            raise ConfigError(f"stride must be at most the model's window ({config.num_frames}). Got {options.stride}")
+
+    def _build_estimator(self):
+        from egopress_core.perception import build_estimator
+
+        options = self.options
+        model_path = options.hand_model_path or self.live.uv_mask.hand_model_path
+        side = self.live.hand_side
+        if options.backend == "ground_truth":
+            return build_estimator("ground_truth", side=side, model_path=model_path)
+        extra = {"depth_refinement": options.depth_refinement, "min_confidence": options.min_hand_confidence}
+        return build_estimator(options.backend, side=side, model_path=model_path, **extra)
+
+    # -- index and work folder ---------------------------------------------------------------
+
+    def _describe_index(self) -> None:
+        index, report = self.index, self.report
+        report.frames = {"colour_messages": index.message_counts.get(self.options.topics.color, 0),
+                         "synchronised": len(index.frames), "fps": round(index.fps, 3)}
+        report.segments = [{"start_stamp_ns": index.frames[a].stamp_ns, "end_stamp_ns": index.frames[b - 1].stamp_ns,
+                            "frames": b - a} for a, b in index.segments]
+        report.gaps = list(index.gaps)
+        report.skipped = index.skipped.entries()
+
+    def _state(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "input": str(self.input.resolve()),
+            "input_files": _files_fingerprint(self.reader.files()),
+            "checkpoint": _checkpoint_fingerprint(self.checkpoint),
+            "options": json.loads(json.dumps(self.options.to_dict())),
+            "plan": _plan_hash(self.index, self.groups),
+        }
+
+    def _prepare_work_folder(self) -> None:
+        state = self._state()
+        path = self.work / "state.json"
+        if self.work.exists():
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                raise DataError(f"{path}: unreadable state of the interrupted run ({error}); delete {self.work} to start over") from None
+            for key, meaning in (("format", "work folder format"), ("version", "work folder version"),
+                                 ("input_files", "input bag"), ("checkpoint", "checkpoint"),
+                                 ("options", "options"), ("plan", "frames found in the input")):
+                if saved.get(key) != state[key]:
+                    detail = ""
+                    if key == "options":
+                        changed = sorted(k for k in state["options"] if saved.get("options", {}).get(k) != state["options"][k])
+                        detail = f" ({', '.join(changed)})"
+                    raise DataError(f"cannot resume into {self.output}: the {meaning} changed since the interrupted run{detail}; "
+                                    f"rerun with the same input and options, or delete {self.work} to start over")
+            done = sum(1 for group in self.groups if self._group_path(group).is_file())
+            self.report.batches["resumed"] = done
+            self.report.notes.append(f"resumed: {done} of {len(self.groups)} batches were already labelled")
+        else:
+            if self.resume:
+                self.report.notes.append(f"--resume: no interrupted run into {self.output} was found; labelled from the start")
+            self.work.mkdir()
+            temporary = path.with_name("state.json.tmp")
+            temporary.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(temporary, path)
+
+    def _group_path(self, group: ChunkGroup) -> Path:
+        return self.work / f"batch_{group.number:06d}.npz"
+
+    # -- labelling ---------------------------------------------------------------------------
+
+    def _label_all(self) -> None:
+        from tqdm.auto import tqdm
+
+        pending = [group for group in self.groups if not self._group_path(group).is_file()]
+        total = sum(group.frames for group in self.groups)
+        done = total - sum(group.frames for group in pending)
+        with tqdm(total=total, initial=done, desc="label", unit="frame", disable=not self.progress, dynamic_ncols=True) as bar:
+            for group in pending:
+                results = self._label_group(group)
+                path = self._group_path(group)
+                temporary = path.with_name(path.stem + ".tmp.npz")
+                np.savez(temporary, **results)
+                os.replace(temporary, path)
+                bar.update(group.frames)
+                if self.batch_callback is not None:
+                    self.batch_callback(group.number)
+
+    def _label_group(self, group: ChunkGroup) -> dict[str, np.ndarray]:
+        """Estimates every chunk of the group; returns the arrays saved for its core frames."""
+        import torch
+
+        from egopress_core.conditioning import build_conditions
+        from egopress_core.inference import estimate_sequence
+
+        spans = [self._prepare_span(chunk) for chunk in group.chunks]
+        config = self.model.config
+        uv_size = tuple(config.uv_size)
+        started = time.perf_counter()
+        if any(span["valid"].any() for span in spans):
+            batch = {key: torch.stack([span[key] for span in spans]) for key in ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")}
+            batch["uv_mask"] = self.live.uv_mask.tensor()
+            if config.use_uv_geometry:
+                batch["uv_geometry"] = self._uv_geometry(batch)
+            conditions = build_conditions(batch, pose_sigma_px=config.pose_sigma_px, depth_clip_m=config.depth_clip_m)
+            pressure = estimate_sequence(
+                self.model, conditions, stride=self.options.stride, num_inference_steps=self.options.num_inference_steps,
+                scheduler=self.options.scheduler, guidance_scale=self.options.guidance_scale,
+                seed=self.options.seed + group.number, progress=False,
+            )[:, :, 0].float().cpu().numpy()  # (B, N, Hu, Wu)
+        else:
+            pressure = np.zeros((len(spans), spans[0]["valid"].shape[0], *uv_size), dtype=np.float32)
+        self.timer.add("model", time.perf_counter() - started)
+
+        rows: dict[str, list] = {key: [] for key in spans[0]["frames"]}
+        rows["uv_pressure_kpa"] = []
+        for chunk, span, maps in zip(group.chunks, spans, pressure):
+            core = slice(chunk.start - chunk.span_start, chunk.stop - chunk.span_start)
+            for key, values in span["frames"].items():
+                rows[key].extend(values[core])
+            has_hand = np.asarray(span["frames"]["has_hand"][core], dtype=bool)
+            rows["uv_pressure_kpa"].extend(np.where(has_hand[:, None, None], np.clip(maps[core], 0.0, None), 0.0).astype(np.float32))
+        results = {key: np.asarray(values) for key, values in rows.items()}
+        results["position"] = np.concatenate([np.arange(c.start, c.stop) for c in group.chunks]).astype(np.int64)
+        return results
+
+    def _uv_geometry(self, batch):
+        import torch
+
+        from egopress_core.conditioning import uv_geometry_from_mesh
+
+        atlas = self.live.atlas
+        return uv_geometry_from_mesh(
+            batch["vertices"].float(), torch.from_numpy(np.asarray(atlas.faces, dtype=np.int64)),
+            torch.from_numpy(np.asarray(atlas.texel_face, dtype=np.int64)),
+            torch.from_numpy(np.asarray(atlas.texel_barycentric, dtype=np.float32)),
+            batch["rgb"].float(), batch["depth_m"].float(), batch["intrinsics"].float(),
+            depth_clip_m=self.model.config.depth_clip_m,
+        )  # fmt: skip
+
+    def _prepare_span(self, chunk: Chunk) -> dict[str, Any]:
+        """Reads, estimates and preprocesses the frames of one chunk's span, in stamp order."""
+        import torch
+
+        from egopress_core.live import HandCropTracker
+
+        frames = self.index.frames[chunk.span_start: chunk.span_stop]
+        config = self.model.config
+        num_vertices, (height, width) = self.live.hand.num_vertices, tuple(config.image_size)
+        count = len(frames)
+        tensors = {"rgb": torch.zeros(count, 3, height, width), "depth_m": torch.zeros(count, 1, height, width),
+                   "intrinsics": torch.eye(3).repeat(count, 1, 1), "joints": torch.zeros(count, 21, 3),
+                   "vertices": torch.zeros(count, num_vertices, 3), "valid": torch.zeros(count, dtype=torch.bool)}
+        per_frame = {"has_frame": np.zeros(count, bool), "has_hand": np.zeros(count, bool), "confidence": np.zeros(count, np.float32),
+                     "global_orient": np.full((count, 3), np.nan, np.float32), "hand_pose": np.full((count, 45), np.nan, np.float32),
+                     "betas": np.full((count, 10), np.nan, np.float32), "transl": np.full((count, 3), np.nan, np.float32),
+                     "vertices": np.full((count, num_vertices, 3), np.nan, np.float32),
+                     "joints": np.full((count, 21, 3), np.nan, np.float32), "problem": np.array([""] * count, dtype=object)}
+        self.estimator.reset()
+        tracker = HandCropTracker(tuple(config.image_size), self.live.config)
+        for offset, parts in self._read_span(frames):
+            frame = frames[offset]
+            try:
+                self._prepare_frame(frame, parts, offset, tracker, tensors, per_frame)
+            except HandTopologyError:
+                raise
+            except DataError as error:
+                per_frame["problem"][offset] = f"frame skipped: {error}"
+        per_frame["problem"] = per_frame["problem"].astype(str)
+        return {**tensors, "frames": per_frame}
+
+    def _read_span(self, frames: list[FrameRef]):
+        """(offset in ``frames``, {role: (msgtype, message)}) for each frame, in order; a frame
+        whose messages could not be read comes with the parts found (possibly none)."""
+        from egopress_core.rosbag.messages import stamp_to_ns
+
+        wanted: dict[tuple[str, int], list[tuple[int, str]]] = {}
+        deadline = []
+        for offset, frame in enumerate(frames):
+            for role, ref in (("color", frame.color), ("depth", frame.depth), ("hand_mesh", frame.hand_mesh),
+                              ("keypoints", frame.keypoints)):
+                if ref is not None:
+                    wanted.setdefault((ref.topic, ref.stamp_ns), []).append((offset, role))
+            deadline.append(max(ref.bag_ns for ref in frame.refs()))
+        topics = {topic for topic, _ in wanted}
+        connections = [c for topic in topics for c in self.reader.connections_of(topic)]
+        needed = [sum(1 for _ in frame.refs()) for frame in frames]
+        parts: list[dict] = [{} for _ in frames]
+        start = min(ref.bag_ns for frame in frames for ref in frame.refs())
+        stop = max(deadline) + 1
+        next_offset = 0
+        read_started = time.perf_counter()
+        for connection, bag_ns, data in self.reader.messages(connections, start, stop):
+            while next_offset < len(frames) and (len(parts[next_offset]) == needed[next_offset] or bag_ns > deadline[next_offset]):
+                self.timer.add("read", time.perf_counter() - read_started)
+                yield next_offset, parts[next_offset]
+                parts[next_offset] = {}
+                next_offset += 1
+                read_started = time.perf_counter()
+            try:
+                message = self.store.deserialize_cdr(data, connection.msgtype)
+            except Exception:  # noqa: BLE001 - reported by the index pass already
+                continue
+            for offset, role in wanted.get((connection.topic, stamp_to_ns(message.header.stamp)), []):
+                if offset >= next_offset and role not in parts[offset]:
+                    parts[offset][role] = (connection.msgtype, message)
+        self.timer.add("read", time.perf_counter() - read_started)
+        for offset in range(next_offset, len(frames)):
+            yield offset, parts[offset]
+
+    def _prepare_frame(self, frame: FrameRef, parts: dict, offset: int, tracker, tensors: dict, per_frame: dict) -> None:
+        import torch
+
+        from egopress_core.live import preprocess_frame, project_edge_coordinates
+        from egopress_core.rosbag import messages as m
+
+        missing = [role for role in ("color", "depth") if role not in parts]
+        if missing:
+            raise DataError(f"its {' and '.join(missing)} message could not be read again (damaged bag region)")
+        started = time.perf_counter()
+        rgb = m.color_to_rgb(parts["color"][1], parts["color"][0])
+        depth = m.depth_to_metres(parts["depth"][1], parts["depth"][0])
+        calibration = self.index.calibrations[frame.calibration]
+        if depth.shape != rgb.shape[:2]:
+            raise DataError(f"depth image {depth.shape[1]}x{depth.shape[0]} is not aligned to the colour image "
+                            f"{rgb.shape[1]}x{rgb.shape[0]}")
+        if calibration.width and calibration.height and (calibration.height, calibration.width) != rgb.shape[:2]:
+            raise DataError(f"camera_info is for {calibration.width}x{calibration.height} images, the colour image is "
+                            f"{rgb.shape[1]}x{rgb.shape[0]}")
+        intrinsics = calibration.intrinsics
+        self.timer.add("decode", time.perf_counter() - started)
+
+        started = time.perf_counter()
+        try:
+            estimate, reason = self._estimate_hand(frame, parts, rgb, depth, intrinsics)
+        except HandTopologyError:
+            raise
+        except DataError as error:  # this frame's hand input is unusable: no hand, the frame is still seen
+            estimate, reason = None, f"hand input unusable ({error})"
+        self.timer.add("hand", time.perf_counter() - started)
+        started = time.perf_counter()
+        if estimate is not None:
+            if estimate.topology_id != self.live.topology_id:
+                raise HandTopologyError(f"the {self.options.backend} hand mesh has topology {estimate.topology_id!r} but the "
+                                        f"checkpoint's hand is {self.live.topology_id!r}; pass --hand-model of the checkpoint's hand")
+            per_frame["has_hand"][offset] = True
+            per_frame["confidence"][offset] = estimate.confidence
+            for name in ("global_orient", "hand_pose", "betas", "transl"):
+                per_frame[name][offset] = np.asarray(getattr(estimate, name), dtype=np.float32)
+            per_frame["vertices"][offset] = estimate.vertices
+            per_frame["joints"][offset] = estimate.joints
+            points = project_edge_coordinates(estimate.vertices, intrinsics)
+        else:
+            per_frame["problem"][offset] = f"no hand: {reason}" if reason else "no hand"
+            points = None
+        box = tracker.update(rgb.shape[:2], points)
+        inputs = preprocess_frame(rgb, depth, intrinsics, box, tuple(self.model.config.image_size), self.live.config.depth_resize)
+        tensors["rgb"][offset] = inputs.rgb
+        tensors["depth_m"][offset] = inputs.depth_m
+        tensors["intrinsics"][offset] = inputs.intrinsics
+        if estimate is not None:
+            tensors["joints"][offset] = torch.from_numpy(np.asarray(estimate.joints, dtype=np.float32))
+            tensors["vertices"][offset] = torch.from_numpy(np.asarray(estimate.vertices, dtype=np.float32))
+            tensors["valid"][offset] = True
+        per_frame["has_frame"][offset] = True
+        self.timer.add("preprocess", time.perf_counter() - started)
+
+    def _estimate_hand(self, frame: FrameRef, parts: dict, rgb, depth, intrinsics):
+        """(HandMeshEstimate or None, reason for None)."""
+        from egopress_core.data.records import FrameRecord, ManoParams
+        from egopress_core.perception import HandKeypoints, RGBDFrame
+        from egopress_core.rosbag import messages as m
+
+        backend, estimator = self.options.backend, self.estimator
+        stamp = frame.stamp_ns / 1e9
+        if backend == "ground_truth":
+            if "hand_mesh" not in parts:
+                return None, "no hand mesh message for this frame"
+            fields = m.hand_mesh_from_msg(parts["hand_mesh"][1])
+            has_hand = fields.has_hand
+            if has_hand and fields.topology_id != self.live.topology_id:
+                raise HandTopologyError(f"the hand meshes on {self.options.topics.hand_mesh} have topology {fields.topology_id!r} but "
+                                        f"the checkpoint's hand is {self.live.topology_id!r}; label with a checkpoint of that hand")
+            record = FrameRecord(
+                sequence=str(self.input.name), index=0, timestamp_s=stamp, rgb=rgb, depth_m=depth, intrinsics=intrinsics,
+                hand_side=fields.hand_side, has_annotation=has_hand,
+                mano=ManoParams(global_orient=fields.global_orient, hand_pose=fields.hand_pose, betas=fields.betas,
+                                transl=fields.translation) if has_hand else None,
+                vertices=fields.vertices if has_hand else None, joints=fields.joints if has_hand else None, uv_pressure_kpa=None,
+            )  # fmt: skip
+            estimate = estimator.estimate(RGBDFrame.from_record(record))
+        elif backend == "keypoints":
+            if "keypoints" not in parts:
+                return None, "no keypoints message for this frame"
+            fields = m.keypoints_from_point_cloud(parts["keypoints"][1])
+            if not fields.has_hand:
+                return None, "the keypoint tracker reported no hand"
+            keypoints = HandKeypoints(points_3d=fields.points_3d, points_2d=fields.points_2d, confidence=fields.confidence)
+            estimate = estimator.estimate(RGBDFrame(rgb=rgb, depth_m=depth, intrinsics=intrinsics, stamp=stamp, keypoints=keypoints))
+        else:
+            estimate = estimator.estimate(RGBDFrame(rgb=rgb, depth_m=depth, intrinsics=intrinsics, stamp=stamp))
+        if estimate is None or not estimate.has_hand:
+            return None, estimator.last_failure or "the estimator found no hand"
+        return estimate, None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write_output(self, storage: str) -> None:
+        from tqdm.auto import tqdm
+
+        from egopress_core.rosbag.index import SkipLog
+        from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, IMAGE, POINT_CLOUD2, UV_PRESSURE
+        from egopress_core.rosbag.writer import BagWriter
+
+        options, reader = self.options, self.reader
+        order: list[tuple[int, int, int]] = []  # (colour bag time, position, group)
+        for group in self.groups:
+            for chunk in group.chunks:
+                order.extend((self.index.frames[p].color.bag_ns, p, group.number) for p in range(chunk.start, chunk.stop))
+        order.sort()
+        self._group_cache: dict[int, dict] = {}
+        self._problems = SkipLog()
+        self._counted_groups: set[int] = set()
+        self._stats = {"with_pressure": 0, "without_hand": 0, "not_decodable": 0}
+        # rosbags names the storage file after the bag folder: the bag is written under its final
+        # name inside the work folder, then moved.
+        temporary = self.work / "bag" / self.output.name
+        if temporary.parent.exists():
+            shutil.rmtree(temporary.parent)
+        temporary.parent.mkdir()
+        types = {"hand_mesh": HAND_MESH, "uv_pressure": UV_PRESSURE, "hand_contact": HAND_CONTACT, "image": IMAGE,
+                 "image_raw": IMAGE, "points": POINT_CLOUD2}
+        started = time.perf_counter()
+        try:
+            with BagWriter(temporary, self.store, storage=storage, compression=options.compression, version=options.bag_version) as writer:
+                copies = {}
+                for connection in reader.connections:
+                    copies[connection.id], note = writer.add_copy_of(connection)
+                    if note:
+                        self.report.notes.append(note)
+                outputs = {key: writer.add_topic(topic, types[key]) for key, topic in options.output_topics().items()}
+                cursor = 0
+                total = reader.message_count + len(order) or None
+                with tqdm(total=total, desc="write", unit="msg", disable=not self.progress, dynamic_ncols=True, leave=False) as bar:
+                    for connection, bag_ns, data in reader.messages(reader.connections):
+                        while cursor < len(order) and order[cursor][0] < bag_ns:
+                            self._write_frame(writer, outputs, *order[cursor])
+                            cursor += 1
+                            bar.update()
+                        writer.write(copies[connection.id], bag_ns, data)
+                        bar.update()
+                    for item in order[cursor:]:
+                        self._write_frame(writer, outputs, *item)
+                        bar.update()
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        self.timer.add("write", time.perf_counter() - started)
+        self.report.topics_written = dict(writer.counts)
+        skipped = SkipLog()
+        skipped.merge(self.index.skipped.entries())
+        skipped.merge(self._problems.entries())
+        self.report.skipped = skipped.entries()
+        self.report.frames.update(self._stats)
+        os.replace(temporary, self.output)
+
+    def _group_results(self, number: int) -> dict:
+        """A saved batch's arrays plus its contact summaries (computed once, batched)."""
+        if number in self._group_cache:
+            return self._group_cache[number]
+        from egopress_core.contact import summarize_contact
+
+        if len(self._group_cache) >= 2:  # frames are written in time order: older batches are done
+            del self._group_cache[next(iter(self._group_cache))]
+        path = self._group_path(self.groups[number])
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        atlas = self.live.atlas
+        hand = arrays["has_hand"]
+        summaries: list = [None] * len(hand)
+        forces = np.zeros(len(hand))
+        if hand.any():
+            uv = arrays["uv_pressure_kpa"][hand].astype(np.float64)
+            vertices = arrays["vertices"][hand].astype(np.float64)
+            vertex_pressure = np.clip(atlas.uv_to_vertex(uv), 0.0, None)
+            areas = atlas.vertex_area(vertices)
+            forces[hand] = atlas.total_force(uv, vertices)
+            for row, k in zip(np.flatnonzero(hand), range(len(uv))):
+                summaries[row] = summarize_contact(vertex_pressure[k], vertices[k], areas[k], self.options.contact_threshold_kpa)
+        arrays["summaries"] = summaries
+        arrays["uv_force_n"] = forces
+        arrays["row_of"] = {int(p): i for i, p in enumerate(arrays["position"])}
+        self._group_cache[number] = arrays
+        if number not in self._counted_groups:
+            self._counted_groups.add(number)
+            self._stats["with_pressure"] += int(hand.sum())
+            self._stats["without_hand"] += int((arrays["has_frame"] & ~hand).sum())
+            self._stats["not_decodable"] += int((~arrays["has_frame"]).sum())
+            for position, problem in zip(arrays["position"], arrays["problem"]):
+                if problem:
+                    self._problems.add(self.options.topics.color, str(problem), self.index.frames[int(position)].stamp_ns)
+        return arrays
+
+    def _write_frame(self, writer, outputs: dict, bag_ns: int, position: int, group: int) -> None:
+        from egopress_core.data.records import ManoParams
+        from egopress_core.perception.types import HandMeshEstimate
+        from egopress_core.rosbag import messages as m
+        from egopress_core.visualize import colorize
+
+        arrays = self._group_results(group)
+        row = arrays["row_of"][position]
+        if not arrays["has_frame"][row]:
+            return
+        frame = self.index.frames[position]
+        store, live, options = self.store, self.live, self.options
+        header = m.header_msg(store, frame.stamp_ns, frame.frame_id)
+        hand = live.hand
+        estimate = None
+        if arrays["has_hand"][row]:
+            estimate = HandMeshEstimate(
+                mano=ManoParams(global_orient=arrays["global_orient"][row], hand_pose=arrays["hand_pose"][row],
+                                betas=arrays["betas"][row], transl=arrays["transl"][row]),
+                vertices=arrays["vertices"][row], joints=arrays["joints"][row], confidence=float(arrays["confidence"][row]),
+                estimator=options.backend, hand_side=live.hand_side, hand_model=hand.name, topology_id=hand.topology_id,
+                stamp=frame.stamp_ns / 1e9,
+            )  # fmt: skip
+        writer.write_message(outputs["hand_mesh"], bag_ns, m.hand_mesh_msg(
+            store, header, live.hand_side, hand.name, hand.topology_id, hand.num_vertices, options.backend, estimate))
+        if estimate is None:
+            return
+        uv_map = arrays["uv_pressure_kpa"][row]
+        summary = arrays["summaries"][row]
+        writer.write_message(outputs["uv_pressure"], bag_ns, m.uv_pressure_msg(
+            store, uv_map, header, live.hand_side, live.uv_layout_id, options.contact_threshold_kpa, float(arrays["uv_force_n"][row])))
+        writer.write_message(outputs["hand_contact"], bag_ns, m.hand_contact_msg(store, summary, header, live.hand_side, hand.topology_id))
+        if options.mirrors:
+            colours = colorize(uv_map, options.visualization_max_kpa, options.colormap, mask=live.uv_mask.mask)
+            writer.write_message(outputs["image"], bag_ns, m.image_msg(store, colours, "rgb8", header))
+            writer.write_message(outputs["image_raw"], bag_ns, m.image_msg(store, uv_map.astype(np.float32), "32FC1", header))
+            writer.write_message(outputs["points"], bag_ns, m.contact_point_cloud(store, arrays["vertices"][row], summary, header))
+
+
+def label_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,
+              resume: bool = False, progress: bool = True,
+              batch_callback: Callable[[int], None] | None = None) -> LabelReport:
+    """Labels ``input_bag`` into the new bag ``output_bag``; see :class:`BagLabeller`."""
+    return BagLabeller(input_bag, output_bag, options, resume=resume, progress=progress, batch_callback=batch_callback).run()

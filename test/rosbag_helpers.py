@@ -1,0 +1,136 @@
+"""Shared pieces of the rosbag / LeRobot tests: a tiny checkpoint, small sample bags (generated
+once per test session under pytest's base temp folder), bag rewriting and reading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from egopress_core.rosbag.index import TopicSelection
+from egopress_core.rosbag.labeller import LabelOptions
+from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC
+
+SAMPLE_FRAMES = 40
+SAMPLE_IMAGE_SIZE = (108, 144)
+
+
+def _session_dir(tmp_path_factory, name: str) -> Path:
+    """A folder shared by every test file of the session (created once)."""
+    return tmp_path_factory.getbasetemp() / name
+
+
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny untrained EgoPressDiff on the bundled right hand's UV layout, saved as training does."""
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.model import EgoPressDiff, tiny_config
+
+    directory = _session_dir(tmp_path_factory, "rosbag_tiny_checkpoint")
+    if not (directory / "config.json").is_file():
+        mask = hand_uv_mask((16, 16), "right")
+        torch.manual_seed(0)
+        model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id))
+        model.save_pretrained(directory)
+        mask.save(directory / UV_MASK_FILE)
+    return directory
+
+
+def synthetic_sequence(tmp_path_factory):
+    """One synthetic sequence (SAMPLE_FRAMES frames at 30 Hz), generated once per session."""
+    from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
+    from egopress_core.data.synthetic.storage import SyntheticDataset
+
+    root = _session_dir(tmp_path_factory, "rosbag_synth")
+    if not (root / "seq_00000").is_dir():
+        config = SynthConfig(sequences=1, frames=SAMPLE_FRAMES, image_sizes=(SAMPLE_IMAGE_SIZE,),
+                             gestures=("single_press",), uv_resolution=64)
+        generate_dataset(config, root, workers=1, progress=False)
+    return SyntheticDataset(root).sequences()[0]
+
+
+def sample_bag(tmp_path_factory, storage: str = "mcap", compression: str = "none") -> Path:
+    """The sample bag of the session's synthetic sequence in ``storage`` / ``compression``."""
+    from egopress_core.rosbag.sample import sequence_to_bag
+
+    path = _session_dir(tmp_path_factory, f"rosbag_sample_{storage}_{compression}")
+    if not path.exists():
+        sequence_to_bag(synthetic_sequence(tmp_path_factory), path, storage=storage, compression=compression, progress=False)
+    return path
+
+
+def label_options(checkpoint: Path, **overrides) -> LabelOptions:
+    """Fast settings for the tiny model: ground-truth hands, 2 sampler steps, CPU."""
+    values = dict(checkpoint=str(checkpoint), backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC),
+                  device="cpu", num_inference_steps=2)
+    values.update(overrides)
+    return LabelOptions(**values)
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """topic -> [(bag time ns, raw CDR bytes)] in time order."""
+    from rosbags.rosbag2 import Reader
+
+    result: dict[str, list[tuple[int, bytes]]] = {}
+    with Reader(path) as reader:
+        for connection, timestamp, data in reader.messages():
+            result.setdefault(connection.topic, []).append((timestamp, bytes(data)))
+    return result
+
+
+def connections_of(path: Path) -> dict[str, object]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        return {connection.topic: connection for connection in reader.connections}
+
+
+def rewrite_bag(source: Path, destination: Path, transform: Callable, storage: str = "mcap", drop_topics: tuple[str, ...] = ()) -> Path:
+    """Copies ``source`` to a new bag; ``transform(topic, index_on_topic, timestamp, message) ->
+    message | None`` may change a deserialised message or drop it (None)."""
+    from rosbags.rosbag2 import Reader
+
+    from egopress_core.rosbag.typestore import egopress_typestore
+    from egopress_core.rosbag.writer import BagWriter
+
+    store = egopress_typestore()
+    counters: dict[str, int] = {}
+    with Reader(source) as reader, BagWriter(destination, store, storage=storage) as writer:
+        copies = {c.id: writer.add_copy_of(c)[0] for c in reader.connections if c.topic not in drop_topics}
+        for connection, timestamp, data in reader.messages():
+            if connection.topic in drop_topics:
+                continue
+            index = counters.get(connection.topic, 0)
+            counters[connection.topic] = index + 1
+            message = transform(connection.topic, index, timestamp, store.deserialize_cdr(data, connection.msgtype))
+            if message is not None:
+                writer.write(copies[connection.id], timestamp, store.serialize_cdr(message, connection.msgtype))
+    return destination
+
+
+def tree_digest(path: Path) -> str:
+    """sha1 over every file's relative name, bytes and modification time (to prove nothing was touched)."""
+    digest = hashlib.sha1()
+    for item in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode())
+        digest.update(item.read_bytes())
+        digest.update(str(os.stat(item).st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def deserialize(raw: bytes, msgtype: str):
+    from egopress_core.rosbag.typestore import egopress_typestore
+
+    return egopress_typestore().deserialize_cdr(raw, msgtype)
+
+
+def stamp_ns(message) -> int:
+    return int(message.header.stamp.sec) * 1_000_000_000 + int(message.header.stamp.nanosec)
+
+
+def as_array(values) -> np.ndarray:
+    return np.asarray(values)
