@@ -4,7 +4,7 @@
 set -euo pipefail
 . scripts/env.sh
 OUT=${OUT:-/tmp/egopress-shipped}
-STEPS=${STEPS:-600}
+STEPS=${STEPS:-1000}
 # Training and validation data: disjoint seeds (the demo generates with seed 90000).
 egopress synth --out "$OUT/data/train" --sequences 64 --frames 48 --seed 1 --image-size 256 256 --workers 2
 egopress synth --out "$OUT/data/val" --sequences 14 --frames 48 --seed 2 --image-size 256 256 --workers 2

@@ -87,3 +87,10 @@ def test_demo_runs_the_whole_path(checkpoints, tmp_path):
     assert json.loads((out / "report.json").read_text())["sequences"] == 1
     assert (out / "report.png").is_file()
     assert (out / "data" / "previews" / "seq_00000.png").is_file()
+    # The rosbag step: an 8-frame sample bag, labelled frame for frame, under its final name only.
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([out / "sample_bag_labelled"]) as labelled:
+        counts = {c.topic: c.msgcount for c in labelled.connections}
+    assert counts["/egopress/uv_pressure"] == counts["/camera/color/image_raw"] == 8
+    assert not (out / ".sample_bag_labelled.labelling").exists()
