@@ -20,17 +20,16 @@ from functools import lru_cache
 
 import numpy as np
 
-from egopress_core import image_encodings
+from egopress_core import image_encodings, point_clouds
 from egopress_core.errors import DataError
 from egopress_core.image_encodings import image_pixels
+from egopress_core.point_clouds import keypoints_from_point_cloud, point_cloud_to_numpy  # noqa: F401 - the nodes' readers
 
 NANOSECONDS = 1_000_000_000
 HAND_SIDE_CODES = {"right": 0, "left": 1}  # HandMesh.HAND_RIGHT / HAND_LEFT
 HAND_SIDE_NAMES = {code: name for name, code in HAND_SIDE_CODES.items()}
 NUM_JOINTS = 21
 
-# sensor_msgs/PointField datatypes
-POINT_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
 # An image message whose encoding or layout the nodes cannot read.
 ImageFormatError = image_encodings.ImageEncodingError
@@ -285,102 +284,31 @@ def contact_to_msg(summary, header, hand_side: str, topology_id: str):
 
 
 def numpy_to_point_cloud(points: np.ndarray, header):
-    """Unorganised PointCloud2 (height 1) of a 1-D structured array, one field per column.
-
-    Supported column types: int8/uint8/int16/uint16/int32/uint32/float32/float64, scalar.
-    """
+    """Unorganised PointCloud2 (height 1) of a 1-D structured array, one field per column
+    (:func:`egopress_core.point_clouds.pack_points`)."""
     from sensor_msgs.msg import PointCloud2, PointField
 
-    codes = {np.dtype(name).str.lstrip("<>|="): code for code, name in POINT_FIELD_TYPES.items()}
-    points = np.ascontiguousarray(points)
-    fields = []
-    for name in points.dtype.names:
-        column, offset = points.dtype.fields[name][:2]
-        key = column.str.lstrip("<>|=")
-        if column.shape or key not in codes:
-            raise DataError(f"point field {name!r} has type {column}; supported: {sorted(POINT_FIELD_TYPES.values())}")
-        fields.append(PointField(name=name, offset=int(offset), datatype=codes[key], count=1))
-    little = points.dtype.newbyteorder("<")
+    packed = point_clouds.pack_points(points)
     msg = PointCloud2()
     msg.header = copy_header(header)
-    msg.height, msg.width = 1, int(points.shape[0])
-    msg.fields = fields
+    msg.height, msg.width = 1, packed.width
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields]
     msg.is_bigendian = False
-    msg.point_step = int(points.dtype.itemsize)
-    msg.row_step = int(points.dtype.itemsize * points.shape[0])
-    msg.data = points.astype(little, copy=False).tobytes()
-    msg.is_dense = all(np.isfinite(points[name]).all() for name in points.dtype.names
-                       if np.issubdtype(points.dtype[name], np.floating))
+    msg.point_step, msg.row_step = packed.point_step, packed.row_step
+    msg.data = packed.data
+    msg.is_dense = packed.is_dense
     return msg
-
-
-def point_cloud_to_numpy(msg) -> np.ndarray:
-    """Structured (N,) array of a PointCloud2's fields (padding bytes skipped)."""
-    names, formats, offsets = [], [], []
-    order = ">" if msg.is_bigendian else "<"
-    for field in msg.fields:
-        if field.datatype not in POINT_FIELD_TYPES:
-            raise DataError(f"PointCloud2 field {field.name!r} has unknown datatype {field.datatype}")
-        if field.count != 1:
-            raise DataError(f"PointCloud2 field {field.name!r} has count {field.count}; only scalar fields are read")
-        names.append(field.name)
-        formats.append(order + POINT_FIELD_TYPES[field.datatype])
-        offsets.append(int(field.offset))
-    count = int(msg.width) * int(msg.height)
-    if len(msg.data) < count * int(msg.point_step) or (msg.height > 1 and msg.row_step != msg.width * msg.point_step):
-        raise DataError(f"PointCloud2 data has {len(msg.data)} bytes for {count} points of {msg.point_step} bytes")
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(msg.point_step)})
-    return np.frombuffer(bytes(msg.data[: count * int(msg.point_step)]), dtype=dtype, count=count)
 
 
 def contact_point_cloud(vertices: np.ndarray, summary, header):
     """PointCloud2 of the vertices with fields x, y, z (m), pressure (kPa) and contact (0/1)."""
-    points = np.zeros(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("pressure", "<f4"),
-                                            ("contact", "u1")])
-    vertices = np.asarray(vertices, dtype=np.float32)
-    points["x"], points["y"], points["z"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
-    points["pressure"] = summary.vertex_pressure_kpa
-    points["contact"] = summary.vertex_contact
-    return numpy_to_point_cloud(points, header)
-
-
-@dataclass(frozen=True)
-class KeypointsData:
-    """21 keypoints read from a PointCloud2: points_3d (21, 3) or None, points_2d (21, 2) or
-    None, confidence (21,) or None; missing rows NaN."""
-
-    points_3d: np.ndarray | None
-    points_2d: np.ndarray | None
-    confidence: np.ndarray | None
-
-
-def keypoints_from_point_cloud(msg) -> KeypointsData:
-    """Hand keypoints another tracker publishes as a PointCloud2 of exactly 21 points in OpenPose
-    order: fields x, y, z (metres, camera frame) and / or u, v (pixels), optional confidence
-    (0-1). NaN marks a keypoint that was not found."""
-    points = point_cloud_to_numpy(msg)
-    if points.shape[0] != NUM_JOINTS:
-        raise DataError(f"keypoints cloud has {points.shape[0]} points; expected {NUM_JOINTS} (OpenPose hand order)")
-    names = set(points.dtype.names or ())
-    points_3d = np.stack([points[a] for a in "xyz"], axis=1).astype(np.float64) if {"x", "y", "z"} <= names else None
-    points_2d = np.stack([points["u"], points["v"]], axis=1).astype(np.float64) if {"u", "v"} <= names else None
-    if points_3d is None and points_2d is None:
-        raise DataError(f"keypoints cloud has fields {sorted(names)}; it needs x, y, z and / or u, v")
-    confidence = None
-    if "confidence" in names:
-        confidence = np.nan_to_num(points["confidence"].astype(np.float64), nan=0.0).clip(0.0, 1.0)
-    return KeypointsData(points_3d=points_3d, points_2d=points_2d, confidence=confidence)
+    return numpy_to_point_cloud(
+        point_clouds.contact_points(vertices, summary.vertex_pressure_kpa, summary.vertex_contact), header)
 
 
 def keypoints_to_point_cloud(points_3d: np.ndarray, header, confidence: np.ndarray | None = None):
     """PointCloud2 of 21 3D keypoints (x, y, z, optional confidence): what the keypoints backend reads."""
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + ([("confidence", "<f4")] if confidence is not None else [])
-    points = np.zeros(len(points_3d), dtype=fields)
-    points_3d = np.asarray(points_3d, dtype=np.float32)
-    points["x"], points["y"], points["z"] = points_3d[:, 0], points_3d[:, 1], points_3d[:, 2]
-    if confidence is not None:
-        points["confidence"] = confidence
-    return numpy_to_point_cloud(points, header)
+    return numpy_to_point_cloud(point_clouds.keypoint_points(points_3d, confidence), header)
 
 
 # ----------------------------------------------------------------------------------------------

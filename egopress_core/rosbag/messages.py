@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from egopress_core import image_encodings
 from egopress_core.errors import DataError
 from egopress_core.image_encodings import image_pixels
+from egopress_core.point_clouds import (  # noqa: F401 - readers re-exported for the labeller
+    contact_points,
+    keypoint_points,
+    keypoints_from_point_cloud,
+    pack_points,
+    point_cloud_to_numpy,
+)
 from egopress_core.rosbag.typestore import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
@@ -44,7 +50,6 @@ HAND_SIDE_NAMES = {code: name for name, code in HAND_SIDE_CODES.items()}
 NUM_JOINTS = 21
 
 # sensor_msgs/PointField datatypes
-POINT_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
 
 # An image whose encoding or layout cannot be decoded (the labeller reports and skips it).
@@ -274,100 +279,24 @@ def hand_contact_msg(store, summary, header, hand_side: str, topology_id: str):
 # ----------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _point_field_codes() -> dict[str, int]:
-    return {np.dtype(name).str.lstrip("<>|="): code for code, name in POINT_FIELD_TYPES.items()}
-
-
 def point_cloud_msg(store, points: np.ndarray, header):
     """Unorganised PointCloud2 (height 1) of a 1-D structured array, one scalar field per column."""
-    codes = _point_field_codes()
-    points = np.ascontiguousarray(points)
+    packed = pack_points(points)
     point_field = store.types["sensor_msgs/msg/PointField"]
-    fields = []
-    for name in points.dtype.names:
-        column, offset = points.dtype.fields[name][:2]
-        key = column.str.lstrip("<>|=")
-        if column.shape or key not in codes:
-            raise DataError(f"point field {name!r} has type {column}; supported: {sorted(POINT_FIELD_TYPES.values())}")
-        fields.append(point_field(name=name, offset=int(offset), datatype=codes[key], count=1))
-    little = points.astype(points.dtype.newbyteorder("<"), copy=False)
-    dense = all(np.isfinite(points[name]).all() for name in points.dtype.names if np.issubdtype(points.dtype[name], np.floating))
     return store.types[POINT_CLOUD2](
-        header=header, height=1, width=int(points.shape[0]), fields=fields, is_bigendian=False,
-        point_step=int(points.dtype.itemsize), row_step=int(points.dtype.itemsize * points.shape[0]),
-        data=np.frombuffer(little.tobytes(), dtype=np.uint8), is_dense=bool(dense),
+        header=header, height=1, width=packed.width,
+        fields=[point_field(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields],
+        is_bigendian=False, point_step=packed.point_step, row_step=packed.row_step,
+        data=np.frombuffer(packed.data, dtype=np.uint8), is_dense=packed.is_dense,
     )  # fmt: skip
-
-
-def point_cloud_to_numpy(msg) -> np.ndarray:
-    """Structured (N,) array of a PointCloud2's scalar fields (padding skipped)."""
-    names, formats, offsets = [], [], []
-    order = ">" if msg.is_bigendian else "<"
-    for field in msg.fields:
-        if field.datatype not in POINT_FIELD_TYPES:
-            raise DataError(f"PointCloud2 field {field.name!r} has unknown datatype {field.datatype}")
-        if field.count != 1:
-            raise DataError(f"PointCloud2 field {field.name!r} has count {field.count}; only scalar fields are read")
-        names.append(field.name)
-        formats.append(order + POINT_FIELD_TYPES[field.datatype])
-        offsets.append(int(field.offset))
-    count = int(msg.width) * int(msg.height)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if data.size < count * int(msg.point_step):
-        raise DataError(f"PointCloud2 data has {data.size} bytes for {count} points of {msg.point_step} bytes")
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(msg.point_step)})
-    return np.frombuffer(data[: count * int(msg.point_step)].tobytes(), dtype=dtype, count=count)
 
 
 def contact_point_cloud(store, vertices: np.ndarray, summary, header):
     """PointCloud2 of the vertices with fields x, y, z (m), pressure (kPa) and contact (0/1)."""
-    points = np.zeros(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("pressure", "<f4"), ("contact", "u1")])
-    vertices = np.asarray(vertices, dtype=np.float32)
-    points["x"], points["y"], points["z"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
-    points["pressure"] = summary.vertex_pressure_kpa
-    points["contact"] = summary.vertex_contact
-    return point_cloud_msg(store, points, header)
+    return point_cloud_msg(store, contact_points(vertices, summary.vertex_pressure_kpa, summary.vertex_contact), header)
 
 
 def keypoints_point_cloud(store, points_3d: np.ndarray, header, confidence: np.ndarray | None = None):
     """PointCloud2 of 21 OpenPose-order keypoints (x, y, z metres, optional confidence): the
     ``hand_keypoints`` input of the keypoints backend; NaN marks a keypoint not found."""
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + ([("confidence", "<f4")] if confidence is not None else [])
-    points = np.zeros(len(points_3d), dtype=fields)
-    points_3d = np.asarray(points_3d, dtype=np.float32)
-    points["x"], points["y"], points["z"] = points_3d[:, 0], points_3d[:, 1], points_3d[:, 2]
-    if confidence is not None:
-        points["confidence"] = confidence
-    return point_cloud_msg(store, points, header)
-
-
-@dataclass(frozen=True)
-class KeypointsFields:
-    """21 keypoints of a PointCloud2: points_3d (21, 3) / points_2d (21, 2) / confidence (21,) or None."""
-
-    points_3d: np.ndarray | None
-    points_2d: np.ndarray | None
-    confidence: np.ndarray | None
-
-    @property
-    def has_hand(self) -> bool:
-        found = [p for p in (self.points_3d, self.points_2d) if p is not None]
-        return any(np.isfinite(p).all(axis=1).any() for p in found)
-
-
-def keypoints_from_point_cloud(msg) -> KeypointsFields:
-    """Keypoints another tracker publishes as a PointCloud2 of exactly 21 points (OpenPose order):
-    fields x, y, z (metres) and / or u, v (pixels), optional confidence (0-1)."""
-    points = point_cloud_to_numpy(msg)
-    if points.shape[0] != NUM_JOINTS:
-        raise DataError(f"keypoints cloud has {points.shape[0]} points; expected {NUM_JOINTS} (OpenPose hand order)")
-    names = set(points.dtype.names or ())
-    points_3d = np.stack([points[a] for a in "xyz"], axis=1).astype(np.float64) if {"x", "y", "z"} <= names else None
-    points_2d = np.stack([points["u"], points["v"]], axis=1).astype(np.float64) if {"u", "v"} <= names else None
-    if points_3d is None and points_2d is None:
-        raise DataError(f"keypoints cloud has fields {sorted(names)}; it needs x, y, z and / or u, v")
-    confidence = None
-    if "confidence" in names:
-        confidence = np.nan_to_num(points["confidence"].astype(np.float64), nan=0.0).clip(0.0, 1.0)
-    return KeypointsFields(points_3d=points_3d, points_2d=points_2d, confidence=confidence)
+    return point_cloud_msg(store, keypoint_points(points_3d, confidence), header)
