@@ -9,12 +9,25 @@
   features) are cached: a frame is encoded once, not once per window it appears in.
 - :func:`estimate_sequence` (offline, e.g. labelling a rosbag): covers a whole sequence with
   overlapping windows, so every frame gets context from both directions, and blends the
-  overlaps with tent weights (window centres count most).
+  overlaps with tent weights (window centres count most). Independent windows can be denoised
+  several at a time (``window_batch_size``), which fills an accelerator better.
+
+Speed options shared by both (see ``benchmarks/speed.md`` for what they buy):
+
+- ``precision``: "fp32", or "fp16" / "bf16" autocast of the encoders and the U-Net (the sampler
+  arithmetic stays float32). Half precision is refused where the device cannot run it fast
+  (fp16 on a CPU; bf16 on a GPU without bf16 support).
+- :func:`prepare_model_for_inference`: channels-last convolution weights and ``torch.compile``
+  of the U-Net (in place, once per model).
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import time
 from collections import deque
+from dataclasses import fields, replace
 from typing import Any
 from collections.abc import Mapping
 
@@ -26,6 +39,121 @@ from egopress_core.conditioning import EgoPressConditions, build_conditions
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.model.egopressdiff import SCHEDULERS, EgoPressDiff
 from egopress_core.model.features import FrameFeatures
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def check_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None for "fp32").
+
+    Raises:
+        ConfigError: an unknown precision, fp16 on a CPU (no fast fp16 kernels there), or bf16 on
+            a CUDA device without bf16 support.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}. Got {precision!r}")
+    if precision == "fp32":
+        return None
+    device = torch.device(device)
+    if device.type == "cpu" and precision == "fp16":
+        raise ConfigError(
+            "precision='fp16' needs a GPU; on a CPU use 'bf16' (fast only on CPUs with AVX512-BF16 or AMX) "
+            "or 'fp32'"
+        )
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"precision='bf16' is not supported by {torch.cuda.get_device_name(device)}; use 'fp16'")
+    return _AUTOCAST_DTYPES[precision]
+
+
+def autocast_context(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``precision`` on ``device`` (a no-op context for "fp32")."""
+    dtype = check_precision(precision, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def _cpp_compiler() -> str | None:
+    for name in ("c++", "g++", "clang++"):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def prepare_model_for_inference(
+    model: EgoPressDiff,
+    channels_last: bool = False,
+    compile: bool = False,
+    compile_options: Mapping[str, Any] | None = None,
+) -> EgoPressDiff:
+    """Speed options that change the model in place (eval mode; weights and state-dict keys kept).
+
+    Args:
+        model: the model; every caller sharing it sees the change.
+        channels_last: store the U-Net's and encoders' 2-D convolution weights channels-last
+            (NHWC), the layout cuDNN's tensor-core kernels prefer. The temporal 3-D convolutions
+            keep their layout.
+        compile: ``torch.compile`` the U-Net (``nn.Module.compile``: the module keeps its
+            parameter names). Compilation happens on the first forward of each input shape, so
+            the first window is slow; a model already compiled is left alone.
+        compile_options: keyword arguments of ``torch.compile`` (e.g. ``{"mode":
+            "reduce-overhead"}`` for CUDA graphs, ``{"backend": "eager"}`` to check tracing only).
+
+    Raises:
+        ConfigError: ``torch.compile`` with the default inductor backend on a CPU without a C++
+            compiler (inductor generates C++ there).
+    """
+    model.eval()
+    if channels_last:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
+    if compile:
+        options = dict(compile_options or {})
+        backend = options.get("backend", "inductor")
+        if model.device.type == "cpu" and backend == "inductor" and _cpp_compiler() is None:
+            raise ConfigError(
+                "compile=True on a CPU needs a C++ compiler for torch.compile's inductor backend (none of "
+                "c++, g++, clang++ is on PATH); install one or leave compile off"
+            )
+        if getattr(model.unet, "_compiled_call_impl", None) is None:
+            model.unet.compile(**options)
+    return model
+
+
+def _cat_conditions(parts: list[EgoPressConditions]) -> EgoPressConditions:
+    """Concatenate single-frame conditions along T (``uv_mask`` is shared)."""
+    first = parts[0]
+    return replace(
+        first,
+        **{
+            item.name: torch.cat([getattr(part, item.name) for part in parts], dim=1)
+            for item in fields(first)
+            if item.name != "uv_mask" and getattr(first, item.name) is not None
+        },
+    )
+
+
+class _StageTimer:
+    """Wall time of consecutive stages; synchronises CUDA so each stage is charged its own work."""
+
+    def __init__(self, device: torch.device, enabled: bool) -> None:
+        self.enabled = enabled
+        self.device = device
+        self.timings: dict[str, float] = {}
+        self._last = self._now() if enabled else 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.enabled:
+            now = self._now()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self._last
+            self._last = now
 
 
 def shift_latents(latents: torch.Tensor, shift: int) -> torch.Tensor | None:
@@ -57,8 +185,12 @@ def _check_sampling_args(
         raise ConfigError(f"scheduler must be one of {list(SCHEDULERS)}. Got {scheduler!r}")
     if guidance_scale < 1.0:
         raise ConfigError(f"guidance_scale must be >= 1; got {guidance_scale}")
-    if warm_start_strength is not None and not 0.0 < warm_start_strength <= 1.0:
-        raise ConfigError(f"warm_start_strength must be in (0, 1]; got {warm_start_strength}")
+    if warm_start_strength is not None and (
+        isinstance(warm_start_strength, bool)
+        or not isinstance(warm_start_strength, (int, float))
+        or not 0.0 < warm_start_strength <= 1.0
+    ):
+        raise ConfigError(f"warm_start_strength must be in (0, 1] or None; got {warm_start_strength!r}")
 
 
 def _tensor(value: Any, name: str) -> torch.Tensor:
@@ -75,12 +207,25 @@ class StreamingPressureEstimator:
     Args:
         model: a trained :class:`EgoPressDiff` (put in eval mode here).
         uv_mask: (Hu, Wu), (1, Hu, Wu) or (1, 1, Hu, Wu) hand mask of the model's UV layout.
-        num_inference_steps: steps of a full sampling run (the first window).
+        num_inference_steps: steps of a full sampling run (the first window, and every window
+            without warm start).
         warm_start_strength: fraction of those steps re-run for each later window
-            (``ceil``-free: ``round(steps * strength)``, at least 1).
+            (``round(steps * strength)``, at least 1), starting from the previous window's
+            latents shifted by one frame and renoised to that point of the schedule (SDEdit
+            style). None: every window is a full run from noise.
         scheduler: "ddim", "dpmsolver++" or "euler".
         guidance_scale: classifier-free guidance weight.
         seed: seeds the noise; :meth:`reset` restarts the same noise stream.
+        cache_frame_features: encode each frame once and reuse its features in the T windows it
+            belongs to (False re-encodes the whole window every frame; same results, for
+            comparison).
+        precision: "fp32", "fp16" or "bf16" autocast of encoders and U-Net
+            (:func:`check_precision` says where each is allowed).
+        channels_last, compile, compile_options: :func:`prepare_model_for_inference` options
+            (they change ``model`` in place).
+        record_timings: time the stages of every :meth:`push` into :attr:`last_timings`
+            (seconds; "conditions", "encode_frames", "encode_window", "denoise", "decode"). On
+            CUDA this synchronises after each stage, which costs a little overlap.
 
     Frame fields (one camera frame, no batch/time axes): ``rgb`` (3, H, W) float in [0, 1]
     (uint8 is divided by 255), ``depth_m`` (H, W) or (1, H, W) metres, ``intrinsics`` (3, 3),
@@ -93,13 +238,20 @@ class StreamingPressureEstimator:
         model: EgoPressDiff,
         uv_mask: torch.Tensor | np.ndarray,
         num_inference_steps: int = 20,
-        warm_start_strength: float = 0.4,
+        warm_start_strength: float | None = 0.4,
         scheduler: str = "ddim",
         guidance_scale: float = 1.0,
         seed: int = 0,
+        cache_frame_features: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_options: Mapping[str, Any] | None = None,
+        record_timings: bool = False,
     ) -> None:
         _check_sampling_args(num_inference_steps, scheduler, guidance_scale, warm_start_strength)
-        self.model = model.eval()
+        check_precision(precision, model.device)
+        self.model = prepare_model_for_inference(model, channels_last, compile, compile_options)
         mask = _tensor(uv_mask, "uv_mask").float()
         while mask.ndim < 4:
             mask = mask[None]
@@ -109,10 +261,14 @@ class StreamingPressureEstimator:
             )
         self.uv_mask = mask.to(model.device)
         self.num_inference_steps = num_inference_steps
-        self.warm_start_strength = float(warm_start_strength)
+        self.warm_start_strength = None if warm_start_strength is None else float(warm_start_strength)
         self.scheduler = scheduler
         self.guidance_scale = float(guidance_scale)
         self.seed = int(seed)
+        self.cache_frame_features = bool(cache_frame_features)
+        self.precision = precision
+        self.record_timings = bool(record_timings)
+        self.last_timings: dict[str, float] = {}
         self.reset()
 
     @property
@@ -121,7 +277,9 @@ class StreamingPressureEstimator:
 
     @property
     def warm_steps(self) -> int:
-        """Sampler steps each warm-started window runs."""
+        """Sampler steps each warm-started window runs (all of them without warm start)."""
+        if self.warm_start_strength is None:
+            return self.num_inference_steps
         return max(
             1, min(self.num_inference_steps, int(round(self.num_inference_steps * self.warm_start_strength)))
         )
@@ -129,6 +287,7 @@ class StreamingPressureEstimator:
     def reset(self) -> None:
         """Forget all frames (new sequence); the noise stream restarts from ``seed``."""
         self._frames: deque[FrameFeatures] = deque(maxlen=self.window_length)
+        self._conditions: deque[EgoPressConditions] = deque(maxlen=self.window_length)
         self._latents: torch.Tensor | None = None
         self._reference_depth: float | None = None
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -157,6 +316,25 @@ class StreamingPressureEstimator:
             batch["uv_geometry"] = _tensor(frame["uv_geometry"], "uv_geometry").float()[None, None]
         return batch
 
+    def _padded_index(self, available: int) -> torch.Tensor:
+        """(T,) frame index of the window: until T frames have arrived, the first frame stands in
+        for the missing past."""
+        pad = self.window_length - available
+        return torch.cat([torch.zeros(pad, dtype=torch.long), torch.arange(available)])
+
+    def _window_frames(self, conditions: EgoPressConditions) -> FrameFeatures:
+        """(1, T) per-frame features of the window ending at the newest frame."""
+        model = self.model
+        if self.cache_frame_features:
+            self._frames.append(model.encode_frames(conditions))
+            window = FrameFeatures.cat(list(self._frames))
+        else:
+            self._conditions.append(conditions)
+            window = model.encode_frames(_cat_conditions(list(self._conditions)))
+        if window.num_frames < self.window_length:
+            window = window.frames(self._padded_index(window.num_frames).to(window.image_tokens.device))
+        return window
+
     @torch.no_grad()
     def push(self, frame: Mapping[str, Any]) -> torch.Tensor:
         """Add the newest camera frame and estimate its pressure.
@@ -165,6 +343,7 @@ class StreamingPressureEstimator:
             (1, Hu, Wu) kPa on the model's device, >= 0, zero outside the UV mask.
         """
         model, config = self.model, self.model.config
+        timer = _StageTimer(model.device, self.record_timings)
         # 1. Conditions of this frame; depth is normalised around the latest known hand depth.
         batch = self._frame_batch(frame)
         valid = bool(batch["valid"])
@@ -178,33 +357,37 @@ class StreamingPressureEstimator:
             reference_depth_m=reference,
         )
         conditions = model.check_conditions(conditions, check_window=False)
+        timer.lap("conditions")
 
-        # 2. Per-frame encoders run once per frame; the window reuses the cache.
-        self._frames.append(model.encode_frames(conditions))
-        self.frames_seen += 1
-        window = FrameFeatures.cat(list(self._frames))
-        if window.num_frames < self.window_length:
-            # Until T frames have arrived, the first frame stands in for the missing past.
-            pad = self.window_length - window.num_frames
-            index = torch.cat([torch.zeros(pad, dtype=torch.long), torch.arange(window.num_frames)])
-            window = window.frames(index.to(window.image_tokens.device))
-        features = model.encode_window(window)
+        with autocast_context(model.device, self.precision):
+            # 2. Per-frame encoders run once per frame (with the cache); the window reuses them.
+            window = self._window_frames(conditions)
+            self.frames_seen += 1
+            timer.lap("encode_frames")
+            features = model.encode_window(window)
+            timer.lap("encode_window")
 
-        # 3. Warm start from the previous window shifted by one frame, or a full run.
-        init = None if self._latents is None else shift_latents(self._latents, 1)
-        latents = model.denoise(
-            features,
-            num_inference_steps=self.num_inference_steps,
-            scheduler=self.scheduler,
-            guidance_scale=self.guidance_scale,
-            generator=self._generator,
-            init_latents=init,
-            strength=1.0 if init is None else self.warm_start_strength,
-        )
-        self._latents = latents
+            # 3. Warm start from the previous window shifted by one frame, or a full run.
+            init = None
+            if self.warm_start_strength is not None and self._latents is not None:
+                init = shift_latents(self._latents, 1)
+            latents = model.denoise(
+                features,
+                num_inference_steps=self.num_inference_steps,
+                scheduler=self.scheduler,
+                guidance_scale=self.guidance_scale,
+                generator=self._generator,
+                init_latents=init,
+                strength=1.0 if init is None else self.warm_start_strength,
+            )
+            self._latents = latents
+            timer.lap("denoise")
 
-        # 4. Decode only the newest frame.
-        return model.decode_latents(latents[:, -1:], self.uv_mask)[0, 0]
+            # 4. Decode only the newest frame.
+            pressure = model.decode_latents(latents[:, -1:], self.uv_mask)[0, 0].float()
+        timer.lap("decode")
+        self.last_timings = timer.timings
+        return pressure
 
 
 @torch.no_grad()
@@ -218,6 +401,8 @@ def estimate_sequence(
     seed: int = 0,
     warm_start_strength: float | None = None,
     progress: bool = True,
+    window_batch_size: int = 1,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """UV pressure for every frame of whole sequences, from overlapping windows.
 
@@ -235,6 +420,12 @@ def estimate_sequence(
         warm_start_strength: if set, each window after the first starts from the previous one's
             latents shifted by ``stride`` (renoised to this strength) instead of pure noise.
         progress: tqdm bar over windows.
+        window_batch_size: windows denoised together as one batch of ``B * window_batch_size``
+            (throughput on accelerators; memory grows with it). The noise is drawn in the same
+            order as one window at a time, so with the deterministic samplers ("ddim",
+            "dpmsolver++") the result equals ``window_batch_size=1`` up to float rounding. Warm
+            starts chain windows, so they need 1.
+        precision: "fp32", "fp16" or "bf16" autocast (see :func:`check_precision`).
 
     Returns:
         (B, N, 1, Hu, Wu) kPa, >= 0, zero outside the UV mask.
@@ -244,18 +435,24 @@ def estimate_sequence(
     stride = window // 2 if stride is None else stride
     if not isinstance(stride, int) or not 1 <= stride <= window:
         raise ConfigError(f"stride must be an integer in 1..{window}; got {stride!r}")
+    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
+        raise ConfigError(f"window_batch_size must be a positive integer; got {window_batch_size!r}")
+    if window_batch_size > 1 and warm_start_strength is not None:
+        raise ConfigError("warm_start_strength chains each window to the previous one; it needs window_batch_size=1")
     conditions = model.check_conditions(conditions, check_window=False)
     model.eval()
     frames = conditions.num_frames
     device = model.device
+    autocast = autocast_context(device, precision)
 
     # 1. Per-frame features for the whole sequence, in window-sized chunks (bounded memory).
-    encoded = FrameFeatures.cat(
-        [
-            model.encode_frames(conditions.window(start, min(start + window, frames)))
-            for start in range(0, frames, window)
-        ]
-    )
+    with autocast:
+        encoded = FrameFeatures.cat(
+            [
+                model.encode_frames(conditions.window(start, min(start + window, frames)))
+                for start in range(0, frames, window)
+            ]
+        )
     index = torch.arange(frames)
     if frames < window:
         index = torch.cat([index, torch.full((window - frames,), frames - 1)])
@@ -263,32 +460,46 @@ def estimate_sequence(
     starts = list(range(0, last_start + 1, stride))
     if starts[-1] != last_start:
         starts.append(last_start)
+    groups = [starts[i : i + window_batch_size] for i in range(0, len(starts), window_batch_size)]
 
-    # 2. Denoise each window; accumulate tent-weighted maps.
+    # 2. Denoise each group of windows; accumulate tent-weighted maps.
     tent = torch.minimum(torch.arange(1, window + 1), torch.arange(window, 0, -1)).float().to(device)
-    total = torch.zeros(conditions.batch_size, frames, 1, *model.config.uv_size, device=device)
+    sequences = conditions.batch_size
+    total = torch.zeros(sequences, frames, 1, *model.config.uv_size, device=device)
     weight = torch.zeros(frames, device=device)
     generator = torch.Generator().manual_seed(seed)
     previous: torch.Tensor | None = None
     previous_start = 0
-    for start in tqdm(starts, desc="windows", disable=not progress):
-        frame_index = index[start : start + window]
-        features = model.encode_window(encoded.frames(frame_index.to(encoded.image_tokens.device)))
-        init = None
-        if warm_start_strength is not None and previous is not None:
-            init = shift_latents(previous, start - previous_start)
-        latents = model.denoise(
-            features,
-            num_inference_steps,
-            scheduler,
-            guidance_scale,
-            generator,
-            init_latents=init,
-            strength=1.0 if init is None else warm_start_strength,
-        )
-        previous, previous_start = latents, start
-        pressure = model.decode_latents(latents, features.uv_mask).to(device)
-        target = frame_index.to(device)
-        total.index_add_(1, target, pressure * tent[None, :, None, None, None])
-        weight.index_add_(0, target, tent)
+    bar = tqdm(total=len(starts), desc="windows", disable=not progress)
+    for group in groups:
+        frame_indices = [index[start : start + window] for start in group]
+        with autocast:
+            parts = [
+                model.encode_window(encoded.frames(frame_index.to(encoded.image_tokens.device)))
+                for frame_index in frame_indices
+            ]
+            features = parts[0]
+            for part in parts[1:]:
+                features = features.cat_batch(part)
+            init = None
+            if warm_start_strength is not None and previous is not None:
+                init = shift_latents(previous, group[0] - previous_start)
+            latents = model.denoise(
+                features,
+                num_inference_steps,
+                scheduler,
+                guidance_scale,
+                generator,
+                init_latents=init,
+                strength=1.0 if init is None else warm_start_strength,
+            )
+            previous, previous_start = latents, group[0]
+            pressure = model.decode_latents(latents, features.uv_mask).float().to(device)
+        # (len(group) * B, T, ...) in window-major order -> one window at a time.
+        for window_pressure, frame_index in zip(pressure.split(sequences), frame_indices):
+            target = frame_index.to(device)
+            total.index_add_(1, target, window_pressure * tent[None, :, None, None, None])
+            weight.index_add_(0, target, tent)
+        bar.update(len(group))
+    bar.close()
     return total / weight[None, :, None, None, None]

@@ -1,0 +1,106 @@
+"""`egopress bench`: inference speed per scheduler and step count, its profile, and its quality cost."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list; got {text!r}")
+    return names
+
+
+def _integers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time inference (per step, per window, per streaming frame), profile it, check fast settings' quality",
+        description=(
+            "Times EgoPressDiff on held-out synthetic sequences: a bare U-Net forward (the yardstick that ratios "
+            "are given in), one window from noise per scheduler and step count, and the live path frame by "
+            "frame (hand-mesh fit, preprocessing, encoders, sampler, decoding, contact, message payload) for "
+            "warm-started settings and variants (no warm start, no feature cache, precisions, channels-last, "
+            "torch.compile), with peak memory; then scores the fast settings' Volumetric IoU against the "
+            "full-step reference. Prints tables and writes a JSON report."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped compact model)")
+    source.add_argument("--config", help="time an untrained preset instead (tiny, compact, paper): speed only")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--schedulers", type=_names, help="comma-separated (default ddim,dpmsolver++,euler; "
+                        "--quick: ddim,dpmsolver++)")
+    parser.add_argument("--steps", type=_integers, help="comma-separated step counts (default 4,8,25; --quick: 4,8)")
+    parser.add_argument("--warm-start", type=float, default=0.5,
+                        help="streaming warm-start strength, fraction of the steps re-run per frame (default 0.5)")
+    parser.add_argument("--precisions", type=_names,
+                        help="streaming precisions to compare, of fp32,fp16,bf16 (default: fp32 on a CPU, all on CUDA)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the channels-last variant (default: on CUDA only)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the torch.compile variant (default: on CUDA only; minutes to compile on a CPU)")
+    parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile mode of the compile variant (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--stream-frames", type=int, help="measured streaming frames per setting (default 8; --quick 3)")
+    parser.add_argument("--reference-steps", type=int, default=25, help="full-step DDIM reference of the quality check")
+    parser.add_argument("--quality-sequences", type=int, help="held-out sequences scored (default 3; --quick 1)")
+    parser.add_argument("--quality-frames", type=int, help="frames per held-out sequence (default 48; --quick 24)")
+    parser.add_argument("--quality-streaming-steps", type=_integers,
+                        help="step counts whose streaming quality is scored (default: the smallest of --steps)")
+    parser.add_argument("--no-quality", action="store_true", help="skip the quality check")
+    parser.add_argument("--no-profile", action="store_true", help="skip the operator profile of the U-Net forward")
+    parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=(256, 256),
+                        help="camera image size of generated held-out data (default 256 256)")
+    parser.add_argument("--quick", action="store_true", help="a small grid that runs in a few minutes on a 2-core CPU")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench.json", help="JSON report (default bench.json)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=run)
+
+
+def options_from_args(args: argparse.Namespace):
+    """:class:`~egopress_core.benchmarking.BenchOptions` of the parsed command line."""
+    from egopress_core.benchmarking import BenchOptions, quick_options
+    from egopress_core.cli.demo import SHIPPED_CHECKPOINT
+
+    values = dict(
+        checkpoint=args.checkpoint if args.checkpoint or args.config else str(SHIPPED_CHECKPOINT),
+        config=args.config,
+        device=args.device,
+        warm_start_strength=args.warm_start,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
+        threads=args.threads,
+        reference_steps=args.reference_steps,
+        quality=not args.no_quality,
+        profile=not args.no_profile,
+        data=args.data,
+        image_size=tuple(args.image_size),
+        seed=args.seed,
+    )
+    optional = dict(schedulers=args.schedulers, steps=args.steps, precisions=args.precisions,
+                    stream_frames=args.stream_frames, quality_sequences=args.quality_sequences,
+                    quality_frames=args.quality_frames, quality_streaming_steps=args.quality_streaming_steps)
+    values.update({key: value for key, value in optional.items() if value is not None})
+    return quick_options(**values) if args.quick else BenchOptions(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from egopress_core.benchmarking import format_report, run_benchmark, write_report
+
+    options = options_from_args(args)
+    report = run_benchmark(options, progress=not args.no_progress)
+    print(format_report(report))
+    print(f"report: {write_report(report, args.out)}")
+    return 0

@@ -1,0 +1,169 @@
+"""`egopress bench` smoke run on the tiny untrained model, and the benchmark's building blocks.
+
+Speed itself is never asserted (benchmarks measure it); these tests check that every figure the
+report promises is there, consistent with the others, and written where asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from egopress_core.benchmarking import (
+    BenchOptions,
+    format_report,
+    live_node_defaults,
+    message_payload,
+    quality_settings,
+    quick_options,
+    stream_settings,
+)
+from egopress_core.cli.main import main
+from egopress_core.errors import ConfigError
+
+STAGES = ["hand_mesh", "preprocess", "conditions", "encode_frames", "encode_window", "denoise", "decode",
+          "inference_other", "contact", "message_payload"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One `egopress bench --quick` run of the tiny preset: (report, printed output, report path)."""
+    root = tmp_path_factory.mktemp("bench")
+    out = root / "reports" / "bench.json"
+    argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim,dpmsolver++",
+            "--steps", "2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
+            "--image-size", "96", "128", "--data", str(root / "held_out"), "--out", str(out), "--no-progress"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(argv) == 0
+    assert [path.name for path in out.parent.iterdir()] == ["bench.json"]  # no temporary file left
+    return json.loads(out.read_text()), printed.getvalue(), out
+
+
+def test_report_names_machine_model_and_yardstick(smoke):
+    report = smoke[0]
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["torch_threads"] == 1
+    assert report["machine"]["device"] == "cpu"
+    assert report["model"]["trained"] is False and "tiny" in report["model"]["source"]
+    unet = report["unet_forward_s"]
+    assert unet["n"] == 3 and 0 < unet["min"] <= unet["median"] and unet["cpu_median"] > 0
+    assert report["memory"]["rss_peak_mb"] > 0
+
+
+def test_sampling_rows_cover_the_grid_and_agree(smoke):
+    report = smoke[0]
+    rows = {(row["scheduler"], row["steps"]): row for row in report["sampling"]}
+    assert set(rows) == {("ddim", 2), ("dpmsolver++", 2)}
+    for row in rows.values():
+        assert row["window_s"] == pytest.approx(row["encode_s"] + row["denoise_s"] + row["decode_s"])
+        assert row["step_s"] == pytest.approx(row["denoise_s"] / 2)
+        # Ratios are to the U-Net forward re-timed right before the row.
+        assert row["yardstick_s"] > 0
+        assert row["step_in_unet_forwards"] == pytest.approx(row["step_s"] / row["yardstick_s"])
+        assert row["step_cpu_in_unet_forwards"] == pytest.approx(row["step_cpu_s"] / row["yardstick_cpu_s"])
+        assert row["frames_per_s"] == pytest.approx(report["model"]["num_frames"] / row["window_s"])
+
+
+def test_streaming_rows_break_each_frame_down(smoke):
+    report = smoke[0]
+    rows = {row["name"]: row for row in report["streaming"]}
+    scheduler, steps, strength = live_node_defaults()
+    assert set(rows) == {"ddim 2", "dpmsolver++ 2", "before: live node defaults", "headline without warm start",
+                         "headline without feature cache"}
+    assert report["headline"] == "dpmsolver++ 2"
+    before = rows["before: live node defaults"]
+    assert (before["scheduler"], before["steps"], before["warm_start_strength"]) == (scheduler, steps, strength)
+    assert rows["headline without warm start"]["unet_passes_per_frame"] == 2
+    assert rows["dpmsolver++ 2"]["unet_passes_per_frame"] == 1  # round(2 * 0.5)
+    assert rows["headline without feature cache"]["cache_frame_features"] is False
+    for row in rows.values():
+        assert list(row["stages_s"]) == STAGES and row["frames_measured"] == 2
+        assert all(value >= 0 for value in row["stages_s"].values())
+        # The stages account for the frame (timer overhead aside) and the shares for the whole.
+        assert sum(row["stages_s"].values()) == pytest.approx(row["total_s"]["mean"], rel=0.05)
+        assert sum(row["shares"].values()) == pytest.approx(1.0, rel=0.05)
+        assert row["end_to_end_fps"] == pytest.approx(1.0 / row["total_s"]["mean"])
+        assert row["frame_in_unet_forwards"] == pytest.approx(row["total_s"]["mean"] / row["yardstick_s"])
+        assert row["frame_cpu_in_unet_forwards"] == pytest.approx(row["cpu_s"] / row["yardstick_cpu_s"])
+        assert row["model_fps"] > row["end_to_end_fps"] and row["rss_mb"] > 0 and row["cpu_s"] > 0
+
+
+def test_quality_compares_fast_settings_with_the_reference(smoke):
+    report = smoke[0]
+    quality = report["quality"]
+    assert "meaningless" in quality["note"]
+    assert quality["frames"] == 6 and len(quality["sequences"]) == 1
+    assert (quality["reference"]["scheduler"], quality["reference"]["steps"]) == ("ddim", 3)
+    modes = [(row["mode"], row["scheduler"], row["steps"]) for row in quality["settings"]]
+    assert modes == [("offline", "ddim", 2), ("offline", "dpmsolver++", 2), ("streaming", "dpmsolver++", 2)]
+    reference_iou = quality["reference"]["volumetric_iou"]
+    for row in quality["settings"]:
+        assert 0.0 <= row["volumetric_iou"] <= 1.0 and row["mae_kpa"] >= 0 and row["frames_per_s"] > 0
+        if reference_iou:
+            assert row["vol_iou_ratio"] == pytest.approx(row["volumetric_iou"] / reference_iou)
+            assert row["within_5_percent"] == (row["vol_iou_ratio"] >= 0.95)
+
+
+def test_printed_tables(smoke):
+    report, printed, out = smoke
+    assert printed == f"{format_report(report)}\nreport: {out}\n"
+    for heading in ("machine:", "bare U-Net forward", "window from noise", "streaming, per new frame",
+                    "components of one streaming frame (dpmsolver++ 2)", "quality on 1 held-out"):
+        assert heading in printed
+
+
+def test_options_are_validated():
+    with pytest.raises(ConfigError, match="exactly one"):
+        BenchOptions()
+    with pytest.raises(ConfigError, match="exactly one"):
+        BenchOptions(checkpoint="x", config="tiny")
+    with pytest.raises(ConfigError, match="config must be one of"):
+        BenchOptions(config="huge")
+    with pytest.raises(ConfigError, match="scheduler must be one of"):
+        BenchOptions(config="tiny", schedulers=("ddim", "heun"))
+    with pytest.raises(ConfigError, match="steps"):
+        BenchOptions(config="tiny", steps=(4, 0))
+    with pytest.raises(ConfigError, match="precision"):
+        BenchOptions(config="tiny", precisions=("fp8",))
+    with pytest.raises(ConfigError, match="warm_start_strength"):
+        BenchOptions(config="tiny", warm_start_strength=0.0)
+    assert quick_options(config="tiny").steps == (4, 8)
+
+
+def test_settings_grid_and_device_guards():
+    import torch
+
+    options = BenchOptions(config="tiny", schedulers=("euler", "ddim"), steps=(8, 4), precisions=("fp32", "bf16"))
+    names = [setting.name for setting in stream_settings(options, torch.device("cpu"))]
+    assert names[:4] == ["euler 8", "euler 4", "ddim 8", "ddim 4"]
+    assert "headline bf16" in names and "headline channels-last" not in names  # CPU: opt-in only
+    assert options.headline_scheduler == "euler" and options.headline_steps == 4
+    with pytest.raises(ConfigError, match="fp16"):
+        stream_settings(BenchOptions(config="tiny", precisions=("fp16",)), torch.device("cpu"))
+    forced = BenchOptions(config="tiny", channels_last=True, compile=True, compile_mode="reduce-overhead")
+    variants = {s.name: s for s in stream_settings(forced, torch.device("cpu"))}
+    assert variants["headline channels-last"].channels_last
+    assert variants["headline torch.compile (reduce-overhead)"].compile_mode == "reduce-overhead"
+    with pytest.raises(ConfigError, match="compile_mode"):
+        BenchOptions(config="tiny", compile_mode="fast")
+    # The reference setting is not scored against itself.
+    settings = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4, 25)))
+    assert settings == [("offline", "ddim", 4, None), ("streaming", "ddim", 4, 0.5)]
+
+
+def test_message_payload_sizes():
+    rng = np.random.default_rng(0)
+    vertices = rng.normal(size=(50, 3))
+    faces = rng.integers(0, 50, size=(30, 3))
+    pressure = rng.uniform(0, 20, size=50)
+    payload = message_payload(rng.uniform(0, 20, size=(16, 16)), np.ones((16, 16), bool), pressure, pressure > 1.0,
+                              vertices, faces)
+    assert len(payload["uv_map"]) == 16 * 16 * 4
+    assert len(payload["uv_image"]) == 16 * 16 * 3
+    assert len(payload["point_cloud"]) == 50 * 17  # x, y, z, pressure float32 + contact uint8
+    assert len(payload["marker_points"]) == 30 * 3 * 3 * 8
+    assert len(payload["marker_colours"]) == 30 * 3 * 3 * 8
