@@ -72,6 +72,10 @@ class BenchOptions:
             only, its quality figures are meaningless. Exactly one of the two.
         device: "cpu", "cuda", "cuda:1", ...
         schedulers, steps: the sampler grid (every scheduler at every step count).
+        headline: (scheduler, steps) of the streaming setting that is profiled by component, varied
+            (no warm start, no cache, precisions, ...) and scored for streaming quality; added
+            to the grid's rows if it is not one of them. The default is the fastest setting that
+            kept the full-step quality in ``benchmarks/speed.md``.
         warm_start_strength: warm start of the streaming settings (fraction of the steps re-run).
         warmup_frames, stream_frames: streaming frames pushed before measuring / measured.
         unet_repeats, sampling_repeats: repetitions of the bare U-Net forward / of each window.
@@ -86,7 +90,7 @@ class BenchOptions:
         quality_sequences, quality_frames: held-out sequences scored, frames per sequence.
         reference_scheduler, reference_steps: the full-step setting the fast ones are held to.
         quality_streaming_steps: step counts of the headline scheduler whose streaming quality
-            is scored (None: the smallest of ``steps``).
+            is scored (None: the headline's).
         data: held-out data folder; generated there if missing (None: a temporary folder).
         image_size: (H, W) camera images of generated data.
         seed: noise and untrained-weight seed.
@@ -97,7 +101,8 @@ class BenchOptions:
     device: str = "cpu"
     schedulers: tuple[str, ...] = ("ddim", "dpmsolver++", "euler")
     steps: tuple[int, ...] = (4, 8, 25)
-    warm_start_strength: float = 0.5
+    headline: tuple[str, int] = ("dpmsolver++", 8)
+    warm_start_strength: float = 0.25
     warmup_frames: int = 2
     stream_frames: int = 8
     unet_repeats: int = 5
@@ -129,12 +134,14 @@ class BenchOptions:
             raise ConfigError(f"config must be one of {list(PRESETS)}. Got {self.config!r}")
         if not self.schedulers:
             raise ConfigError("schedulers must name at least one scheduler")
-        for name in (*self.schedulers, self.reference_scheduler):
+        if not isinstance(self.headline, (tuple, list)) or len(self.headline) != 2:
+            raise ConfigError(f"headline must be (scheduler, steps). Got {self.headline!r}")
+        for name in (*self.schedulers, self.reference_scheduler, self.headline[0]):
             if name not in SCHEDULERS:
                 raise ConfigError(f"scheduler must be one of {list(SCHEDULERS)}. Got {name!r}")
         if not self.steps:
             raise ConfigError("steps must hold at least one step count")
-        for value in (*self.steps, self.reference_steps, *(self.quality_streaming_steps or ())):
+        for value in (*self.steps, self.reference_steps, self.headline[1], *(self.quality_streaming_steps or ())):
             _positive_int("steps", value)
         if isinstance(self.warm_start_strength, bool) or not 0.0 < float(self.warm_start_strength) <= 1.0:
             raise ConfigError(f"warm_start_strength must be in (0, 1]. Got {self.warm_start_strength!r}")
@@ -154,12 +161,16 @@ class BenchOptions:
 
     @property
     def headline_scheduler(self) -> str:
-        """The scheduler whose variants are measured: DPM-Solver++ when it is in the grid."""
-        return "dpmsolver++" if "dpmsolver++" in self.schedulers else self.schedulers[0]
+        return self.headline[0]
 
     @property
     def headline_steps(self) -> int:
-        return min(self.steps)
+        return int(self.headline[1])
+
+    @property
+    def headline_name(self) -> str:
+        """The name of the headline's streaming row."""
+        return f"{self.headline_scheduler} {self.headline_steps}"
 
 
 def quick_options(**overrides: Any) -> BenchOptions:
@@ -524,10 +535,12 @@ def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamS
     warm = float(options.warm_start_strength)
     settings = [StreamSetting(f"{scheduler} {steps}", scheduler, steps, warm)
                 for scheduler in options.schedulers for steps in options.steps]
+    head = StreamSetting(options.headline_name, options.headline_scheduler, options.headline_steps, warm)
+    if head.name not in {setting.name for setting in settings}:
+        settings.append(head)
     scheduler, steps, strength = live_node_defaults()
     if (scheduler, steps, strength) not in {(s.scheduler, s.steps, s.warm_start_strength) for s in settings}:
         settings.append(StreamSetting("before: live node defaults", scheduler, steps, strength))
-    head = StreamSetting("headline", options.headline_scheduler, options.headline_steps, warm)
     settings.append(dataclasses.replace(head, name="headline without warm start", warm_start_strength=None))
     settings.append(dataclasses.replace(head, name="headline without feature cache", cache_frame_features=False))
     precisions = options.precisions
@@ -812,7 +825,7 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine, "load_average_end": _load_average()},
         "options": asdict(options),
-        "headline": f"{options.headline_scheduler} {options.headline_steps}",
+        "headline": options.headline_name,
         "model": {
             "source": description,
             "trained": trained,

@@ -35,7 +35,7 @@ def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     out = root / "reports" / "bench.json"
     argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim,dpmsolver++",
-            "--steps", "2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
+            "--steps", "2", "--headline", "dpmsolver++:2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
             "--image-size", "96", "128", "--data", str(root / "held_out"), "--out", str(out), "--no-progress"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -78,7 +78,7 @@ def test_streaming_rows_break_each_frame_down(smoke):
     before = rows["before: live node defaults"]
     assert (before["scheduler"], before["steps"], before["warm_start_strength"]) == (scheduler, steps, strength)
     assert rows["headline without warm start"]["unet_passes_per_frame"] == 2
-    assert rows["dpmsolver++ 2"]["unet_passes_per_frame"] == 1  # round(2 * 0.5)
+    assert rows["dpmsolver++ 2"]["unet_passes_per_frame"] == 1  # round(2 * 0.25), at least 1
     assert rows["headline without feature cache"]["cache_frame_features"] is False
     for row in rows.values():
         assert list(row["stages_s"]) == STAGES and row["frames_measured"] == 2
@@ -137,11 +137,17 @@ def test_options_are_validated():
 def test_settings_grid_and_device_guards():
     import torch
 
-    options = BenchOptions(config="tiny", schedulers=("euler", "ddim"), steps=(8, 4), precisions=("fp32", "bf16"))
+    options = BenchOptions(config="tiny", schedulers=("euler", "ddim"), steps=(8, 4), headline=("euler", 4),
+                           precisions=("fp32", "bf16"))
     names = [setting.name for setting in stream_settings(options, torch.device("cpu"))]
-    assert names[:4] == ["euler 8", "euler 4", "ddim 8", "ddim 4"]
+    assert names[:5] == ["euler 8", "euler 4", "ddim 8", "ddim 4", "before: live node defaults"]
     assert "headline bf16" in names and "headline channels-last" not in names  # CPU: opt-in only
-    assert options.headline_scheduler == "euler" and options.headline_steps == 4
+    assert options.headline_name == "euler 4"
+    # A headline outside the grid gets its own row.
+    outside = stream_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4,)), torch.device("cpu"))
+    assert [s.name for s in outside][:2] == ["ddim 4", "dpmsolver++ 8"]
+    with pytest.raises(ConfigError, match="headline"):
+        BenchOptions(config="tiny", headline=("dpmsolver++",))
     with pytest.raises(ConfigError, match="fp16"):
         stream_settings(BenchOptions(config="tiny", precisions=("fp16",)), torch.device("cpu"))
     forced = BenchOptions(config="tiny", channels_last=True, compile=True, compile_mode="reduce-overhead")
@@ -152,7 +158,7 @@ def test_settings_grid_and_device_guards():
         BenchOptions(config="tiny", compile_mode="fast")
     # The reference setting is not scored against itself.
     settings = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4, 25)))
-    assert settings == [("offline", "ddim", 4, None), ("streaming", "ddim", 4, 0.5)]
+    assert settings == [("offline", "ddim", 4, None), ("streaming", "dpmsolver++", 8, 0.25)]
 
 
 def test_message_payload_sizes():

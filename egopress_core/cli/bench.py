@@ -19,6 +19,14 @@ def _integers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}") from None
 
 
+def _headline(text: str) -> tuple[str, int]:
+    scheduler, _, steps = text.partition(":")
+    try:
+        return scheduler.strip(), int(steps)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SCHEDULER:STEPS, e.g. dpmsolver++:8; got {text!r}") from None
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
@@ -39,8 +47,10 @@ def register(subparsers) -> None:
     parser.add_argument("--schedulers", type=_names, help="comma-separated (default ddim,dpmsolver++,euler; "
                         "--quick: ddim,dpmsolver++)")
     parser.add_argument("--steps", type=_integers, help="comma-separated step counts (default 4,8,25; --quick: 4,8)")
-    parser.add_argument("--warm-start", type=float, default=0.5,
-                        help="streaming warm-start strength, fraction of the steps re-run per frame (default 0.5)")
+    parser.add_argument("--headline", type=_headline, default=("dpmsolver++", 8), metavar="SCHEDULER:STEPS",
+                        help="streaming setting profiled by component, varied and scored (default dpmsolver++:8)")
+    parser.add_argument("--warm-start", type=float, default=0.25,
+                        help="streaming warm-start strength, fraction of the steps re-run per frame (default 0.25)")
     parser.add_argument("--precisions", type=_names,
                         help="streaming precisions to compare, of fp32,fp16,bf16 (default: fp32 on a CPU, all on CUDA)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -55,7 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument("--quality-sequences", type=int, help="held-out sequences scored (default 3; --quick 1)")
     parser.add_argument("--quality-frames", type=int, help="frames per held-out sequence (default 48; --quick 24)")
     parser.add_argument("--quality-streaming-steps", type=_integers,
-                        help="step counts whose streaming quality is scored (default: the smallest of --steps)")
+                        help="step counts of the headline scheduler whose streaming quality is scored (default: the headline's)")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality check")
     parser.add_argument("--no-profile", action="store_true", help="skip the operator profile of the U-Net forward")
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
@@ -77,6 +87,7 @@ def options_from_args(args: argparse.Namespace):
         checkpoint=args.checkpoint if args.checkpoint or args.config else str(SHIPPED_CHECKPOINT),
         config=args.config,
         device=args.device,
+        headline=args.headline,
         warm_start_strength=args.warm_start,
         channels_last=args.channels_last,
         compile=args.compile,
