@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import torch
 from ros_workspace import ColconBuild, ColconBuildError, build_copy
 
 
@@ -13,3 +16,24 @@ def colcon_build(tmp_path_factory: pytest.TempPathFactory) -> ColconBuild:
         return build_copy(tmp_path_factory.mktemp("colcon_ws"))
     except ColconBuildError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (training runs on a busy 2-core machine: threads spin-wait on
+    each other when the cores are shared); the process's own setting is restored afterwards.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 synthetic sequences x 16 frames of 64x64 RGB-D (bundled hand, 224x224 UV maps), per module."""
+    from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(SynthConfig(sequences=3, frames=16, image_sizes=((64, 64),), seed=3), root, progress=False)
+    return root

@@ -35,20 +35,8 @@ from egopress_core.training.trainer import build_model, micro_batch_seed, resolv
 FAST = ["--set", "threads=1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    """3 synthetic sequences x 16 frames of 64x64 RGB-D (bundled hand, 224x224 UV maps)."""
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(SynthConfig(sequences=3, frames=16, image_sizes=((64, 64),), seed=3), root, progress=False)
-    return root
 
 
 def train_cli(*args: str) -> int:

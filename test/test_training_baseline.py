@@ -29,20 +29,8 @@ RUN_ARGS = ["--config", "baseline_tiny", "--max-steps", 4, "--set", "optim.grad_
             "--set", "logging.tensorboard=false", "--set", "logging.plot=false"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    """3 synthetic sequences x 16 frames of 64x64 RGB-D."""
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(SynthConfig(sequences=3, frames=16, image_sizes=((64, 64),), seed=3), root, progress=False)
-    return root
 
 
 def train_cli(*args) -> int:
