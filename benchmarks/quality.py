@@ -426,8 +426,12 @@ def cached_report(path: Path, checkpoint: Path, heldout: str, settings: Settings
         fresh = path.stat().st_mtime >= (checkpoint / WEIGHTS_NAME).stat().st_mtime
     except (OSError, ValueError):
         return None
+    # Options added to EvalOptions since a report was written count as their defaults.
+    from egopress_core.evaluation import EvalOptions
+
+    options = {**dataclasses.asdict(EvalOptions()), **report.get("options", {})}
     same = (report.get("checkpoint") == str(checkpoint) and report.get("data") == str(heldout)
-            and report.get("options") == json.loads(json.dumps(dataclasses.asdict(settings.eval_options))))
+            and json.loads(json.dumps(options)) == json.loads(json.dumps(dataclasses.asdict(settings.eval_options))))
     figure_ok = not settings.figures or path.with_suffix(".png").is_file()
     return report if fresh and same and figure_ok else None
 

@@ -370,11 +370,11 @@ def _held_out_sequences(options: BenchOptions, workdir: Path, frames_needed: int
 def _sequence_batches(setup: _Setup, options: BenchOptions) -> tuple[list[dict[str, Any]], list[str]]:
     """The first ``quality_frames`` frames of the first ``quality_sequences`` held-out sequences,
     as (B = 1) window batches preprocessed exactly as ``egopress eval`` preprocesses them."""
-    from egopress_core.evaluation import _sequence_batch
+    from egopress_core.evaluation import sequence_batch
 
     batches, names = [], []
     for sequence in setup.sequences[: options.quality_sequences]:
-        batch = _sequence_batch(sequence, setup.model.config, setup.mask.tensor(), "hand")
+        batch = sequence_batch(sequence, setup.model.config, setup.mask.tensor(), "hand")
         length = batch["rgb"].shape[1]
         keep = min(options.quality_frames, length)
         # Per-frame fields are (1, N, ...); the UV mask is shared by all frames.

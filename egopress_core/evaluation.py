@@ -36,10 +36,19 @@ class EvalOptions:
     contact_threshold_kpa: float = DEFAULT_CONTACT_THRESHOLD_KPA
     max_sequences: int | None = None
     crop: str = "hand"
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", ... ("auto": CUDA when available)
+    window_batch_size: int = 1  # windows denoised together (accelerator throughput)
+    precision: str = "fp32"  # autocast: "fp32", "fp16" (GPU only) or "bf16"
 
     def __post_init__(self) -> None:
+        from egopress_core.inference import PRECISIONS
+
         if self.max_sequences is not None and self.max_sequences < 1:
             raise ConfigError(f"max_sequences must be >= 1 or None. Got {self.max_sequences}")
+        if isinstance(self.window_batch_size, bool) or not isinstance(self.window_batch_size, int) or self.window_batch_size < 1:
+            raise ConfigError(f"window_batch_size must be an integer >= 1. Got {self.window_batch_size!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}. Got {self.precision!r}")
 
 
 def load_pressure_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
@@ -63,11 +72,15 @@ def estimate_sequence_pressure(model, conditions, options: EvalOptions) -> torch
         return estimate_sequence(
             model, conditions, stride=options.stride, num_inference_steps=options.num_inference_steps,
             scheduler=options.scheduler, guidance_scale=options.guidance_scale, seed=options.seed, progress=False,
+            window_batch_size=options.window_batch_size, precision=options.precision,
         )
-    return model.sample(conditions)
+    from egopress_core.inference import autocast_context
+
+    with autocast_context(model.device, options.precision):
+        return model.sample(conditions)
 
 
-def _sequence_batch(sequence, model_config, uv_mask: torch.Tensor, crop: str) -> dict[str, Any]:
+def sequence_batch(sequence, model_config, uv_mask: torch.Tensor, crop: str = "hand") -> dict[str, Any]:
     """A whole sequence as one window batch (B = 1), preprocessed as in training."""
     from egopress_core.data.windows import ClipWindowDataset, WindowConfig
 
@@ -100,8 +113,13 @@ def evaluate(
     from egopress_core.hand.hand_model import load_hand_model
     from egopress_core.uv_atlas import UVAtlas
 
+    from egopress_core.inference import check_precision
+    from egopress_core.live import resolve_device
+
     started = time.perf_counter()
-    model = load_pressure_model(checkpoint)
+    device = resolve_device(options.device)
+    check_precision(options.precision, device)
+    model = load_pressure_model(checkpoint, map_location=device)
     config = model.config
     sequences = open_data_source(data, split=split).sequences()
     if options.max_sequences is not None:
@@ -119,7 +137,7 @@ def evaluate(
     per_sequence: dict[str, dict] = {}
     figure_rows: list[dict] = []
     for sequence in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
-        batch = _sequence_batch(sequence, config, uv_mask, options.crop)
+        batch = sequence_batch(sequence, config, uv_mask, options.crop)
         conditions = model.build_conditions(batch, check_window=False)
         predicted = estimate_sequence_pressure(model, conditions, options)[0, :, 0].float().cpu().numpy()
         truth = batch["uv_pressure_kpa"][0, :, 0].float().numpy()
@@ -152,6 +170,7 @@ def evaluate(
         "split": split,
         "sequences": len(per_sequence),
         "options": asdict(options),
+        "device": str(device),
         "uv_layout": mask.layout_id,
         "seconds": round(time.perf_counter() - started, 2),
     }

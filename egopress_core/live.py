@@ -318,10 +318,10 @@ class LiveEstimate:
         return float(self.uv_pressure_kpa.max()) if self.uv_pressure_kpa.size else 0.0
 
 
-def _check_sampling(num_inference_steps: int, warm_start_strength: float) -> None:
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ConfigError(f"num_inference_steps must be an integer >= 1. Got {num_inference_steps!r}")
-    _number("warm_start_strength", warm_start_strength, 0.0, 1.0, low_open=True)
+# Keyword arguments of StreamingPressureEstimator a live estimator passes through; its defaults
+# (warm-started DPM-Solver++ 8, fp32) are the live defaults.
+STREAMING_OPTIONS = ("num_inference_steps", "warm_start_strength", "scheduler", "guidance_scale", "seed",
+                     "precision", "channels_last", "compile")
 
 
 class LivePressureEstimator:
@@ -333,8 +333,10 @@ class LivePressureEstimator:
         hand: the hand model of that mask's atlas (default: loaded from the mask's paths); the
             meshes pushed must follow its topology.
         config: :class:`LiveConfig`.
-        num_inference_steps, warm_start_strength, scheduler, guidance_scale, seed: sampling
-            options of :class:`~egopress_core.inference.StreamingPressureEstimator`.
+        streaming_options: sampling and speed options of
+            :class:`~egopress_core.inference.StreamingPressureEstimator` (``STREAMING_OPTIONS``:
+            ``num_inference_steps``, ``warm_start_strength``, ``scheduler``, ``guidance_scale``,
+            ``seed``, ``precision``, ``channels_last``, ``compile``); unset ones keep its defaults.
 
     Raises:
         CheckpointError: the mask is of another UV layout or resolution than the model.
@@ -347,11 +349,7 @@ class LivePressureEstimator:
         uv_mask,
         hand=None,
         config: LiveConfig | None = None,
-        num_inference_steps: int = 10,
-        warm_start_strength: float = 0.4,
-        scheduler: str = "ddim",
-        guidance_scale: float = 1.0,
-        seed: int = 0,
+        **streaming_options: Any,
     ) -> None:
         from egopress_core.hand.hand_model import load_hand_model
         from egopress_core.inference import StreamingPressureEstimator
@@ -364,7 +362,9 @@ class LivePressureEstimator:
         config = config or LiveConfig()
         if not isinstance(config, LiveConfig):
             raise ConfigError(f"config must be a LiveConfig. Got {type(config).__name__}")
-        _check_sampling(num_inference_steps, warm_start_strength)
+        unknown = sorted(set(streaming_options) - set(STREAMING_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown streaming option(s) {unknown}; must be among {list(STREAMING_OPTIONS)}")
         model_config = model.config
         if tuple(uv_mask.uv_size) != tuple(model_config.uv_size):
             raise CheckpointError(f"the UV mask is {uv_mask.uv_size} but the model's uv_size is {tuple(model_config.uv_size)}")
@@ -385,8 +385,7 @@ class LivePressureEstimator:
             raise ConfigError(f"UV atlas {self.hand.uv_obj_path} has {self.atlas.num_vertices} vertices, "
                               f"the hand model {self.hand.num_vertices}")
         self.config = config
-        self.sampling = dict(num_inference_steps=num_inference_steps, warm_start_strength=float(warm_start_strength),
-                             scheduler=scheduler, guidance_scale=float(guidance_scale), seed=int(seed))
+        self.streaming_options = dict(streaming_options)
         self._streaming_class = StreamingPressureEstimator
         self.crop_tracker = HandCropTracker(tuple(model_config.image_size), config)
         self._build_streaming()
@@ -447,7 +446,8 @@ class LivePressureEstimator:
         return cls(model, mask, **options)
 
     def _build_streaming(self) -> None:
-        self.streaming = self._streaming_class(self.model, self.uv_mask.tensor(), **self.sampling)
+        """(Re)builds the streaming policy on the model's device; it validates the options."""
+        self.streaming = self._streaming_class(self.model, self.uv_mask.tensor(), **self.streaming_options)
 
     # -- properties ------------------------------------------------------------------------
 
@@ -478,9 +478,27 @@ class LivePressureEstimator:
 
     # -- state -----------------------------------------------------------------------------
 
-    def to(self, device: str | torch.device) -> "LivePressureEstimator":
-        """Move the model (e.g. to "cpu" to free accelerator memory); restarts the window."""
-        self.model.to(resolve_device(device))
+    def to(self, device: str | torch.device, precision: str | None = None) -> "LivePressureEstimator":
+        """Move the model (e.g. to "cpu" to free accelerator memory); restarts the window.
+
+        Args:
+            device: where the model runs next.
+            precision: if given, the autocast precision from now on ("fp32", "fp16", "bf16");
+                half precision is checked against ``device`` (fp16 needs a GPU), so a model
+                parked on the CPU and moved to a GPU sets its GPU precision here.
+
+        Raises:
+            ConfigError: an unusable device, or a precision the device cannot run; the estimator
+                is then unchanged.
+        """
+        from egopress_core.inference import check_precision
+
+        device = resolve_device(device)
+        if precision is not None:
+            check_precision(precision, device)
+        self.model.to(device)
+        if precision is not None:
+            self.streaming_options["precision"] = precision
         self._build_streaming()
         self.reset("the model moved to another device")
         return self

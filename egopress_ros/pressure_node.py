@@ -55,9 +55,11 @@ HAND_MESH_TOPIC = "hand_mesh"
 MARKER_NAMESPACE = "hand_contact"
 # The checkpoint shipped with the package (used when the checkpoint parameter is empty).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "egopress_core" / "assets" / "checkpoints" / "egopressdiff_compact"
-# egopress_core.model.egopressdiff.SCHEDULERS, repeated here so that reading this table does not
-# import diffusers (test_launch_file.py checks they agree).
+# egopress_core.model.egopressdiff.SCHEDULERS and egopress_core.inference.PRECISIONS, repeated
+# here so that reading this table does not import diffusers; the sampling defaults below are
+# StreamingPressureEstimator's (test_launch_file.py checks all of them agree).
 SCHEDULER_CHOICES = ("ddim", "dpmsolver++", "euler")
+PRECISION_CHOICES = ("fp32", "fp16", "bf16")
 
 PARAMETERS = COMMON_PARAMETERS + (
     ParameterSpec("device", "cpu", "Torch device of the model: cpu, cuda, cuda:<index>, mps, or auto (CUDA when "
@@ -66,15 +68,18 @@ PARAMETERS = COMMON_PARAMETERS + (
                   "hand_uv_mask.json). Empty: the compact checkpoint shipped in egopress_core/assets/checkpoints."),
     ParameterSpec("hand_model_path", "", "MANO-format .pkl of the checkpoint's hand when the folder has no "
                   "hand_uv_mask.json (empty: the bundled EgoPress hand)."),
-    ParameterSpec("num_inference_steps", 10, "Sampler steps of a full denoising run (the first window, and after a "
+    ParameterSpec("num_inference_steps", 8, "Sampler steps of a full denoising run (the first window, and after a "
                   "reset).", minimum=1, maximum=1000),
-    ParameterSpec("scheduler", "ddim", "Diffusion sampler.", choices=SCHEDULER_CHOICES),
-    ParameterSpec("warm_start_strength", 0.4, "Fraction of the steps re-run for each later window, which starts from "
+    ParameterSpec("scheduler", "dpmsolver++", "Diffusion sampler.", choices=SCHEDULER_CHOICES),
+    ParameterSpec("warm_start_strength", 0.25, "Fraction of the steps re-run for each later window, which starts from "
                   "the previous window's result shifted by one frame (lower: faster, smoother).",
                   minimum=0.01, maximum=1.0),
     ParameterSpec("guidance_scale", 1.0, "Classifier-free guidance weight (1: off, one U-Net pass per step).",
                   minimum=1.0, maximum=20.0),
     ParameterSpec("seed", 0, "Seed of the sampler noise (reset with the window).", minimum=0, maximum=2**31 - 1),
+    ParameterSpec("precision", "fp32", "Autocast precision of the model on the device: fp32, fp16 (GPU only) or bf16 "
+                  "(GPUs with bf16; CPUs with AVX512-BF16/AMX).", choices=PRECISION_CHOICES),
+    ParameterSpec("channels_last", False, "Channels-last convolution weights (faster tensor-core kernels on GPUs)."),
     ParameterSpec("crop", "hand", "Model input crop: hand (box around the hand mesh, as in training) or full.",
                   choices=("hand", "full")),
     ParameterSpec("hand_margin", 0.3, "Margin around the hand box, fraction of its larger side (as in training).",
@@ -118,7 +123,8 @@ class PressureNode(PipelineNode):
     def load(self) -> None:
         from matplotlib import colormaps
 
-        from egopress_core.live import LiveConfig, LivePressureEstimator
+        from egopress_core.inference import check_precision
+        from egopress_core.live import LiveConfig, LivePressureEstimator, resolve_device
 
         config = self.config
         if config["colormap"] not in colormaps:
@@ -130,30 +136,30 @@ class PressureNode(PipelineNode):
         live_config = LiveConfig(crop=config["crop"], hand_margin=config["hand_margin"], hold_crop=config["hold_crop"],
                                  max_gap_s=config["max_gap_s"], hand_lost_reset_s=config["hand_lost_reset_s"],
                                  contact_threshold_kpa=config["contact_threshold_kpa"])
-        # Loaded on the CPU; activate moves it to the device (and deactivate back).
+        # Fail at configure, not at activate, if the device or its precision is not usable.
+        check_precision(config["precision"], resolve_device(config["device"]))
+        # Loaded on the CPU in fp32; activate moves it to the device at its precision (and
+        # deactivate back).
         self.live = LivePressureEstimator.from_checkpoint(
             checkpoint, device="cpu", hand_side=config["hand_side"], hand_model_path=config["hand_model_path"] or None,
             config=live_config, num_inference_steps=config["num_inference_steps"],
             warm_start_strength=config["warm_start_strength"], scheduler=config["scheduler"],
-            guidance_scale=config["guidance_scale"], seed=config["seed"])
+            guidance_scale=config["guidance_scale"], seed=config["seed"], precision="fp32",
+            channels_last=config["channels_last"])
         self.checkpoint_path = checkpoint
-        # Fail at configure, not at the first frame, if the device is not usable.
-        from egopress_core.live import resolve_device
-
-        resolve_device(config["device"])
         model = self.live.model.config
         self.get_logger().info(f"loaded {checkpoint}: window {model.num_frames} frames, images {tuple(model.image_size)}, "
                                f"UV {tuple(model.uv_size)}, {self.live.hand_side} hand ({self.live.topology_id})")
 
     def to_device(self) -> None:
         if self.live is not None:
-            self.live.to(self.config["device"])
+            self.live.to(self.config["device"], precision=self.config["precision"])
 
     def release(self) -> None:
         from egopress_core.live import release_accelerator_memory
 
         if self.live is not None and self.live.device.type != "cpu":
-            self.live.to("cpu")
+            self.live.to("cpu", precision="fp32")
             release_accelerator_memory()
 
     def unload(self) -> None:

@@ -19,12 +19,7 @@ TINY = dict(num_frames=4, image_size=(32, 32), uv_size=(16, 16), encoder_channel
             decoder_channels=(16, 8))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_soft_targets_peak_at_the_right_bin_and_interpolate():
@@ -126,3 +121,28 @@ def test_architecture_differences_and_replace():
         "encoder_channels": ([16, 32], [8, 8])}
     with pytest.raises(ConfigError, match="uv_size"):
         config.replace(uv_size=(32, 32))
+
+
+def test_loss_weight_matches_egopressdiffs_pressure_term():
+    from egopress_core.model.config import tiny_config
+    from egopress_core.model.egopressdiff import EgoPressDiff
+
+    uv_mask = torch.zeros(1, 1, 16, 16)
+    uv_mask[..., :, :8] = 1.0
+    pressure = torch.zeros(1, 2, 16, 16)
+    pressure[0, 1, 2, 1] = 200.0  # the top of the scale on a hand texel: unit 1
+    pressure[0, 1, 5, 3] = 6.0
+    pressure[0, 1, 2, 12] = 200.0  # off the hand: ignored
+    plain = PerFrameBinClassifier(BinClassifierConfig(**TINY))
+    assert torch.equal(plain.loss_weight(pressure, uv_mask), 1.0 + uv_mask)
+    weighted = PerFrameBinClassifier(BinClassifierConfig(**TINY, pressure_loss_weight=10.0))
+    weight = weighted.loss_weight(pressure, uv_mask)
+    assert weight[0, 1, 2, 1].item() == pytest.approx(12.0) and weight[0, 1, 2, 12].item() == pytest.approx(1.0)
+    # The same number as EgoPressDiff's loss weight at full UV resolution (pixel latents).
+    diffusion = EgoPressDiff(tiny_config(uv_size=(16, 16), pressure_loss_weight=10.0))
+    expected = diffusion.loss_weight(pressure[:, :, None], uv_mask)[:, :, 0]
+    assert torch.allclose(weight, expected, atol=1e-5)
+    # Training-only: a checkpoint may be fine-tuned with another weight.
+    assert weighted.config.architecture_differences(plain.config) == {}
+    with pytest.raises(ConfigError, match="pressure_loss_weight must be a finite number >= 0"):
+        BinClassifierConfig(**TINY, pressure_loss_weight=-1.0)

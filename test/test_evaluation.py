@@ -18,12 +18,7 @@ from egopress_core.model.egopressdiff import EgoPressDiff
 SMALL = dict(frames=10, image_sizes=((96, 96),), uv_resolution=224)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +58,27 @@ def test_eval_writes_report_and_figure(kind, data, checkpoints, tmp_path):
     assert sorted(report["per_sequence"]) == ["seq_00000", "seq_00001"]
     assert report["model"] == {"diffusion": "EgoPressDiff", "baseline": "PerFrameBinClassifier"}[kind]
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_eval_batches_windows_without_changing_the_result(data, checkpoints, tmp_path):
+    reports = []
+    for batch in ("1", "3"):
+        out = tmp_path / f"report_{batch}.json"
+        argv = ["eval", "--checkpoint", str(checkpoints / "diffusion"), "--data", str(data), "--out", str(out),
+                "--steps", "2", "--stride", "2", "--window-batch-size", batch, "--device", "cpu", "--no-figure"]
+        assert main(argv) == 0
+        reports.append(json.loads(out.read_text()))
+    assert reports[1]["options"]["window_batch_size"] == 3 and reports[1]["device"] == "cpu"
+    for key, value in reports[0]["metrics"].items():
+        assert reports[1]["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_eval_refuses_fp16_on_a_cpu_before_any_work(data, checkpoints, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["eval", "--checkpoint", str(checkpoints / "diffusion"), "--data", str(data), "--out", str(out),
+                 "--device", "cpu", "--precision", "fp16"])
+    assert code == 2 and not out.exists()
+    assert "precision='fp16' needs a GPU" in capsys.readouterr().err
 
 
 def test_eval_refuses_a_checkpoint_of_another_uv_layout(data, checkpoints, tmp_path):

@@ -193,10 +193,26 @@ def test_default_camera_topics_are_realsense_topics(tree):
 
 
 def test_scheduler_choices_match_the_model():
+    from egopress_core.inference import PRECISIONS
     from egopress_core.model.egopressdiff import SCHEDULERS
-    from egopress_ros.pressure_node import SCHEDULER_CHOICES
+    from egopress_ros.pressure_node import PRECISION_CHOICES, SCHEDULER_CHOICES
 
     assert tuple(SCHEDULERS) == SCHEDULER_CHOICES
+    assert tuple(PRECISIONS) == PRECISION_CHOICES
+
+
+def test_pressure_node_sampling_defaults_are_the_streaming_estimators():
+    """The node's parameter table repeats StreamingPressureEstimator's defaults (to stay light)."""
+    import inspect
+
+    from egopress_core.inference import StreamingPressureEstimator
+    from egopress_ros.pressure_node import PARAMETERS
+
+    signature = inspect.signature(StreamingPressureEstimator).parameters
+    node = {spec.name: spec.default for spec in PARAMETERS}
+    for name in ("num_inference_steps", "scheduler", "warm_start_strength", "guidance_scale", "seed", "precision",
+                 "channels_last"):
+        assert node[name] == signature[name].default, name
 
 
 def test_rviz_config_shows_the_nodes_outputs():

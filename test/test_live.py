@@ -236,6 +236,44 @@ def test_live_estimator_rejects_bad_frames_without_changing_state(checkpoint, sc
     assert _push(estimator, scene, 1.1).window_frames == 2
 
 
+def test_streaming_options_pass_through_and_default_to_the_streaming_estimators(checkpoint, scene):
+    import inspect
+
+    from egopress_core.inference import StreamingPressureEstimator
+
+    defaults = inspect.signature(StreamingPressureEstimator).parameters
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint)
+    streaming = estimator.streaming
+    for name in ("num_inference_steps", "warm_start_strength", "scheduler", "precision"):
+        assert getattr(streaming, name) == defaults[name].default, name
+
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=3, scheduler="ddim",
+                                                      warm_start_strength=0.7, seed=5, channels_last=True)
+    streaming = estimator.streaming
+    assert (streaming.num_inference_steps, streaming.scheduler, streaming.warm_start_strength, streaming.seed) == \
+        (3, "ddim", 0.7, 5)
+    weight = next(m.weight for m in estimator.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert _push(estimator, scene, 1.0) is not None
+
+    with pytest.raises(ConfigError, match=r"unknown streaming option\(s\) \['stride'\]"):
+        LivePressureEstimator.from_checkpoint(checkpoint, stride=2)
+    with pytest.raises(ConfigError, match="warm_start_strength"):
+        LivePressureEstimator.from_checkpoint(checkpoint, warm_start_strength=1.5)
+
+
+def test_moving_sets_the_precision_checked_against_the_new_device(checkpoint, scene):
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
+    _push(estimator, scene, 1.0)
+    with pytest.raises(ConfigError, match="fp16.*needs a GPU"):
+        estimator.to("cpu", precision="fp16")
+    assert estimator.streaming.precision == "fp32" and estimator.streaming.frames_seen == 1  # unchanged
+    estimator.to("cpu", precision="bf16")
+    assert estimator.streaming.precision == "bf16" and estimator.streaming.frames_seen == 0
+    estimator.to("cpu")
+    assert estimator.streaming.precision == "bf16"
+
+
 def test_from_checkpoint_errors_name_the_problem(checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         LivePressureEstimator.from_checkpoint(tmp_path / "missing")

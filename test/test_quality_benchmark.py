@@ -117,3 +117,24 @@ def test_paired_bootstrap_detects_a_consistent_drop():
     assert paired["worse"] and paired["ci95"][1] < 0 and paired["sequences"] == 8
     assert not quality.paired_bootstrap(reference, reference)["worse"]
     assert quality.paired_bootstrap(dict(list(worse.items())[:3]), reference) is None  # too few sequences
+
+
+def test_scores_written_before_an_eval_option_existed_are_reused(tmp_path):
+    """A report that lacks an option EvalOptions gained later was scored with its default."""
+    import dataclasses
+    import types
+
+    from egopress_core.evaluation import EvalOptions
+    from egopress_core.model.checkpoint_files import WEIGHTS_NAME
+
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    (checkpoint / WEIGHTS_NAME).write_bytes(b"weights")
+    options = dataclasses.asdict(EvalOptions())
+    older = {key: value for key, value in options.items() if key not in ("precision", "window_batch_size")}
+    path = tmp_path / "eval.json"
+    settings = types.SimpleNamespace(eval_options=EvalOptions(), figures=False)
+    path.write_text(json.dumps({"checkpoint": str(checkpoint), "data": "heldout", "options": older}))
+    assert quality.cached_report(path, checkpoint, "heldout", settings) is not None
+    path.write_text(json.dumps({"checkpoint": str(checkpoint), "data": "heldout", "options": {**older, "precision": "bf16"}}))
+    assert quality.cached_report(path, checkpoint, "heldout", settings) is None

@@ -139,7 +139,7 @@ def test_command_line_labels_a_bag_and_reports_errors(tmp_path_factory, tmp_path
     output = tmp_path / "labelled"
     code = main(["label-bag", str(source), str(output), "--checkpoint", str(checkpoint), "--backend", "ground_truth",
                  "--steps", "1", "--device", "cpu", "--storage", "sqlite3", "--compression", "message", "--namespace", "/labels",
-                 "--no-mirrors", "--no-progress"])
+                 "--window-batch-size", "2", "--no-mirrors", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0 and "complete" in printed and str(report_path_for(output)) in printed
     labelled = read_bag(output)
@@ -154,6 +154,9 @@ def test_command_line_labels_a_bag_and_reports_errors(tmp_path_factory, tmp_path
     code = main(["label-bag", str(source), str(output), "--checkpoint", str(checkpoint), "--backend", "ground_truth",
                  "--no-progress"])
     assert code == 2 and "exists already" in capsys.readouterr().err
+    code = main(["label-bag", str(source), str(tmp_path / "fp16"), "--checkpoint", str(checkpoint), "--backend", "ground_truth",
+                 "--device", "cpu", "--precision", "fp16", "--no-progress"])
+    assert code == 2 and "precision='fp16' needs a GPU" in capsys.readouterr().err and not (tmp_path / "fp16").exists()
     try:
         import mediapipe  # noqa: F401
     except ImportError:  # the default backend is optional: its absence is said before any work
@@ -188,3 +191,18 @@ def test_sample_bag_holds_realsense_topics_and_the_ground_truth(tmp_path_factory
     # Three seconds at the default size stay under 10 MB uncompressed (the size grows per frame).
     size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
     assert size / SAMPLE_FRAMES * 90 < 10e6
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("window_batch_size", 0, "window_batch_size must be an integer >= 1"),
+    ("window_batch_size", None, "window_batch_size must be an integer >= 1"),
+    ("batch_size", 1.5, "batch_size must be an integer >= 1"),
+    ("precision", "int8", "precision must be one of"),
+    ("scheduler", "ddpm", "scheduler must be one of"),
+])
+def test_label_options_name_the_bad_field(field, value, message):
+    from egopress_core.errors import ConfigError
+    from egopress_core.rosbag.labeller import LabelOptions
+
+    with pytest.raises(ConfigError, match=message):
+        LabelOptions(backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC), **{field: value})

@@ -26,6 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--guidance-scale", type=float, default=1.0)
     parser.add_argument("--stride", type=int, help="window step of the offline estimate (default: half a window)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--window-batch-size", type=int, default=1,
+                        help="windows denoised together (GPU throughput; same result up to rounding)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="autocast precision (fp16 needs a GPU)")
     parser.add_argument("--threshold", type=float, default=1.0, help="contact threshold, kPa (default 1.0)")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
     parser.add_argument("--hand-model", help="MANO-format .pkl the data was made with (default: bundled hand)")
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(
         num_inference_steps=args.steps, scheduler=args.scheduler, guidance_scale=args.guidance_scale,
         stride=args.stride, seed=args.seed, contact_threshold_kpa=args.threshold, max_sequences=args.max_sequences,
+        device=args.device, window_batch_size=args.window_batch_size, precision=args.precision,
     )
     report = evaluate(args.checkpoint, args.data, args.out, options, split=args.split, hand_model_path=args.hand_model,
                       uv_obj_path=args.uv_obj, figure=not args.no_figure)

@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     estimation.add_argument("--chunk-frames", type=int, help="frames per resumable chunk (default: 8 model windows)")
     estimation.add_argument("--context-frames", type=int, help="context frames each side of a chunk (default: half a window)")
     estimation.add_argument("--batch-size", type=int, default=1, help="chunks per model call")
+    estimation.add_argument("--window-batch-size", type=int, default=1,
+                            help="windows of a chunk denoised together (GPU throughput; same labels up to rounding)")
+    estimation.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                            help="autocast precision (fp16 needs a GPU)")
     estimation.add_argument("--contact-threshold", type=float, default=1.0, help="contact threshold, kPa")
     output = parser.add_argument_group("output")
     output.add_argument("--namespace", default="/egopress", help="prefix of the output topics")
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         depth_refinement=args.depth_refinement, device=args.device, num_inference_steps=args.steps,
         scheduler=args.scheduler, guidance_scale=args.guidance_scale, stride=args.stride, seed=args.seed,
         chunk_frames=args.chunk_frames, context_frames=args.context_frames, batch_size=args.batch_size,
+        window_batch_size=args.window_batch_size, precision=args.precision,
         sync_slop_s=args.sync_slop, max_gap_s=args.max_gap, contact_threshold_kpa=args.contact_threshold,
         namespace=args.namespace, mirrors=not args.no_mirrors, visualization_max_kpa=args.visualization_max_kpa,
         colormap=args.colormap, storage=args.storage, compression=args.compression, bag_version=args.bag_version,

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egopress_core.conditioning import NUM_POSE_CHANNELS, EgoPressConditions, build_conditions
+from egopress_core.conditioning import NUM_POSE_CHANNELS, EgoPressConditions, PressureNormalizer, build_conditions
 from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
+from egopress_core.model.config import EgoPressDiffConfig
 from egopress_core.model.checkpoint_files import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
 from egopress_core.model.egopressdiff import LossOutput
 from egopress_core.model.vertex_encoder import normalize_vertices
@@ -43,7 +44,7 @@ CHECKPOINT_FORMAT = "egopress-bin-classifier"
 CHECKPOINT_VERSION = 1
 NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
 # Keys that change training, not the network: a checkpoint may be fine-tuned or resumed with others.
-TRAINING_ONLY_KEYS = frozenset({"soft_label_sigma_bins"})
+TRAINING_ONLY_KEYS = frozenset({"soft_label_sigma_bins", "pressure_loss_weight"})
 
 
 @dataclass
@@ -58,6 +59,10 @@ class BinClassifierConfig:
     vertex_hidden_dim: width of the per-frame PointNet over vertices.
     decoder_channels: widths of the upsampling stages from a 4x4 UV seed to ``uv_size``.
     soft_label_sigma_bins: std of the Gaussian soft label, in bins.
+    pressure_loss_weight: extra loss weight on texels in proportion to their target pressure,
+        defined exactly as EgoPressDiff's (``w_p`` times the pressure on EgoPressDiff's default
+        logarithmic scale: 0 at no contact, 1 at 200 kPa), so the two can be trained with the
+        same weighting; 0 is the plain soft cross-entropy.
     """
 
     num_frames: int = 16
@@ -72,6 +77,7 @@ class BinClassifierConfig:
     vertex_hidden_dim: int = 256
     decoder_channels: tuple[int, ...] = (256, 128, 64)
     soft_label_sigma_bins: float = 0.5
+    pressure_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
@@ -98,6 +104,9 @@ class BinClassifierConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value!r}")
+        weight = self.pressure_loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ConfigError(f"pressure_loss_weight must be a finite number >= 0; got {weight!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -214,6 +223,9 @@ class PerFrameBinClassifier(nn.Module):
         self.decoder = nn.Sequential(*decoder)
         self.head = nn.Conv2d(width, NUM_BINS, 3, padding=1)
         self.register_buffer("bin_centres", torch.tensor(PRESSURE_BIN_CENTRES_KPA), persistent=False)
+        # The pressure term of the loss weight on EgoPressDiff's default scale (see the config).
+        defaults = EgoPressDiffConfig()
+        self._weight_scale = PressureNormalizer(defaults.pressure_reference_kpa, defaults.pressure_max_kpa)
 
     @property
     def device(self) -> torch.device:
@@ -256,8 +268,9 @@ class PerFrameBinClassifier(nn.Module):
         return logits.view(batch, frames, NUM_BINS, *self.config.uv_size)
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | int | None = None) -> LossOutput:
-        """Soft cross-entropy over the annotated frames, hand texels weighted twice (1 + M_uv)
-        like EgoPressDiff's loss. ``generator`` is unused (the loss is deterministic)."""
+        """Soft cross-entropy over the annotated frames, each texel weighted like EgoPressDiff's
+        loss: ``1 + M_uv + w_p * unit(pressure)`` (:meth:`loss_weight`). ``generator`` is unused
+        (the loss is deterministic)."""
         conditions = self.build_conditions(batch)
         pressure = batch["uv_pressure_kpa"].to(self.device).float()[:, :, 0]  # (B, T, Hu, Wu)
         valid = conditions.frame_valid
@@ -267,7 +280,7 @@ class PerFrameBinClassifier(nn.Module):
         logits = self(conditions)
         targets = soft_bin_targets(pressure, self.config.soft_label_sigma_bins).movedim(-1, 2)
         cross_entropy = -(targets * F.log_softmax(logits, dim=2)).sum(dim=2)  # (B, T, Hu, Wu)
-        weight = 1.0 + conditions.uv_mask  # (B, 1, Hu, Wu)
+        weight = self.loss_weight(pressure, conditions.uv_mask)  # (B, T or 1, Hu, Wu)
         frame_weight = valid.to(cross_entropy.dtype)
         per_frame = (cross_entropy * weight).mean(dim=(2, 3))
         loss = (per_frame * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
@@ -275,6 +288,22 @@ class PerFrameBinClassifier(nn.Module):
             decoded = self._decode(logits, conditions.uv_mask)
             mse = ((decoded - pressure).square().mean(dim=(2, 3)) * frame_weight).sum() / frame_weight.sum().clamp_min(1.0)
         return LossOutput(loss=loss, mse=mse, timesteps=torch.zeros(conditions.batch_size, dtype=torch.long))
+
+    def loss_weight(self, pressure_kpa: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
+        """Per-texel loss weight ``1 + M_uv + w_p * unit(p)``.
+
+        Args:
+            pressure_kpa: (B, T, Hu, Wu) target pressure.
+            uv_mask: (B, 1, Hu, Wu) hand mask.
+
+        Returns:
+            (B, 1, Hu, Wu) without a pressure term, else (B, T, Hu, Wu).
+        """
+        weight = 1.0 + uv_mask
+        if self.config.pressure_loss_weight > 0:
+            unit = (self._weight_scale.encode(pressure_kpa * (uv_mask > 0.5)) + 1.0) * 0.5
+            weight = weight + self.config.pressure_loss_weight * unit
+        return weight
 
     def _decode(self, logits: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
         pressure = self.bin_centres[logits.argmax(dim=2)]  # (B, T, Hu, Wu)

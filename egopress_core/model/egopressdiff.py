@@ -167,6 +167,11 @@ class EgoPressDiff(nn.Module):
             num_vertex_tokens=config.num_vertex_tokens if config.use_vertices else 0,
             dc_calibration=config.dc_calibration,
         )
+        # SVD micro-conditioning is constant per model: a buffer follows the model across devices,
+        # so a U-Net call does not copy it from the host every denoising step. Not persistent: it
+        # is derived from the config, not saved with the weights.
+        self.register_buffer("added_time_ids", svd_added_time_ids(config.fps, 1, torch.device("cpu"), torch.float32).clone(),
+                             persistent=False)
         with torch.device("cpu"):  # schedule tables stay on the CPU; add_noise moves what it needs
             self.noise_scheduler = DDPMScheduler(**self._noise_schedule(), clip_sample=False)
 
@@ -340,7 +345,7 @@ class EgoPressDiff(nn.Module):
         """
         batch = noisy_latents.shape[0]
         sample = torch.cat([noisy_latents, *features.condition_channels()], dim=2).to(self.dtype)
-        added_time_ids = svd_added_time_ids(self.config.fps, batch, noisy_latents.device, self.dtype)
+        added_time_ids = self.added_time_ids.to(self.dtype).expand(batch, -1)
         return self.unet(
             sample,
             timesteps,

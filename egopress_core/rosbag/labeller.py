@@ -123,6 +123,9 @@ class LabelOptions:
         chunk_frames: frames per chunk (None: 8 model windows).
         context_frames: context on each side of a chunk (None: half a window).
         batch_size: chunks of equal length per model call.
+        window_batch_size: windows of a chunk denoised together (accelerator throughput; the
+            result equals 1 up to float rounding with "ddim" and "dpmsolver++").
+        precision: autocast precision of the model: "fp32", "fp16" (GPU only) or "bf16".
         crop, hand_margin, hold_crop: model input crop, as the live node.
         sync_slop_s: largest stamp difference of frames matched across topics.
         max_gap_s: a longer stamp jump starts a new segment.
@@ -150,6 +153,8 @@ class LabelOptions:
     chunk_frames: int | None = None
     context_frames: int | None = None
     batch_size: int = 1
+    window_batch_size: int = 1
+    precision: str = "fp32"
     crop: str = "hand"
     hand_margin: float = 0.3
     hold_crop: bool = True
@@ -183,7 +188,15 @@ class LabelOptions:
         _optional_int("stride", self.stride, 1)
         _optional_int("chunk_frames", self.chunk_frames, 1)
         _optional_int("context_frames", self.context_frames, 0)
-        _optional_int("batch_size", self.batch_size, 1)
+        for name in ("batch_size", "window_batch_size"):
+            value = getattr(self, name)
+            if value is None:
+                raise ConfigError(f"{name} must be an integer >= 1. Got None")
+            _optional_int(name, value, 1)
+        from egopress_core.inference import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}. Got {self.precision!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0. Got {self.seed!r}")
         for name in ("sync_slop_s", "max_gap_s", "visualization_max_kpa"):
@@ -502,7 +515,7 @@ class BagLabeller:
         # The live estimator validates the checkpoint against its hand's UV atlas and holds the
         # model, mask, hand and atlas; its streaming half is not used offline.
         self.live = LivePressureEstimator.from_checkpoint(checkpoint, device=device, hand_model_path=options.hand_model_path,
-                                                          config=live_config)
+                                                          config=live_config, precision=options.precision)
         self.model = self.live.model
         self.checkpoint = checkpoint
         config = self.model.config
@@ -618,6 +631,7 @@ class BagLabeller:
                 self.model, conditions, stride=self.options.stride, num_inference_steps=self.options.num_inference_steps,
                 scheduler=self.options.scheduler, guidance_scale=self.options.guidance_scale,
                 seed=self.options.seed + group.number, progress=False,
+                window_batch_size=self.options.window_batch_size, precision=self.options.precision,
             )[:, :, 0].float().cpu().numpy()  # (B, N, Hu, Wu)
         else:
             pressure = np.zeros((len(spans), spans[0]["valid"].shape[0], *uv_size), dtype=np.float32)
