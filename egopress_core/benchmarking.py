@@ -17,7 +17,7 @@ on the fly unless ``data`` names a folder):
   encoders, window encoder, sampler, decoding), per-vertex contact, and the numpy side of the
   ROS messages (the library never imports rclpy; ``benchmarks/speed.py --ros`` times the real
   message construction). Per-frame means per stage, frames per second, and each stage's share.
-  Settings: every scheduler x step count warm-started, the live node's defaults ("before"),
+  Settings: every scheduler x step count warm-started, the live node's previous defaults ("before"),
   and variants of the headline setting: no warm start, no feature cache, other precisions,
   channels-last, ``torch.compile``.
 - **Memory**: peak resident set size of the process, and on CUDA the peak allocated per setting.
@@ -33,7 +33,6 @@ import contextlib
 import copy
 import dataclasses
 import datetime
-import inspect
 import json
 import math
 import os
@@ -372,9 +371,14 @@ def _sequence_batches(setup: _Setup, options: BenchOptions) -> tuple[list[dict[s
     as (B = 1) window batches preprocessed exactly as ``egopress eval`` preprocesses them."""
     from egopress_core.evaluation import sequence_batch
 
+    from egopress_core.conditioning import UVGeometryBuilder
+
+    config = setup.model.config
+    uv_geometry = (UVGeometryBuilder.from_atlas(setup.mask.model_atlas(), config.depth_clip_m)
+                   if config.use_uv_geometry else None)
     batches, names = [], []
     for sequence in setup.sequences[: options.quality_sequences]:
-        batch = sequence_batch(sequence, setup.model.config, setup.mask.tensor(), "hand")
+        batch = sequence_batch(sequence, setup.model.config, setup.mask.tensor(), "hand", uv_geometry)
         length = batch["rgb"].shape[1]
         keep = min(options.quality_frames, length)
         # Per-frame fields are (1, N, ...); the UV mask is shared by all frames.
@@ -519,13 +523,10 @@ class StreamSetting:
                     precision=self.precision, record_timings=True)
 
 
-def live_node_defaults() -> tuple[str, int, float]:
-    """(scheduler, steps, warm_start_strength) the live pressure node runs by default: "before"."""
-    from egopress_core.live import LivePressureEstimator
-
-    parameters = inspect.signature(LivePressureEstimator.__init__).parameters
-    return (parameters["scheduler"].default, parameters["num_inference_steps"].default,
-            parameters["warm_start_strength"].default)
+# (scheduler, steps, warm_start_strength) the live pressure node ran before the speed work of
+# issue 9: the "before" row every run keeps, so before/after stay comparable on any machine.
+PREVIOUS_LIVE_DEFAULTS = ("ddim", 10, 0.4)
+BEFORE_NAME = "before: previous live defaults"
 
 
 def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamSetting]:
@@ -538,9 +539,9 @@ def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamS
     head = StreamSetting(options.headline_name, options.headline_scheduler, options.headline_steps, warm)
     if head.name not in {setting.name for setting in settings}:
         settings.append(head)
-    scheduler, steps, strength = live_node_defaults()
+    scheduler, steps, strength = PREVIOUS_LIVE_DEFAULTS
     if (scheduler, steps, strength) not in {(s.scheduler, s.steps, s.warm_start_strength) for s in settings}:
-        settings.append(StreamSetting("before: live node defaults", scheduler, steps, strength))
+        settings.append(StreamSetting(BEFORE_NAME, scheduler, steps, strength))
     settings.append(dataclasses.replace(head, name="headline without warm start", warm_start_strength=None))
     settings.append(dataclasses.replace(head, name="headline without feature cache", cache_frame_features=False))
     precisions = options.precisions

@@ -11,7 +11,7 @@ tensors:
 - ``valid`` (B, T) bool: frames with a hand annotation (joints, vertices, pressure);
 - ``uv_mask`` (B, 1, Hu, Wu) or (1, Hu, Wu) or (Hu, Wu): texels that lie on the hand;
 - ``uv_pressure_kpa`` (B, T, 1, Hu, Wu) kPa, the training target (not a condition);
-- optional ``uv_geometry`` (B, T, 5, Hu, Wu), see :func:`uv_geometry_from_mesh`.
+- optional ``uv_geometry`` (B, T, 6, Hu, Wu), see :func:`uv_geometry_from_mesh`.
 
 This module turns that into an :class:`EgoPressConditions`: RGB for the image encoder, depth
 normalised around the hand, rendered 2D skeleton maps for PoseNet, vertices for the Vertex
@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,8 +48,8 @@ HAND_BONES: tuple[tuple[int, int], ...] = tuple(
 NUM_POSE_CHANNELS = len(HAND_BONES)  # one soft line map per bone
 
 # UV-aligned geometry channels (beyond the paper): sampled RGB (3), observed minus mesh depth (1),
-# visibility (1).
-UV_GEOMETRY_CHANNELS = 5
+# visibility (1), proximity to the surface behind the hand (1).
+UV_GEOMETRY_CHANNELS = 6
 
 # Points closer than this to the camera plane are not projected (behind or at the camera).
 _MIN_PROJECTION_DEPTH_M = 1e-3
@@ -214,6 +215,8 @@ def uv_geometry_from_mesh(
     intrinsics: torch.Tensor,
     depth_clip_m: float = 0.05,
     visibility_tolerance_m: float = 0.01,
+    surface_window_px: int = 11,
+    surface_gap_clip_m: float = 0.03,
 ) -> torch.Tensor:
     """Per-texel image evidence, laid out on the UV atlas.
 
@@ -222,6 +225,15 @@ def uv_geometry_from_mesh(
     when it projects inside the image in front of the camera and the observed depth is not nearer
     than the mesh by more than ``visibility_tolerance_m`` (nearer = occluded, e.g. by other
     fingers or an object). A missing depth reading does not count as occlusion.
+
+    The last channel says how close each texel is to the surface the hand may touch, which an
+    egocentric camera mostly cannot see: the pressed side of a finger faces away from it. The
+    surface behind the hand is estimated as the farthest reading within ``surface_window_px``
+    of the texel's pixel (a finger is narrower than that window, so past its silhouette the
+    window reaches the table or object); proximity is ``1 - |surface - texel depth| /
+    surface_gap_clip_m`` clipped to [0, 1]: 1 when the texel is at the surface (touching), 0 a
+    clip's distance away or without a reading. This is the cue that tells a hand resting on a
+    surface from the same pose hovering above it.
 
     Args:
         vertices: (B, T, V, 3) metres, camera frame.
@@ -233,11 +245,19 @@ def uv_geometry_from_mesh(
         intrinsics: (B, T, 3, 3).
         depth_clip_m: observed-minus-mesh depth is divided by this and clipped to [-1, 1].
         visibility_tolerance_m: see above.
+        surface_window_px: odd side of the window the surface depth is taken from, pixels.
+        surface_gap_clip_m: texel-to-surface distance at which proximity reaches 0, metres.
 
     Returns:
-        (B, T, 5, Hu, Wu): RGB (3, zero where not visible), depth residual (1, zero where not
-        visible or no reading), visibility (1). Texels outside the hand are 0.
+        (B, T, 6, Hu, Wu): RGB (3, zero where not visible), depth residual (1, zero where not
+        visible or no reading), visibility (1), surface proximity (1). Texels outside the hand
+        are 0.
     """
+    if isinstance(surface_window_px, bool) or not isinstance(surface_window_px, int) or surface_window_px < 1 \
+            or surface_window_px % 2 == 0:
+        raise ConfigError(f"surface_window_px must be an odd positive integer. Got {surface_window_px!r}")
+    if not surface_gap_clip_m > 0:
+        raise ConfigError(f"surface_gap_clip_m must be > 0. Got {surface_gap_clip_m!r}")
     batch, frames, num_vertices = vertices.shape[:3]
     height_uv, width_uv = texel_face.shape
     height, width = rgb.shape[-2:]
@@ -275,10 +295,73 @@ def uv_geometry_from_mesh(
     visible = inside & ~occluded & on_hand.reshape(1, 1, -1)
     visible_f = visible.to(rgb.dtype)
     residual_channel = (residual / depth_clip_m).clamp(-1.0, 1.0) * (visible & has_reading).to(rgb.dtype)
+
+    # 4. Proximity to the surface behind the hand (missing readings are 0, so never the farthest).
+    surface = F.max_pool2d(depth_m.flatten(0, 1), surface_window_px, stride=1, padding=surface_window_px // 2)
+    sampled_surface = F.grid_sample(
+        surface, grid, mode="nearest", padding_mode="border", align_corners=True
+    ).reshape(batch, frames, -1)
+    near = inside & (sampled_surface > 0) & on_hand.reshape(1, 1, -1)
+    gap = (sampled_surface - points[..., 2]).abs()
+    proximity = (1.0 - gap / surface_gap_clip_m).clamp(0.0, 1.0) * near.to(rgb.dtype)
     geometry = torch.cat(
-        [sampled_rgb * visible_f[:, :, None], residual_channel[:, :, None], visible_f[:, :, None]], dim=2
+        [sampled_rgb * visible_f[:, :, None], residual_channel[:, :, None], visible_f[:, :, None],
+         proximity[:, :, None]], dim=2,
     )
     return geometry.reshape(batch, frames, UV_GEOMETRY_CHANNELS, height_uv, width_uv)
+
+
+class UVGeometryBuilder:
+    """``uv_geometry`` of window batches (:func:`uv_geometry_from_mesh`) for one hand atlas.
+
+    Holds the atlas tables at the model's UV resolution; picklable, so DataLoader workers can
+    call it from the collate function. The training collator, evaluation, the live estimator
+    and the rosbag labeller all add ``uv_geometry`` through it, so models with
+    ``use_uv_geometry`` see the same evidence everywhere.
+
+    Args:
+        faces: (F, 3) vertex indices of the hand mesh.
+        texel_face: (Hu, Wu) face of each texel, -1 off the hand.
+        texel_barycentric: (Hu, Wu, 3) barycentric weights of each texel.
+        depth_clip_m: scale of the depth-residual channel (the model's ``depth_clip_m``).
+    """
+
+    def __init__(self, faces, texel_face, texel_barycentric, depth_clip_m: float) -> None:
+        # Own copies: atlas arrays may be read-only views of cached tables.
+        self.faces = torch.as_tensor(np.array(faces, dtype=np.int64))
+        self.texel_face = torch.as_tensor(np.array(texel_face, dtype=np.int64))
+        self.texel_barycentric = torch.as_tensor(np.array(texel_barycentric, dtype=np.float32))
+        if self.texel_face.ndim != 2 or tuple(self.texel_barycentric.shape) != (*self.texel_face.shape, 3):
+            raise DataError(f"texel_face (Hu, Wu) and texel_barycentric (Hu, Wu, 3) disagree: "
+                            f"{tuple(self.texel_face.shape)} and {tuple(self.texel_barycentric.shape)}")
+        if not depth_clip_m > 0:
+            raise ConfigError(f"depth_clip_m must be > 0. Got {depth_clip_m!r}")
+        self.depth_clip_m = float(depth_clip_m)
+
+    @classmethod
+    def from_atlas(cls, atlas, depth_clip_m: float) -> "UVGeometryBuilder":
+        """From a :class:`~egopress_core.uv_atlas.UVAtlas` at the model's UV resolution."""
+        return cls(atlas.faces, atlas.texel_face, atlas.texel_barycentric, depth_clip_m)
+
+    @property
+    def uv_size(self) -> tuple[int, int]:
+        return int(self.texel_face.shape[0]), int(self.texel_face.shape[1])
+
+    def __call__(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, 6, Hu, Wu) from the batch's ``vertices``, ``rgb``, ``depth_m`` and ``intrinsics``
+        (shapes as in the module docstring), on their device."""
+        missing = [key for key in ("vertices", "rgb", "depth_m", "intrinsics") if key not in batch]
+        if missing:
+            raise DataError(f"uv_geometry needs {missing} in the window batch; it has {sorted(batch)}")
+        depth = batch["depth_m"].float()
+        if depth.ndim == 4:
+            depth = depth[:, :, None]
+        device = batch["vertices"].device
+        return uv_geometry_from_mesh(
+            batch["vertices"].float(), self.faces.to(device), self.texel_face.to(device),
+            self.texel_barycentric.to(device), batch["rgb"].float(), depth, batch["intrinsics"].float(),
+            depth_clip_m=self.depth_clip_m,
+        )
 
 
 # ----------------------------------------------------------------------------------------------

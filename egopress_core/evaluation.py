@@ -80,8 +80,10 @@ def estimate_sequence_pressure(model, conditions, options: EvalOptions) -> torch
         return model.sample(conditions)
 
 
-def sequence_batch(sequence, model_config, uv_mask: torch.Tensor, crop: str = "hand") -> dict[str, Any]:
-    """A whole sequence as one window batch (B = 1), preprocessed as in training."""
+def sequence_batch(sequence, model_config, uv_mask: torch.Tensor, crop: str = "hand",
+                   uv_geometry=None) -> dict[str, Any]:
+    """A whole sequence as one window batch (B = 1), preprocessed as in training; with a
+    :class:`~egopress_core.conditioning.UVGeometryBuilder`, its ``uv_geometry`` too."""
     from egopress_core.data.windows import ClipWindowDataset, WindowConfig
 
     length = len(sequence)
@@ -90,6 +92,8 @@ def sequence_batch(sequence, model_config, uv_mask: torch.Tensor, crop: str = "h
     item = ClipWindowDataset([sequence], window)[0]
     batch = {key: value[None] if isinstance(value, torch.Tensor) else value for key, value in item.items()}
     batch["uv_mask"] = uv_mask
+    if uv_geometry is not None:
+        batch["uv_geometry"] = uv_geometry(batch)
     return batch
 
 
@@ -132,12 +136,16 @@ def evaluate(
     hand = load_hand_model(side=mask.side, model_path=mask.hand_model_path, uv_obj_path=mask.uv_obj_path)
     atlas = UVAtlas.from_obj(hand.uv_obj_path, resolution=tuple(config.uv_size), name=hand.uv_layout_name)
     uv_mask = mask.tensor()
+    from egopress_core.conditioning import UVGeometryBuilder
+
+    uv_geometry = (UVGeometryBuilder.from_atlas(atlas, config.depth_clip_m)
+                   if getattr(config, "use_uv_geometry", False) else None)
 
     pooled = PressureMetrics(contact_threshold_kpa=options.contact_threshold_kpa)
     per_sequence: dict[str, dict] = {}
     figure_rows: list[dict] = []
     for sequence in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
-        batch = sequence_batch(sequence, config, uv_mask, options.crop)
+        batch = sequence_batch(sequence, config, uv_mask, options.crop, uv_geometry)
         conditions = model.build_conditions(batch, check_window=False)
         predicted = estimate_sequence_pressure(model, conditions, options)[0, :, 0].float().cpu().numpy()
         truth = batch["uv_pressure_kpa"][0, :, 0].float().numpy()

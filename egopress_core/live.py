@@ -386,6 +386,11 @@ class LivePressureEstimator:
                               f"the hand model {self.hand.num_vertices}")
         self.config = config
         self.streaming_options = dict(streaming_options)
+        # UV-aligned evidence for models that take it, built as in training.
+        from egopress_core.conditioning import UVGeometryBuilder
+
+        self.uv_geometry = (UVGeometryBuilder.from_atlas(self.atlas, model_config.depth_clip_m)
+                            if model_config.use_uv_geometry else None)
         self._streaming_class = StreamingPressureEstimator
         self.crop_tracker = HandCropTracker(tuple(model_config.image_size), config)
         self._build_streaming()
@@ -578,8 +583,9 @@ class LivePressureEstimator:
             "vertices": torch.from_numpy(vertices),
             "valid": True,
         }
-        if self.model.config.use_uv_geometry:
-            frame["uv_geometry"] = self._uv_geometry(inputs, frame["vertices"])
+        if self.uv_geometry is not None:
+            window = {key: value[None, None] for key, value in frame.items() if isinstance(value, torch.Tensor)}
+            frame["uv_geometry"] = self.uv_geometry(window)[0, 0]
         prepared = time.perf_counter()
 
         pressure = self.streaming.push(frame)  # (1, Hu, Wu) on the model's device
@@ -617,20 +623,6 @@ class LivePressureEstimator:
             if not np.isfinite(value).all():
                 raise DataError(f"hand mesh {name} hold NaN or infinite values")
         return np.ascontiguousarray(vertices), np.ascontiguousarray(joints)
-
-    def _uv_geometry(self, inputs: ModelInputs, vertices: torch.Tensor) -> torch.Tensor:
-        """(5, Hu, Wu) UV-aligned image evidence of this frame (models with use_uv_geometry)."""
-        from egopress_core.conditioning import uv_geometry_from_mesh
-
-        geometry = uv_geometry_from_mesh(
-            vertices[None, None].float(),
-            torch.from_numpy(np.asarray(self.atlas.faces, dtype=np.int64)),
-            torch.from_numpy(np.asarray(self.atlas.texel_face, dtype=np.int64)),
-            torch.from_numpy(np.asarray(self.atlas.texel_barycentric, dtype=np.float32)),
-            inputs.rgb[None, None], inputs.depth_m[None, None], inputs.intrinsics[None, None],
-            depth_clip_m=self.model.config.depth_clip_m,
-        )
-        return geometry[0, 0]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -16,7 +16,8 @@ import pytest
 from egopress_core.benchmarking import (
     BenchOptions,
     format_report,
-    live_node_defaults,
+    BEFORE_NAME,
+    PREVIOUS_LIVE_DEFAULTS,
     message_payload,
     quality_settings,
     quick_options,
@@ -71,11 +72,11 @@ def test_sampling_rows_cover_the_grid_and_agree(smoke):
 def test_streaming_rows_break_each_frame_down(smoke):
     report = smoke[0]
     rows = {row["name"]: row for row in report["streaming"]}
-    scheduler, steps, strength = live_node_defaults()
-    assert set(rows) == {"ddim 2", "dpmsolver++ 2", "before: live node defaults", "headline without warm start",
+    scheduler, steps, strength = PREVIOUS_LIVE_DEFAULTS
+    assert set(rows) == {"ddim 2", "dpmsolver++ 2", BEFORE_NAME, "headline without warm start",
                          "headline without feature cache"}
     assert report["headline"] == "dpmsolver++ 2"
-    before = rows["before: live node defaults"]
+    before = rows[BEFORE_NAME]
     assert (before["scheduler"], before["steps"], before["warm_start_strength"]) == (scheduler, steps, strength)
     assert rows["headline without warm start"]["unet_passes_per_frame"] == 2
     assert rows["dpmsolver++ 2"]["unet_passes_per_frame"] == 1  # round(2 * 0.25), at least 1
@@ -140,7 +141,7 @@ def test_settings_grid_and_device_guards():
     options = BenchOptions(config="tiny", schedulers=("euler", "ddim"), steps=(8, 4), headline=("euler", 4),
                            precisions=("fp32", "bf16"))
     names = [setting.name for setting in stream_settings(options, torch.device("cpu"))]
-    assert names[:5] == ["euler 8", "euler 4", "ddim 8", "ddim 4", "before: live node defaults"]
+    assert names[:5] == ["euler 8", "euler 4", "ddim 8", "ddim 4", BEFORE_NAME]
     assert "headline bf16" in names and "headline channels-last" not in names  # CPU: opt-in only
     assert options.headline_name == "euler 4"
     # A headline outside the grid gets its own row.

@@ -158,3 +158,50 @@ def test_uv_geometry_samples_image_at_texel_and_detects_occlusion():
         vertices, faces, texel_face, bary, rgb, torch.full_like(depth, 0.45), _camera(), depth_clip_m=0.05
     )
     assert occluded[0, 0, 4].sum() == 0 and occluded[0, 0, :3].abs().sum() == 0
+
+
+@pytest.mark.parametrize(("surface_m", "proximity"), [(0.50, 1.0), (0.515, 0.5), (0.54, 0.0)])
+def test_uv_geometry_proximity_reads_the_surface_past_the_hands_silhouette(surface_m, proximity):
+    """A small triangle (a fingertip) at z = 0.5 seen over a table: the table depth a few pixels
+    past its silhouette says whether it touches (1), hovers 1.5 cm (0.5) or 4 cm (0) above."""
+    vertices = torch.tensor([[[[-0.002, -0.002, 0.5], [0.002, -0.002, 0.5], [0.0, 0.002, 0.5]]]])
+    faces = torch.tensor([[0, 1, 2]])
+    texel_face = torch.tensor([[0, 0], [0, -1]])
+    bary = torch.full((2, 2, 3), 1.0 / 3.0)
+    rgb = torch.zeros(1, 1, 3, 32, 32)
+    depth = torch.full((1, 1, 1, 32, 32), surface_m)
+    depth[..., 15:18, 15:18] = 0.49  # the fingertip's visible top, nearer than its pad
+    geometry = uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_window_px=7)
+    assert geometry[0, 0, 5, 0, 0].item() == pytest.approx(proximity, abs=1e-4)
+    assert geometry[0, 0, 5, 1, 1].item() == 0.0  # off the hand
+    # No readings around the texel: no evidence, not "touching".
+    holes = uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, torch.zeros_like(depth), _camera())
+    assert holes[0, 0, 5].abs().sum() == 0
+    with pytest.raises(ConfigError, match="surface_window_px must be an odd positive integer"):
+        uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_window_px=4)
+
+
+def test_uv_geometry_builder_matches_the_function_on_a_window_batch():
+    from egopress_core.conditioning import UVGeometryBuilder
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.hand.hand_model import load_hand_model
+
+    config = tiny_config()
+    batch = make_window_batch(config, batch_size=2, seed=3)
+    hand = load_hand_model("right")
+    with torch.no_grad():
+        rest = hand.rest().vertices[0]
+    batch["vertices"] = (rest - rest.mean(0) + torch.tensor([0.0, 0.0, 0.4])).expand(2, config.num_frames, -1, 3).clone()
+    atlas = hand_uv_mask(tuple(config.uv_size), "right").model_atlas()
+    builder = UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1)
+    geometry = builder(batch)
+    assert geometry.shape == (2, config.num_frames, UV_GEOMETRY_CHANNELS, *config.uv_size)
+    expected = uv_geometry_from_mesh(batch["vertices"], torch.tensor(atlas.faces.tolist()),
+                                     torch.tensor(atlas.texel_face.tolist()),
+                                     torch.tensor(atlas.texel_barycentric.tolist()),
+                                     batch["rgb"], batch["depth_m"], batch["intrinsics"], depth_clip_m=0.1)
+    assert torch.equal(geometry, expected)
+    assert geometry[:, :, 4].sum() > 0  # the hand is in view
+    import pickle
+
+    assert torch.equal(pickle.loads(pickle.dumps(builder))(batch), geometry)  # DataLoader workers

@@ -274,6 +274,22 @@ def test_moving_sets_the_precision_checked_against_the_new_device(checkpoint, sc
     assert estimator.streaming.precision == "bf16"
 
 
+def test_uv_geometry_model_gets_the_training_evidence_live(scene, tmp_path):
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.model import EgoPressDiff, tiny_config
+
+    mask = hand_uv_mask((16, 16), "right")
+    torch.manual_seed(0)
+    EgoPressDiff(tiny_config(uv_layout=mask.layout_id, use_uv_geometry=True)).save_pretrained(tmp_path / "geometry")
+    mask.save(tmp_path / "geometry" / UV_MASK_FILE)
+    estimator = LivePressureEstimator.from_checkpoint(tmp_path / "geometry", num_inference_steps=1)
+    seen = []
+    original = estimator.streaming.push
+    estimator.streaming.push = lambda frame: seen.append(frame["uv_geometry"]) or original(frame)
+    assert _push(estimator, scene, 1.0) is not None
+    assert seen[0].shape == (6, 16, 16) and seen[0][4].sum() > 0  # the flat hand faces the camera
+
+
 def test_from_checkpoint_errors_name_the_problem(checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         LivePressureEstimator.from_checkpoint(tmp_path / "missing")

@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 
+from egopress_core.conditioning import UV_GEOMETRY_CHANNELS
+
 from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.model import (
     SCHEDULERS,
@@ -293,12 +295,26 @@ def test_ablation_switches_change_the_architecture():
 def test_uv_geometry_channels():
     config = tiny_config(use_uv_geometry=True)
     model = EgoPressDiff(config)
-    assert model.unet.conv_in.in_channels == 1 + 2 + 5
+    assert model.unet.conv_in.in_channels == 1 + 2 + UV_GEOMETRY_CHANNELS
     batch = make_window_batch(config)
     with pytest.raises(DataError, match="uv_geometry"):
         model.compute_loss(batch)
-    batch["uv_geometry"] = torch.rand(2, config.num_frames, 5, *config.uv_size)
+    batch["uv_geometry"] = torch.rand(2, config.num_frames, UV_GEOMETRY_CHANNELS, *config.uv_size)
     assert torch.isfinite(model.compute_loss(batch, generator=0).loss)
+
+
+def test_with_uv_geometry_starts_out_computing_the_same_map():
+    torch.manual_seed(0)
+    model = EgoPressDiff(tiny_config()).eval()
+    grown = model.with_uv_geometry().eval()
+    assert grown.config.use_uv_geometry and grown.unet.conv_in.in_channels == 1 + 2 + UV_GEOMETRY_CHANNELS
+    batch = make_window_batch(model.config, batch_size=1, seed=2)
+    before = model.sample(model.build_conditions(batch), num_inference_steps=2, generator=0)
+    batch["uv_geometry"] = torch.rand(1, model.config.num_frames, UV_GEOMETRY_CHANNELS, *model.config.uv_size)
+    after = grown.sample(grown.build_conditions(batch), num_inference_steps=2, generator=0)
+    assert torch.allclose(before, after, atol=1e-5)
+    with pytest.raises(ConfigError, match="already uses UV geometry"):
+        grown.with_uv_geometry()
 
 
 def test_vae_latent_space_loss_and_sample():

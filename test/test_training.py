@@ -392,3 +392,42 @@ def test_fine_tune_from_a_trained_model_with_validation_data(resumed_runs, synth
     assert train_cli(*common, "--set", f"model.init_from={straight / 'model'}") == 0
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [(r["kind"], r["step"], r["windows"]) for r in records if r["kind"] == "val"] == [("val", 1, 1.0)]
+
+
+def test_uv_geometry_model_trains_and_evaluates(synthetic, tmp_path, capsys):
+    """With use_uv_geometry the collator adds the UV-aligned evidence to every batch (training and
+    validation) and `egopress eval` builds it the same way."""
+    from egopress_core.cli.main import main
+
+    out = tmp_path / "run"
+    assert train_cli("--config", "tiny", "--data", synthetic, "--out", out, "--max-steps", 2,
+                     "--set", "model.overrides.use_uv_geometry=true", "--set", "validation.every_steps=2",
+                     "--set", "validation.num_windows=1", "--set", "validation.num_inference_steps=1",
+                     "--set", "data.statistics_windows=2", "--set", "logging.plot=false",
+                     "--set", "logging.tensorboard=false") == 0
+    model = EgoPressDiff.from_pretrained(out / "model")
+    assert model.config.use_uv_geometry
+    config = load_train_config(out / "model" / "train_config.yaml")
+    data = build_datasets(config, model.config)
+    batch = data.collate([data.train[0]])
+    geometry = batch["uv_geometry"]
+    assert geometry.shape == (1, model.config.num_frames, 6, *model.config.uv_size)
+    assert geometry[:, :, 4].sum() > 0 and geometry[:, :, 5].sum() > 0  # visible texels, surface evidence
+    report = tmp_path / "report.json"
+    assert main(["eval", "--checkpoint", str(out / "model"), "--data", str(synthetic), "--out", str(report),
+                 "--steps", "1", "--max-sequences", "1", "--no-figure"]) == 0
+    assert json.loads(report.read_text())["metrics"]["frames"] > 0
+
+
+def test_fine_tune_adds_uv_geometry_to_a_trained_model(resumed_runs, synthetic, tmp_path):
+    straight, _ = resumed_runs
+    out = tmp_path / "with_geometry"
+    assert train_cli("--config", "tiny", "--data", synthetic, "--out", out, "--max-steps", 1,
+                     "--set", f"model.init_from={straight / 'model'}", "--set", "model.overrides.use_uv_geometry=true",
+                     "--set", "validation.every_steps=0", "--set", "data.statistics_windows=2",
+                     "--set", "logging.plot=false", "--set", "logging.tensorboard=false") == 0
+    tuned = load_file(out / "model" / "model.safetensors")
+    start = load_file(straight / "model" / "model.safetensors")
+    old_inputs = start["unet.conv_in.weight"].shape[1]
+    assert tuned["unet.conv_in.weight"].shape[1] == old_inputs + 6
+    assert EgoPressDiff.from_pretrained(out / "model").config.use_uv_geometry

@@ -198,6 +198,14 @@ class HandUVMask:
         """Whether a data source's ``uv_layout`` names this atlas (full id, or name only)."""
         return source_layout in (self.layout_id, self.layout_name)
 
+    def model_atlas(self):
+        """The hand's :class:`~egopress_core.uv_atlas.UVAtlas` at this mask's (model) resolution."""
+        from egopress_core.hand.hand_model import load_hand_model
+        from egopress_core.uv_atlas import UVAtlas
+
+        hand = load_hand_model(side=self.side, model_path=self.hand_model_path, uv_obj_path=self.uv_obj_path)
+        return UVAtlas.from_obj(hand.uv_obj_path, resolution=self.uv_size, name=hand.uv_layout_name)
+
     def spec(self) -> dict[str, Any]:
         """JSON-ready arguments that rebuild this mask with :func:`hand_uv_mask`."""
         return {"uv_size": list(self.uv_size), "side": self.side, "hand_model_path": self.hand_model_path,

@@ -97,7 +97,8 @@ class EgoPressDiffConfig:
     Ablation switches
         use_depth (depth channels concatenated to the latent), use_vertices (Vertex Encoder and
         the DC layer's vertex branch), use_pose_net, dc_calibration (False: vertex branch added
-        uncalibrated), use_uv_geometry (5 UV-aligned geometry channels concatenated).
+        uncalibrated), use_uv_geometry (6 UV-aligned geometry channels concatenated: see
+        :func:`~egopress_core.conditioning.uv_geometry_from_mesh`).
     Latent space
         latent_space: "pixel" (the UV map itself, 1 channel) or "vae" (frozen
         AutoencoderKLTemporalDecoder built from ``vae``, a dict of its constructor arguments).

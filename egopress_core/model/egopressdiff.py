@@ -651,6 +651,30 @@ class EgoPressDiff(nn.Module):
                 f"{Path(directory) / CONFIG_NAME} holds an invalid config: {error}"
             ) from error
 
+    def with_uv_geometry(self) -> EgoPressDiff:
+        """A copy of this model that also takes UV-aligned geometry (``use_uv_geometry``).
+
+        Every weight is copied; the U-Net's first convolution gets ``UV_GEOMETRY_CHANNELS`` new
+        input channels (the last ones, as :meth:`WindowFeatures.condition_channels` orders them)
+        with zero weights, so the new model computes exactly what this one does until training
+        teaches it to use the new evidence. This is how a trained model is fine-tuned with the
+        extra conditioning instead of trained again from scratch.
+
+        Raises:
+            ConfigError: the model already takes UV geometry.
+        """
+        if self.config.use_uv_geometry:
+            raise ConfigError("the model already uses UV geometry (use_uv_geometry=True)")
+        grown = type(self)(self.config.replace(use_uv_geometry=True)).to(self.device, self.dtype)
+        state = self.state_dict()
+        old = state["unet.conv_in.weight"]  # (C_out, C_in, kt, kh, kw) or (C_out, C_in, kh, kw)
+        new = grown.unet.conv_in.weight
+        padded = torch.zeros_like(new)
+        padded[:, : old.shape[1]] = old
+        state["unet.conv_in.weight"] = padded
+        grown.load_state_dict(state)
+        return grown.train(self.training)
+
     @classmethod
     def from_pretrained(
         cls,

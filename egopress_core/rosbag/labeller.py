@@ -624,8 +624,8 @@ class BagLabeller:
         if any(span["valid"].any() for span in spans):
             batch = {key: torch.stack([span[key] for span in spans]) for key in ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")}
             batch["uv_mask"] = self.live.uv_mask.tensor()
-            if config.use_uv_geometry:
-                batch["uv_geometry"] = self._uv_geometry(batch)
+            if self.live.uv_geometry is not None:
+                batch["uv_geometry"] = self.live.uv_geometry(batch)
             conditions = build_conditions(batch, pose_sigma_px=config.pose_sigma_px, depth_clip_m=config.depth_clip_m)
             pressure = estimate_sequence(
                 self.model, conditions, stride=self.options.stride, num_inference_steps=self.options.num_inference_steps,
@@ -648,20 +648,6 @@ class BagLabeller:
         results = {key: np.asarray(values) for key, values in rows.items()}
         results["position"] = np.concatenate([np.arange(c.start, c.stop) for c in group.chunks]).astype(np.int64)
         return results
-
-    def _uv_geometry(self, batch):
-        import torch
-
-        from egopress_core.conditioning import uv_geometry_from_mesh
-
-        atlas = self.live.atlas
-        return uv_geometry_from_mesh(
-            batch["vertices"].float(), torch.from_numpy(np.asarray(atlas.faces, dtype=np.int64)),
-            torch.from_numpy(np.asarray(atlas.texel_face, dtype=np.int64)),
-            torch.from_numpy(np.asarray(atlas.texel_barycentric, dtype=np.float32)),
-            batch["rgb"].float(), batch["depth_m"].float(), batch["intrinsics"].float(),
-            depth_clip_m=self.model.config.depth_clip_m,
-        )  # fmt: skip
 
     def _prepare_span(self, chunk: Chunk) -> dict[str, Any]:
         """Reads, estimates and preprocesses the frames of one chunk's span, in stamp order."""

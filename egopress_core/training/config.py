@@ -269,7 +269,9 @@ class ModelConfig(_Section):
         overrides: keys of the kind's config class replacing the preset's values.
         pretrained_svd: local Stable Video Diffusion folder to initialise a paper-size
             EgoPressDiff from.
-        init_from: a checkpoint folder (``save_pretrained``) of the same kind to fine-tune.
+        init_from: a checkpoint folder (``save_pretrained``) of the same kind to fine-tune;
+            same architecture, except that an EgoPressDiff without ``use_uv_geometry`` may be
+            fine-tuned with it (:meth:`~egopress_core.model.EgoPressDiff.with_uv_geometry`).
     """
 
     kind: str = "egopressdiff"

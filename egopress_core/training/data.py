@@ -27,6 +27,7 @@ from egopress_core.data.sources import (
     resolve_hand_uv_mask,
 )
 from egopress_core.data.windows import ClipWindowDataset, WindowConfig
+from egopress_core.conditioning import UVGeometryBuilder
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.training.config import TrainConfig
 
@@ -34,14 +35,19 @@ logger = logging.getLogger(__name__)
 
 
 class WindowCollator:
-    """``default_collate`` plus the shared UV hand mask (``uv_mask`` (1, Hu, Wu)); picklable."""
+    """``default_collate`` plus the shared UV hand mask (``uv_mask`` (1, Hu, Wu)) and, for models
+    with ``use_uv_geometry``, the batch's ``uv_geometry`` (computed in the loader's workers);
+    picklable."""
 
-    def __init__(self, uv_mask: torch.Tensor) -> None:
+    def __init__(self, uv_mask: torch.Tensor, uv_geometry: UVGeometryBuilder | None = None) -> None:
         self.uv_mask = uv_mask
+        self.uv_geometry = uv_geometry
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         batch = default_collate(items)
         batch["uv_mask"] = self.uv_mask
+        if self.uv_geometry is not None:
+            batch["uv_geometry"] = self.uv_geometry(batch)
         return batch
 
 
@@ -55,6 +61,7 @@ class TrainingData:
         uv_mask: the UV hand mask at model resolution.
         window: the training WindowConfig.
         sources: human-readable descriptions of the train / val sources.
+        uv_geometry: adds ``uv_geometry`` to batches (models with ``use_uv_geometry``), or None.
     """
 
     train: ClipWindowDataset
@@ -62,10 +69,11 @@ class TrainingData:
     uv_mask: HandUVMask
     window: WindowConfig
     sources: dict[str, str]
+    uv_geometry: UVGeometryBuilder | None = None
 
     @property
     def collate(self) -> WindowCollator:
-        return WindowCollator(self.uv_mask.tensor())
+        return WindowCollator(self.uv_mask.tensor(), self.uv_geometry)
 
 
 def _windows(sequences: list, window: WindowConfig, what: str) -> ClipWindowDataset:
@@ -118,8 +126,11 @@ def build_datasets(config: TrainConfig, model_config: Any, window: WindowConfig 
         val_window = dataclasses.replace(window, augment=None, stride=data.val_stride or window.window,
                                          cover_tail=False)
         val = _windows(val_sequences, val_window, f"validation data ({val_description})")
+    uv_geometry = None
+    if getattr(model_config, "use_uv_geometry", False):
+        uv_geometry = UVGeometryBuilder.from_atlas(uv_mask.model_atlas(), model_config.depth_clip_m)
     return TrainingData(train=train, val=val, uv_mask=uv_mask, window=window,
-                        sources={"train": train_source.description, "val": val_description})
+                        sources={"train": train_source.description, "val": val_description}, uv_geometry=uv_geometry)
 
 
 class EpochBatches:

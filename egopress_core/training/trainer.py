@@ -140,7 +140,13 @@ def build_model(config: TrainConfig, model_config: Any):
         overrides = {**config.model.overrides, "uv_layout": model_config.uv_layout}
         model = kind.model_class.from_pretrained_svd(config.model.pretrained_svd, **overrides)
     elif config.model.init_from is not None:
-        model = kind.load(config.model.init_from, expected_config=model_config)
+        saved = kind.load_config(config.model.init_from)
+        differences = saved.architecture_differences(model_config)
+        if set(differences) == {"use_uv_geometry"} and getattr(model_config, "use_uv_geometry", False):
+            # Adding the UV-aligned conditioning to a trained model: its new inputs start at zero.
+            model = kind.load(config.model.init_from, expected_config=saved).with_uv_geometry()
+        else:
+            model = kind.load(config.model.init_from, expected_config=model_config)
         model.config = model_config  # same architecture; training-only keys (dropout) from this run
     else:
         model = kind.build(model_config)
