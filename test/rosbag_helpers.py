@@ -24,17 +24,19 @@ def _session_dir(tmp_path_factory, name: str) -> Path:
     return tmp_path_factory.getbasetemp() / name
 
 
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny untrained EgoPressDiff on the bundled right hand's UV layout, saved as training does."""
+def tiny_checkpoint(tmp_path_factory, **overrides) -> Path:
+    """A tiny untrained EgoPressDiff on the bundled right hand's UV layout, saved as training does
+    (``overrides``: EgoPressDiffConfig keys, e.g. ``use_uv_geometry=True``)."""
     from egopress_core.data.sources import hand_uv_mask
     from egopress_core.live import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
-    directory = _session_dir(tmp_path_factory, "rosbag_tiny_checkpoint")
+    name = "_".join(["rosbag_tiny_checkpoint", *(f"{k}_{v}" for k, v in sorted(overrides.items()))])
+    directory = _session_dir(tmp_path_factory, name)
     if not (directory / "config.json").is_file():
         mask = hand_uv_mask((16, 16), "right")
         torch.manual_seed(0)
-        model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id))
+        model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id, **overrides))
         model.save_pretrained(directory)
         mask.save(directory / UV_MASK_FILE)
     return directory

@@ -164,6 +164,15 @@ def test_command_line_labels_a_bag_and_reports_errors(tmp_path_factory, tmp_path
         assert code == 2 and "mediapipe" in capsys.readouterr().err and not (tmp_path / "out3").exists()
 
 
+def test_uv_geometry_checkpoint_labels_a_bag(tmp_path_factory, tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path_factory, use_uv_geometry=True)
+    source = sample_bag(tmp_path_factory, "mcap", "none")
+    report = label_bag(source, tmp_path / "labelled", label_options(checkpoint, num_inference_steps=1, mirrors=False),
+                       progress=False)
+    assert report.status == "complete"
+    assert len(read_bag(tmp_path / "labelled")["/egopress/uv_pressure"]) > 0
+
+
 def test_sample_bag_holds_realsense_topics_and_the_ground_truth(tmp_path_factory):
     from egopress_core.rosbag.sample import START_STAMP_NS
     from rosbag_helpers import SAMPLE_FRAMES, synthetic_sequence
