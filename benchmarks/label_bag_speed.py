@@ -116,7 +116,8 @@ def bare_inference(labeller, frames, groups, options) -> tuple[float, float]:
 
 def main() -> None:
     from egopress_core.rosbag.index import TopicSelection
-    from egopress_core.rosbag.labeller import SHIPPED_CHECKPOINT, BagLabeller, LabelOptions, plan_chunks
+    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.rosbag.labeller import BagLabeller, LabelOptions, plan_chunks
     from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC, write_sample_bag
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

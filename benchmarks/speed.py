@@ -60,7 +60,7 @@ def time_ros_messages(held_out: Path, checkpoint: str | None, repeats: int = 20)
         from egopress_ros import conversions
     except ImportError as error:
         return {"skipped": f"ROS messages not importable ({error}); source scripts/env.sh after `make setup`"}
-    from egopress_core.cli.demo import SHIPPED_CHECKPOINT
+    from egopress_core.assets import SHIPPED_CHECKPOINT
     from egopress_core.data.sources import open_data_source
     from egopress_core.live import LivePressureEstimator
 

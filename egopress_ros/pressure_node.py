@@ -24,9 +24,9 @@ window (and the warm start).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
+from egopress_core.assets import SHIPPED_CHECKPOINT
 from egopress_core.errors import ConfigError, DataError
 from egopress_ros.conversions import (
     colorize,
@@ -53,8 +53,6 @@ from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec
 NODE_NAME = "pressure_node"
 HAND_MESH_TOPIC = "hand_mesh"
 MARKER_NAMESPACE = "hand_contact"
-# The checkpoint shipped with the package (used when the checkpoint parameter is empty).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "egopress_core" / "assets" / "checkpoints" / "egopressdiff_compact"
 # egopress_core.model.egopressdiff.SCHEDULERS and egopress_core.inference.PRECISIONS, repeated
 # here so that reading this table does not import diffusers; the sampling defaults below are
 # StreamingPressureEstimator's (test_launch_file.py checks all of them agree).

@@ -316,3 +316,15 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no usable CUDA device"):
             resolve_device("cuda")
+
+
+def test_shipped_checkpoint_loads_and_estimates_with_its_uv_geometry(scene):
+    """The checkpoint the package ships (what `make demo`, the nodes and the labeller load by
+    default) fits this code: config, weights, the bundled hand's UV layout."""
+    from egopress_core.assets import SHIPPED_CHECKPOINT
+
+    estimator = LivePressureEstimator.from_checkpoint(SHIPPED_CHECKPOINT, num_inference_steps=1)
+    assert estimator.model.config.use_uv_geometry and estimator.uv_geometry is not None
+    estimate = _push(estimator, scene, 0.0)
+    assert estimate.uv_pressure_kpa.shape == tuple(estimator.model.config.uv_size)
+    assert np.isfinite(estimate.uv_pressure_kpa).all() and estimate.uv_pressure_kpa.min() >= 0

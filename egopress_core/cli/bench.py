@@ -81,7 +81,7 @@ def register(subparsers) -> None:
 def options_from_args(args: argparse.Namespace):
     """:class:`~egopress_core.benchmarking.BenchOptions` of the parsed command line."""
     from egopress_core.benchmarking import BenchOptions, quick_options
-    from egopress_core.cli.demo import SHIPPED_CHECKPOINT
+    from egopress_core.assets import SHIPPED_CHECKPOINT
 
     values = dict(
         checkpoint=args.checkpoint if args.checkpoint or args.config else str(SHIPPED_CHECKPOINT),

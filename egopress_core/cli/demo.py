@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The model shipped with the package (made by `scripts/train_shipped_model.sh`, see README).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "egopressdiff_compact"
+from egopress_core.assets import SHIPPED_CHECKPOINT
+
 # Seeds at or above this are never used for training data, so demo sequences are held out.
 HELD_OUT_SEED = 90_000
 

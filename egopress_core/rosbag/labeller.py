@@ -58,10 +58,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from egopress_core.assets import SHIPPED_CHECKPOINT
 from egopress_core.errors import CheckpointError, ConfigError, DataError, EgoPressError
 from egopress_core.rosbag.index import BagIndex, FrameRef, TopicSelection
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "egopressdiff_compact"
 BACKENDS = ("ground_truth", "keypoints", "mediapipe")
 STATE_FORMAT = "egopress-label-state"
 STATE_VERSION = 1
