@@ -692,9 +692,10 @@ def _streaming_predictions(model, mask_tensor, batches, scheduler: str, steps: i
 
     estimator = StreamingPressureEstimator(model, mask_tensor, num_inference_steps=steps,
                                            warm_start_strength=warm, scheduler=scheduler, seed=seed)
-    keys = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")
     predictions, seconds, frames = [], 0.0, 0
     for batch in batches:
+        keys = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid", "uv_geometry")
+        keys = [key for key in keys if key in batch]
         estimator.reset()
         maps = []
         count = batch["rgb"].shape[1]

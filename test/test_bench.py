@@ -174,3 +174,27 @@ def test_message_payload_sizes():
     assert len(payload["point_cloud"]) == 50 * 17  # x, y, z, pressure float32 + contact uint8
     assert len(payload["marker_points"]) == 30 * 3 * 3 * 8
     assert len(payload["marker_colours"]) == 30 * 3 * 3 * 8
+
+
+def test_a_uv_geometry_checkpoint_is_benchmarked_with_its_geometry(tmp_path):
+    """Offline and streaming quality rows feed the model the UV-aligned geometry it was trained on."""
+    import torch
+
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.model import EgoPressDiff, tiny_config
+
+    checkpoint = tmp_path / "geometry"
+    mask = hand_uv_mask((16, 16), "right")
+    torch.manual_seed(0)
+    EgoPressDiff(tiny_config(uv_layout=mask.layout_id, use_uv_geometry=True)).save_pretrained(checkpoint)
+    mask.save(checkpoint / UV_MASK_FILE)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--checkpoint", str(checkpoint), "--quick", "--threads", "1", "--schedulers", "dpmsolver++",
+            "--steps", "1", "--headline", "dpmsolver++:1", "--reference-steps", "2", "--stream-frames", "1",
+            "--quality-frames", "4", "--image-size", "96", "128", "--data", str(tmp_path / "held_out"), "--out", str(out),
+            "--no-progress"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    modes = {row["mode"] for row in json.loads(out.read_text())["quality"]["settings"]}
+    assert {"offline", "streaming"} <= modes
