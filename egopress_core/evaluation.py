@@ -114,11 +114,11 @@ def evaluate(
     Returns the report: pooled ``metrics``, ``per_sequence`` metrics, and what was run.
     """
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
+    from egopress_core.conditioning import UVGeometryBuilder
     from egopress_core.hand.hand_model import load_hand_model
-    from egopress_core.uv_atlas import UVAtlas
-
     from egopress_core.inference import check_precision
     from egopress_core.live import resolve_device
+    from egopress_core.uv_atlas import UVAtlas
 
     started = time.perf_counter()
     device = resolve_device(options.device)
@@ -136,8 +136,6 @@ def evaluate(
     hand = load_hand_model(side=mask.side, model_path=mask.hand_model_path, uv_obj_path=mask.uv_obj_path)
     atlas = UVAtlas.from_obj(hand.uv_obj_path, resolution=tuple(config.uv_size), name=hand.uv_layout_name)
     uv_mask = mask.tensor()
-    from egopress_core.conditioning import UVGeometryBuilder
-
     uv_geometry = (UVGeometryBuilder.from_atlas(atlas, config.depth_clip_m)
                    if getattr(config, "use_uv_geometry", False) else None)
 

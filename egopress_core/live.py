@@ -351,6 +351,7 @@ class LivePressureEstimator:
         config: LiveConfig | None = None,
         **streaming_options: Any,
     ) -> None:
+        from egopress_core.conditioning import UVGeometryBuilder
         from egopress_core.hand.hand_model import load_hand_model
         from egopress_core.inference import StreamingPressureEstimator
         from egopress_core.model.egopressdiff import EgoPressDiff
@@ -387,8 +388,6 @@ class LivePressureEstimator:
         self.config = config
         self.streaming_options = dict(streaming_options)
         # UV-aligned evidence for models that take it, built as in training.
-        from egopress_core.conditioning import UVGeometryBuilder
-
         self.uv_geometry = (UVGeometryBuilder.from_atlas(self.atlas, model_config.depth_clip_m)
                             if model_config.use_uv_geometry else None)
         self._streaming_class = StreamingPressureEstimator
