@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -142,3 +143,26 @@ def build_copy(workspace: Path) -> ColconBuild:
         install_base=install_base,
         env=sourced_env(install_base / "setup.bash", build_env),
     )
+
+
+def interrupt_nodes(nodes: dict[str, subprocess.Popen], timeout_s: float) -> dict[str, int | str]:
+    """Ctrl-C every node still running, as a user stopping ``ros2 launch`` does, and wait for each:
+    exit codes by name ("still running after SIGINT" for one that did not stop in time)."""
+    for process in nodes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    exit_codes: dict[str, int | str] = {}
+    for name, process in nodes.items():
+        try:
+            exit_codes[name] = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            exit_codes[name] = "still running after SIGINT"
+    return exit_codes
+
+
+def kill_nodes(nodes: dict[str, subprocess.Popen]) -> None:
+    """Kill whatever node is still running (a test's cleanup, whatever happened before)."""
+    for process in nodes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

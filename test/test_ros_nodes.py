@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import sys
 import uuid
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import ros_node_driver
-from ros_workspace import PACKAGE_NAME, ColconBuild
+from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, kill_nodes
 
 pytestmark = pytest.mark.ros
 
@@ -110,20 +109,9 @@ def scenario(colcon_build: ColconBuild, synthetic_sequence: Path, tiny_checkpoin
             cwd=workdir, env=env, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S + 60)
         driver_output = driver.stdout + driver.stderr
         alive_before_sigint = {name: process.poll() is None for name, process in nodes.items()}
-        for process in nodes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        exit_codes = {}
-        for name, process in nodes.items():
-            try:
-                exit_codes[name] = process.wait(timeout=SIGINT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                exit_codes[name] = "still running after SIGINT"
+        exit_codes = interrupt_nodes(nodes, SIGINT_TIMEOUT_S)
     finally:
-        for process in nodes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        kill_nodes(nodes)
     node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
     assert driver.returncode == 0 and report_path.is_file(), (
         f"driver exited {driver.returncode}:\n{driver_output[-4000:]}\n"

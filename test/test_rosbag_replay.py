@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ import pytest
 import rosbag_replay_player
 import yaml
 from rosbag_helpers import deserialize, read_bag, sample_bag, stamp_ns, tiny_checkpoint
-from ros_workspace import PACKAGE_NAME, REPO_ROOT, ColconBuild
+from ros_workspace import PACKAGE_NAME, REPO_ROOT, ColconBuild, interrupt_nodes, kill_nodes
 
 from egopress_core.rosbag.sample import COLOR_TOPIC, GROUND_TRUTH_KEYPOINTS_TOPIC, GROUND_TRUTH_MESH_TOPIC
 from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, UV_PRESSURE
@@ -176,15 +175,9 @@ def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
             nodes[name] = subprocess.Popen(command, cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
         played = subprocess.run(player, cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
         alive = {name: process.poll() is None for name, process in nodes.items()}
-        for process in nodes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        exit_codes = {name: process.wait(timeout=30) for name, process in nodes.items()}
+        exit_codes = interrupt_nodes(nodes, timeout_s=30)
     finally:
-        for process in nodes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        kill_nodes(nodes)
     node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
     assert played.returncode == 0 and recorded.is_dir(), (
         f"player exited {played.returncode}:\n{(played.stdout + played.stderr)[-4000:]}\n"
