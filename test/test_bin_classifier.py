@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from egopress_core.errors import CheckpointError, ConfigError
+from egopress_core.conditioning import UV_GEOMETRY_CHANNELS
+from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
 from egopress_core.model.bin_classifier import (
     PRESETS,
@@ -90,6 +91,24 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_config=config.replace(soft_label_sigma_bins=1.0))
     with pytest.raises(CheckpointError, match=r"another config \(vertex_hidden_dim: checkpoint 16 vs expected 8\)"):
         PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_config=config.replace(vertex_hidden_dim=8))
+
+
+def test_uv_geometry_is_fused_frame_by_frame():
+    config = BinClassifierConfig(**TINY, use_uv_geometry=True)
+    model = PerFrameBinClassifier(config).eval()
+    batch = make_window_batch(config, batch_size=1)
+    with pytest.raises(DataError, match="batch has no uv_geometry"):
+        model.build_conditions(batch)
+    batch["uv_geometry"] = torch.rand(1, config.num_frames, UV_GEOMETRY_CHANNELS, *config.uv_size)
+    logits = model(model.build_conditions(batch))
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["uv_geometry"][:, 1] = torch.rand_like(changed["uv_geometry"][:, 1])
+    other = model(model.build_conditions(changed))
+    assert torch.equal(logits[:, 0], other[:, 0]) and torch.equal(logits[:, 2:], other[:, 2:])
+    assert not torch.equal(logits[:, 1], other[:, 1])
+    assert config.architecture_differences(config.replace(use_uv_geometry=False)) == {"use_uv_geometry": (True, False)}
+    with pytest.raises(ConfigError, match="use_uv_geometry must be a bool"):
+        BinClassifierConfig(**TINY, use_uv_geometry="yes")
 
 
 def test_config_validation_names_the_argument():

@@ -14,7 +14,9 @@ from egopress_core.conditioning import (
     EgoPressConditions,
     PressureNormalizer,
     build_conditions,
+    fit_surface_plane,
     hand_reference_depth,
+    hand_silhouette,
     normalize_depth,
     render_pose_maps,
     uv_geometry_from_mesh,
@@ -160,25 +162,62 @@ def test_uv_geometry_samples_image_at_texel_and_detects_occlusion():
     assert occluded[0, 0, 4].sum() == 0 and occluded[0, 0, :3].abs().sum() == 0
 
 
-@pytest.mark.parametrize(("surface_m", "proximity"), [(0.50, 1.0), (0.515, 0.5), (0.54, 0.0)])
-def test_uv_geometry_proximity_reads_the_surface_past_the_hands_silhouette(surface_m, proximity):
-    """A small triangle (a fingertip) at z = 0.5 seen over a table: the table depth a few pixels
-    past its silhouette says whether it touches (1), hovers 1.5 cm (0.5) or 4 cm (0) above."""
-    vertices = torch.tensor([[[[-0.002, -0.002, 0.5], [0.002, -0.002, 0.5], [0.0, 0.002, 0.5]]]])
+def _plane_depth(size: int = 32, focal: float = 100.0, centre: float = 16.0, tilt: float = 0.0,
+                 distance: float = 0.5) -> torch.Tensor:
+    """(size, size) depth of the plane z = distance + tilt * x seen by :func:`_camera`."""
+    rows, columns = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    return distance / (1.0 - tilt * (columns - centre) / focal)
+
+
+def test_fit_surface_plane_recovers_a_tilted_plane_despite_clutter():
+    depth = _plane_depth(tilt=0.2)
+    depth[4:10, 4:10] = 0.45  # something on the pad, not masked
+    depth[20:30, 20:30] = 0.3  # the hand: excluded
+    depth[0, :] = 0.0  # missing readings
+    exclude = torch.zeros(1, 32, 32, dtype=torch.bool)
+    exclude[:, 20:30, 20:30] = True
+    normal, point, valid = fit_surface_plane(depth[None], _camera()[0], exclude)
+    expected = torch.tensor([0.2, 0.0, -1.0]) / (1.0 + 0.2 ** 2) ** 0.5  # towards the camera
+    assert bool(valid[0])
+    assert torch.allclose(normal[0], expected, atol=1e-4)
+    assert float((point[0] - torch.tensor([0.0, 0.0, 0.5])) @ normal[0]) == pytest.approx(0.0, abs=1e-5)
+    # Too few pixels left, or no plane at all: no surface.
+    _, _, valid = fit_surface_plane(depth[None], _camera()[0], torch.ones(1, 32, 32, dtype=torch.bool))
+    assert not bool(valid[0])
+    rough = torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.4 + 0.3
+    _, _, valid = fit_surface_plane(rough, _camera()[0], torch.zeros(1, 32, 32, dtype=torch.bool))
+    assert not bool(valid[0])
+
+
+def test_hand_silhouette_splats_and_dilates_the_vertices():
+    vertices = torch.tensor([[[0.0, 0.0, 0.5], [0.05, 0.0, 0.5], [0.0, 0.0, -0.5]]])  # pixels (16,16), (26,16); behind
+    mask = hand_silhouette(vertices, _camera()[0], (32, 32), dilation_px=3)
+    assert mask.shape == (1, 32, 32) and int(mask.sum()) == 18
+    assert bool(mask[0, 15:18, 15:18].all()) and bool(mask[0, 15:18, 25:28].all())
+    with pytest.raises(ConfigError, match="dilation_px must be an odd positive integer"):
+        hand_silhouette(vertices, _camera()[0], (32, 32), dilation_px=2)
+
+
+@pytest.mark.parametrize("height_m", [-0.002, 0.0, 0.004, 0.03])
+def test_uv_geometry_surface_height_reads_the_plane_around_the_hand(height_m):
+    """A small triangle (a fingertip) over a table whose surface under it is hidden: the table
+    around its silhouette says how high above it the texel is (negative: pressed into it)."""
+    z = 0.5 - height_m
+    vertices = torch.tensor([[[[-0.002, -0.002, z], [0.002, -0.002, z], [0.0, 0.002, z]]]])
     faces = torch.tensor([[0, 1, 2]])
     texel_face = torch.tensor([[0, 0], [0, -1]])
     bary = torch.full((2, 2, 3), 1.0 / 3.0)
     rgb = torch.zeros(1, 1, 3, 32, 32)
-    depth = torch.full((1, 1, 1, 32, 32), surface_m)
-    depth[..., 15:18, 15:18] = 0.49  # the fingertip's visible top, nearer than its pad
-    geometry = uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_window_px=7)
-    assert geometry[0, 0, 5, 0, 0].item() == pytest.approx(proximity, abs=1e-4)
+    depth = _plane_depth()[None, None, None].clone()
+    depth[..., 15:18, 15:18] = z - 0.01  # the fingertip's visible top
+    geometry = uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera())
+    assert geometry[0, 0, 5, 0, 0].item() == pytest.approx(math.tanh(height_m / 0.005), abs=1e-3)
     assert geometry[0, 0, 5, 1, 1].item() == 0.0  # off the hand
-    # No readings around the texel: no evidence, not "touching".
+    # No surface in view: "far from any surface" (1), not "touching".
     holes = uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, torch.zeros_like(depth), _camera())
-    assert holes[0, 0, 5].abs().sum() == 0
-    with pytest.raises(ConfigError, match="surface_window_px must be an odd positive integer"):
-        uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_window_px=4)
+    assert holes[0, 0, 5].tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    with pytest.raises(ConfigError, match="surface_height_scale_m must be > 0"):
+        uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_height_scale_m=0)
 
 
 def test_uv_geometry_builder_matches_the_function_on_a_window_batch():

@@ -272,6 +272,22 @@ def test_incompatible_checkpoints_raise_checkpoint_error(model, tmp_path):
         EgoPressDiff.from_pretrained(directory)
 
 
+def test_version_1_checkpoints_load_unless_they_use_uv_geometry(model, tmp_path):
+    """Version 2 changed the last UV-geometry channel; older models without it are unaffected."""
+    for name, config in (("plain", model.config), ("geometry", model.config.replace(use_uv_geometry=True))):
+        EgoPressDiff(config).save_pretrained(tmp_path / name)
+        document = json.loads((tmp_path / name / "config.json").read_text())
+        document["version"] = 1
+        (tmp_path / name / "config.json").write_text(json.dumps(document))
+    assert EgoPressDiff.from_pretrained(tmp_path / "plain").config == model.config
+    with pytest.raises(CheckpointError, match="version-1 checkpoint with use_uv_geometry"):
+        EgoPressDiff.from_pretrained(tmp_path / "geometry")
+    document["version"] = 7
+    (tmp_path / "geometry" / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="checkpoint version 7; this code reads versions 1 and 2"):
+        EgoPressDiff.from_pretrained(tmp_path / "geometry")
+
+
 # ---------------------------------------------------------------------------------------------
 # Ablations, VAE latents, UV geometry
 # ---------------------------------------------------------------------------------------------

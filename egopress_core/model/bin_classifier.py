@@ -5,7 +5,8 @@ PressureVision (Grady et al., 2022) and PressureVision++ estimate pressure per f
 of its neighbours in time, as one of the classes [0, 0.5, 1, 2, 4, 8, 16, 32, 64] kPa (bin edges)
 and decode a class to its bin centre (0, 0.75, 1.5, 3, 6, 12, 24, 48, 80 kPa). This model is that
 estimator on EgoPressDiff's inputs, one frame at a time: RGB, depth, rendered skeleton maps and
-the hand's vertices in, a UV map of class logits out. Trained with a soft cross-entropy: the
+the hand's vertices in (and, with ``use_uv_geometry``, the same UV-aligned evidence EgoPressDiff
+can take), a UV map of class logits out. Trained with a soft cross-entropy: the
 target puts Gaussian mass on the ordinal bins around the true pressure's (continuous) bin
 position, so neighbouring classes are penalised less than distant ones.
 
@@ -32,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egopress_core.conditioning import NUM_POSE_CHANNELS, EgoPressConditions, PressureNormalizer, build_conditions
+from egopress_core.conditioning import (
+    NUM_POSE_CHANNELS,
+    UV_GEOMETRY_CHANNELS,
+    EgoPressConditions,
+    PressureNormalizer,
+    build_conditions,
+)
 from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
 from egopress_core.model.config import EgoPressDiffConfig
@@ -63,6 +70,9 @@ class BinClassifierConfig:
         defined exactly as EgoPressDiff's (``w_p`` times the pressure on EgoPressDiff's default
         logarithmic scale: 0 at no contact, 1 at 200 kPa), so the two can be trained with the
         same weighting; 0 is the plain soft cross-entropy.
+    use_uv_geometry: also take the frame's UV-aligned geometry (``conditions.uv_geometry``,
+        :func:`~egopress_core.conditioning.uv_geometry_from_mesh`), fused at full UV resolution
+        before the head; the baseline for an EgoPressDiff trained with it.
     """
 
     num_frames: int = 16
@@ -78,6 +88,7 @@ class BinClassifierConfig:
     decoder_channels: tuple[int, ...] = (256, 128, 64)
     soft_label_sigma_bins: float = 0.5
     pressure_loss_weight: float = 0.0
+    use_uv_geometry: bool = False
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
@@ -104,6 +115,8 @@ class BinClassifierConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value!r}")
+        if not isinstance(self.use_uv_geometry, bool):
+            raise ConfigError(f"use_uv_geometry must be a bool; got {self.use_uv_geometry!r}")
         weight = self.pressure_loss_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise ConfigError(f"pressure_loss_weight must be a finite number >= 0; got {weight!r}")
@@ -221,6 +234,9 @@ class PerFrameBinClassifier(nn.Module):
             decoder += [nn.Upsample(scale_factor=2, mode="nearest"), _conv_block(width, channels, stride=1)]
             width = channels
         self.decoder = nn.Sequential(*decoder)
+        # UV geometry is already laid out like the output: concatenated at full resolution.
+        self.geometry_fusion = (_conv_block(width + UV_GEOMETRY_CHANNELS, width, stride=1)
+                                if config.use_uv_geometry else None)
         self.head = nn.Conv2d(width, NUM_BINS, 3, padding=1)
         self.register_buffer("bin_centres", torch.tensor(PRESSURE_BIN_CENTRES_KPA), persistent=False)
         # The pressure term of the loss weight on EgoPressDiff's default scale (see the config).
@@ -235,6 +251,8 @@ class PerFrameBinClassifier(nn.Module):
         """Window batch -> conditions, exactly as EgoPressDiff builds them; ``check_window=False``
         accepts any number of frames (whole sequences: frames are processed independently)."""
         conditions = build_conditions(batch, self.config.pose_sigma_px, self.config.depth_clip_m).to(self.device)
+        if self.config.use_uv_geometry and conditions.uv_geometry is None:
+            raise DataError("the model uses UV geometry (use_uv_geometry=True) but the batch has no uv_geometry")
         if check_window and conditions.num_frames != self.config.num_frames:
             raise DataError(
                 f"window has {conditions.num_frames} frames but the model was built for num_frames={self.config.num_frames}"
@@ -262,9 +280,13 @@ class PerFrameBinClassifier(nn.Module):
         vertices = normalize_vertices(conditions.vertices)
         vertex_code = self.vertex_mlp(vertices).amax(dim=2).flatten(0, 1)  # (B*T, D)
         vertex_code = vertex_code * conditions.frame_valid.flatten()[:, None].to(vertex_code.dtype)
-        # 3. Decode a UV map of logits.
+        # 3. Decode a UV map of features.
         seed = self.to_seed(torch.cat([image_code, vertex_code], dim=1)).view(batch * frames, -1, 4, 4)
-        logits = self.head(self.decoder(seed + self.uv_embedding))
+        decoded = self.decoder(seed + self.uv_embedding)
+        # 4. Fuse the UV-aligned geometry, if used, and classify each texel.
+        if self.geometry_fusion is not None:
+            decoded = self.geometry_fusion(torch.cat([decoded, conditions.uv_geometry.flatten(0, 1)], dim=1))
+        logits = self.head(decoded)
         return logits.view(batch, frames, NUM_BINS, *self.config.uv_size)
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | int | None = None) -> LossOutput:

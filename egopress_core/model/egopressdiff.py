@@ -52,7 +52,9 @@ logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("ddim", "dpmsolver++", "euler")
 CHECKPOINT_FORMAT = "egopressdiff"
-CHECKPOINT_VERSION = 1
+# 2: the last UV-geometry channel became the height above a fitted surface plane (it was a
+# max-pooled depth proximity). Version-1 checkpoints without UV geometry read unchanged.
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -633,10 +635,17 @@ class EgoPressDiff(nn.Module):
             raise CheckpointError(f"cannot read {path}: {error}") from error
         if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not an EgoPressDiff checkpoint config")
-        if document.get("version") != CHECKPOINT_VERSION:
+        version = document.get("version")
+        uses_geometry = isinstance(document.get("config"), dict) and bool(document["config"].get("use_uv_geometry"))
+        if version == 1 and uses_geometry:
             raise CheckpointError(
-                f"{path} has checkpoint version {document.get('version')}; "
-                f"this code reads version {CHECKPOINT_VERSION}"
+                f"{path} is a version-1 checkpoint with use_uv_geometry: it was trained on the old "
+                f"surface-proximity channel, which this code no longer computes; fine-tune it again "
+                f"from its stage-1 model (scripts/train_shipped_model.sh)"
+            )
+        if version not in (1, CHECKPOINT_VERSION):
+            raise CheckpointError(
+                f"{path} has checkpoint version {version}; this code reads versions 1 and {CHECKPOINT_VERSION}"
             )
         return document
 
