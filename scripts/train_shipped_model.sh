@@ -8,16 +8,17 @@ STEPS=${STEPS:-1000}
 # Training and validation data: disjoint seeds (the demo generates with seed 90000).
 egopress synth --out "$OUT/data/train" --sequences 64 --frames 48 --seed 1 --image-size 256 256 --workers 2
 egopress synth --out "$OUT/data/val" --sequences 14 --frames 48 --seed 2 --image-size 256 256 --workers 2
-# Stage 1: EgoPressDiff compact as configured (the paper's inputs).
+# Stage 1: EgoPressDiff compact with the UV-aligned geometry conditioning (use_uv_geometry,
+# beyond the paper: per texel image evidence and the height above the surface the hand touches).
 OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train" --val-data "$OUT/data/val" \
-    --out "$OUT/run" --max-steps "$STEPS"
-# Stage 2: add the UV-aligned geometry conditioning (use_uv_geometry; its new inputs start at
-# zero, so training resumes from stage 1's behaviour) and fine-tune with a fresh schedule.
+    --out "$OUT/run" --max-steps "$STEPS" --set model.overrides.use_uv_geometry=true
+# Stage 2: the same model trained on from stage 1's weights with a fresh warm-up + cosine schedule
+# (its validation was still rising at the end of stage 1).
 OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train" --val-data "$OUT/data/val" \
-    --out "$OUT/run_geometry" --max-steps "$STEPS" \
+    --out "$OUT/run_continued" --max-steps "$STEPS" \
     --set model.init_from="$OUT/run/model" --set model.overrides.use_uv_geometry=true
 # Ship the EMA weights in half precision (half the size; loading casts back to float32).
-python - "$OUT/run_geometry/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
+python - "$OUT/run_continued/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
 import shutil, sys
 from pathlib import Path
 from safetensors.torch import load_file, save_file

@@ -640,8 +640,8 @@ class EgoPressDiff(nn.Module):
         if version == 1 and uses_geometry:
             raise CheckpointError(
                 f"{path} is a version-1 checkpoint with use_uv_geometry: it was trained on the old "
-                f"surface-proximity channel, which this code no longer computes; fine-tune it again "
-                f"from its stage-1 model (scripts/train_shipped_model.sh)"
+                f"surface-proximity channel, which this code no longer computes; train it again "
+                f"(scripts/train_shipped_model.sh shows how the shipped one is trained)"
             )
         if version not in (1, CHECKPOINT_VERSION):
             raise CheckpointError(
