@@ -244,3 +244,28 @@ def test_uv_geometry_builder_matches_the_function_on_a_window_batch():
     import pickle
 
     assert torch.equal(pickle.loads(pickle.dumps(builder))(batch), geometry)  # DataLoader workers
+
+
+def test_surface_height_tells_contact_frames_on_generated_data(synthetic):
+    """On the generator's pressing and hovering hands (annotated meshes), "some texel at or below
+    the fitted pad plane" agrees with "the ground truth has contact" on nearly every frame."""
+    from egopress_core.conditioning import UVGeometryBuilder
+    from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
+    from egopress_core.evaluation import sequence_batch
+    from egopress_core.model.config import preset_config
+
+    config = preset_config("compact")
+    sequences = open_data_source(synthetic).sequences()
+    mask = resolve_hand_uv_mask(sequences, tuple(config.uv_size), None, None)
+    builder = UVGeometryBuilder.from_atlas(mask.model_atlas(), config.depth_clip_m)
+    on_hand = builder.texel_face.flatten() >= 0
+    agree = frames = contact_frames = 0
+    for sequence in sequences:
+        batch = sequence_batch(sequence, config, mask.tensor(), "hand", builder)
+        lowest = batch["uv_geometry"][0, :, 5].flatten(1)[:, on_hand].min(dim=1).values
+        contact = batch["uv_pressure_kpa"][0, :, 0].flatten(1).amax(dim=1) > 1.0
+        agree += int(((lowest <= 0) == contact).sum())
+        frames += len(contact)
+        contact_frames += int(contact.sum())
+    assert 0 < contact_frames < frames  # both kinds of frame are there to tell apart
+    assert agree / frames >= 0.85
