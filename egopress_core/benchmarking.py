@@ -692,10 +692,10 @@ def _streaming_predictions(model, mask_tensor, batches, scheduler: str, steps: i
 
     estimator = StreamingPressureEstimator(model, mask_tensor, num_inference_steps=steps,
                                            warm_start_strength=warm, scheduler=scheduler, seed=seed)
+    frame_keys = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid", "uv_geometry")
     predictions, seconds, frames = [], 0.0, 0
     for batch in batches:
-        keys = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid", "uv_geometry")
-        keys = [key for key in keys if key in batch]
+        keys = [key for key in frame_keys if key in batch]  # uv_geometry only for models that take it
         estimator.reset()
         maps = []
         count = batch["rgb"].shape[1]
