@@ -11,8 +11,8 @@ on the fly unless ``data`` names a folder):
 - **Sampling** (per scheduler and step count): one window from noise: encoders, the sampler loop
   (U-Net plus scheduler arithmetic), decoding; seconds per denoising step.
 - **Streaming** (per setting): the live path frame by frame, exactly as the pressure node runs it:
-  hand-mesh estimation (keypoints backend fitting the hand model to the frame's 3-D joints),
-  crop and resize (:class:`~egopress_core.live.LivePressureEstimator`), the
+  hand-mesh estimation (``hand_backend``: the keypoints backend fitting the hand model to the
+  frame's 3-D joints, or the annotated mesh), crop and resize (:class:`~egopress_core.live.LivePressureEstimator`), the
   :class:`~egopress_core.inference.StreamingPressureEstimator` stages (conditions, per-frame
   encoders, window encoder, sampler, decoding), per-vertex contact, and the numpy side of the
   ROS messages (the library never imports rclpy; ``benchmarks/speed.py --ros`` times the real
@@ -49,10 +49,18 @@ import torch
 from tqdm.auto import tqdm
 
 from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.inference import COMPILE_MODES
 from egopress_core.metrics import DEFAULT_CONTACT_THRESHOLD_KPA
 
 REPORT_VERSION = 1
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+# Hand-mesh stage of the streaming rows: the live default (a fit to the frame's 3-D keypoints),
+# or the record's annotated mesh, which leaves the pressure node's own cost (as when the hand-mesh
+# node runs in its own process) and needs no open3d.
+HAND_BACKENDS = ("keypoints", "ground_truth")
+# torch.compile traces on the first call of each input shape, and with CUDA graphs records them
+# on later calls (the cold window and the warm-started ones differ): a compiled setting is timed
+# only once those calls are behind it.
+COMPILED_EXTRA_WARMUP_FRAMES = 4
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -76,7 +84,9 @@ class BenchOptions:
             to the grid's rows if it is not one of them. The default is the fastest setting that
             kept the full-step quality in ``benchmarks/speed.md``.
         warm_start_strength: warm start of the streaming settings (fraction of the steps re-run).
-        warmup_frames, stream_frames: streaming frames pushed before measuring / measured.
+        warmup_frames, stream_frames: streaming frames pushed before measuring / measured
+            (compiled settings get :data:`COMPILED_EXTRA_WARMUP_FRAMES` more).
+        hand_backend: hand-mesh estimation of the streaming rows, one of :data:`HAND_BACKENDS`.
         unet_repeats, sampling_repeats: repetitions of the bare U-Net forward / of each window.
         precisions: streaming precisions to compare ("fp32", "fp16", "bf16"); None: fp32 on a CPU,
             every one the GPU supports on CUDA.
@@ -90,6 +100,9 @@ class BenchOptions:
         reference_scheduler, reference_steps: the full-step setting the fast ones are held to.
         quality_streaming_steps: step counts of the headline scheduler whose streaming quality
             is scored (None: the headline's).
+        streaming_reference: also stream the reference setting from noise every frame (no warm
+            start): the causal full-step yardstick of the streaming rows, which see no future
+            frames while the offline reference does. ``reference_steps`` U-Net passes per frame.
         data: held-out data folder; generated there if missing (None: a temporary folder).
         image_size: (H, W) camera images of generated data.
         seed: noise and untrained-weight seed.
@@ -104,6 +117,7 @@ class BenchOptions:
     warm_start_strength: float = 0.25
     warmup_frames: int = 2
     stream_frames: int = 8
+    hand_backend: str = "keypoints"
     unet_repeats: int = 5
     sampling_repeats: int = 2
     precisions: tuple[str, ...] | None = None
@@ -118,6 +132,7 @@ class BenchOptions:
     reference_scheduler: str = "ddim"
     reference_steps: int = 25
     quality_streaming_steps: tuple[int, ...] | None = None
+    streaming_reference: bool = False
     data: str | None = None
     image_size: tuple[int, int] = (256, 256)
     seed: int = 0
@@ -148,6 +163,8 @@ class BenchOptions:
             raise ConfigError(f"warmup_frames must be an integer >= 0. Got {self.warmup_frames!r}")
         for name in ("stream_frames", "unet_repeats", "sampling_repeats", "quality_sequences", "quality_frames"):
             _positive_int(name, getattr(self, name))
+        if self.hand_backend not in HAND_BACKENDS:
+            raise ConfigError(f"hand_backend must be one of {list(HAND_BACKENDS)}. Got {self.hand_backend!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"compile_mode must be one of {list(COMPILE_MODES)}. Got {self.compile_mode!r}")
         if self.threads is not None:
@@ -353,10 +370,13 @@ def _held_out_sequences(options: BenchOptions, workdir: Path, frames_needed: int
     when the folder does not exist."""
     from egopress_core.cli.demo import HELD_OUT_SEED
     from egopress_core.data.sources import open_data_source
-    from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
 
     root = Path(options.data) if options.data is not None else workdir / "held_out"
     if not root.exists():
+        # The renderer (open3d) is imported only when data must be made: timing given data needs
+        # none of it, e.g. on an accelerator machine without open3d.
+        from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
+
         config = SynthConfig(sequences=options.quality_sequences, frames=frames_needed, seed=HELD_OUT_SEED,
                              image_sizes=(tuple(options.image_size),))
         root = generate_dataset(config, root, progress=False)
@@ -529,6 +549,15 @@ PREVIOUS_LIVE_DEFAULTS = ("ddim", 10, 0.4)
 BEFORE_NAME = "before: previous live defaults"
 
 
+def resolved_precisions(options: BenchOptions, device: torch.device) -> tuple[str, ...]:
+    """``options.precisions``, or when unset fp32 plus every half precision the device supports."""
+    if options.precisions is not None:
+        return tuple(options.precisions)
+    if device.type != "cuda":
+        return ("fp32",)
+    return ("fp32", "fp16", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+
+
 def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamSetting]:
     """The grid, the live node's defaults, and the headline setting's variants."""
     from egopress_core.inference import check_precision
@@ -544,12 +573,7 @@ def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamS
         settings.append(StreamSetting(BEFORE_NAME, scheduler, steps, strength))
     settings.append(dataclasses.replace(head, name="headline without warm start", warm_start_strength=None))
     settings.append(dataclasses.replace(head, name="headline without feature cache", cache_frame_features=False))
-    precisions = options.precisions
-    if precisions is None:
-        precisions = ("fp32",)
-        if device.type == "cuda":
-            precisions += ("fp16", "bf16") if torch.cuda.is_bf16_supported() else ("fp16",)
-    for precision in precisions:
+    for precision in resolved_precisions(options, device):
         if precision != "fp32":
             settings.append(dataclasses.replace(head, name=f"headline {precision}", precision=precision))
     cuda = device.type == "cuda"
@@ -588,7 +612,7 @@ def time_streaming(setup: _Setup, setting: StreamSetting, options: BenchOptions,
     live.streaming = StreamingPressureEstimator(model, setup.mask.tensor(), seed=options.seed,
                                                 **setting.estimator_options())
     live.reset("benchmark setting")
-    hand_estimator = build_estimator("keypoints", side=setup.mask.side)
+    hand_estimator = build_estimator(options.hand_backend, side=setup.mask.side)
     faces = np.asarray(live.faces)
     uv_mask = np.asarray(setup.mask.mask, dtype=bool)
     if device.type == "cuda":
@@ -597,23 +621,26 @@ def time_streaming(setup: _Setup, setting: StreamSetting, options: BenchOptions,
 
     rows: list[dict[str, float]] = []
     cpu: list[float] = []
+    warmup = options.warmup_frames + (COMPILED_EXTRA_WARMUP_FRAMES if setting.compile else 0)
+    records = records[: warmup + options.stream_frames]
     for number, record in enumerate(records):
         stamp = number / 30.0
         cpu_started = time.process_time()
         started = time.perf_counter()
         estimate = hand_estimator.estimate(RGBDFrame(record.rgb, record.depth_m, record.intrinsics, stamp=stamp,
-                                                     keypoints=HandKeypoints(points_3d=record.joints)))
+                                                     keypoints=HandKeypoints(points_3d=record.joints),
+                                                     source_record=record))
         fitted = time.perf_counter()
         if estimate is None:
-            raise DataError(f"the keypoints backend found no hand in frame {record.index} of {record.sequence}: "
-                            f"{hand_estimator.last_failure}")
+            raise DataError(f"the {options.hand_backend} backend found no hand in frame {record.index} of "
+                            f"{record.sequence}: {hand_estimator.last_failure}")
         result = live.push(record.rgb, record.depth_m, record.intrinsics, stamp, estimate.vertices, estimate.joints)
         pushed = time.perf_counter()
         message_payload(result.uv_pressure_kpa, uv_mask, result.contact.vertex_pressure_kpa,
                         result.contact.vertex_contact, estimate.vertices, faces)
         finished = time.perf_counter()
         cpu_seconds = time.process_time() - cpu_started
-        if number < options.warmup_frames:
+        if number < warmup:
             continue
         cpu.append(cpu_seconds)
         stages = dict(live.streaming.last_timings)
@@ -687,11 +714,11 @@ def _offline_predictions(model, batches, scheduler: str, steps: int, seed: int) 
 
 @torch.no_grad()
 def _streaming_predictions(model, mask_tensor, batches, scheduler: str, steps: int, warm: float,
-                           seed: int) -> tuple[list[np.ndarray], float, int]:
+                           seed: int, precision: str = "fp32") -> tuple[list[np.ndarray], float, int]:
     from egopress_core.inference import StreamingPressureEstimator
 
-    estimator = StreamingPressureEstimator(model, mask_tensor, num_inference_steps=steps,
-                                           warm_start_strength=warm, scheduler=scheduler, seed=seed)
+    estimator = StreamingPressureEstimator(model, mask_tensor, num_inference_steps=steps, warm_start_strength=warm,
+                                           scheduler=scheduler, seed=seed, precision=precision)
     frame_keys = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid", "uv_geometry")
     predictions, seconds, frames = [], 0.0, 0
     for batch in batches:
@@ -702,20 +729,29 @@ def _streaming_predictions(model, mask_tensor, batches, scheduler: str, steps: i
         for index in range(count):
             frame = {key: batch[key][0, index] for key in keys}
             pressure, elapsed = _timed(model.device, estimator.push, frame)
-            maps.append(pressure[0].cpu().numpy())
+            maps.append(pressure[0].float().cpu().numpy())
             seconds += elapsed
         predictions.append(np.stack(maps))
         frames += count
     return predictions, seconds, frames
 
 
-def quality_settings(options: BenchOptions) -> list[tuple[str, str, int, float | None]]:
-    """(mode, scheduler, steps, warm_start_strength) of each fast setting scored."""
-    settings = [("offline", scheduler, steps, None) for scheduler in options.schedulers for steps in options.steps
+def quality_settings(options: BenchOptions,
+                     device: torch.device | None = None) -> list[tuple[str, str, int, float | None, str]]:
+    """(mode, scheduler, steps, warm_start_strength, precision) of each fast setting scored: the
+    offline grid and the headline scheduler's streaming step counts in fp32, then the headline
+    streamed in each half precision that ``device`` is timed in (they round differently, so they
+    are scored too; the reference stays fp32)."""
+    settings = [("offline", scheduler, steps, None, "fp32") for scheduler in options.schedulers
+                for steps in options.steps
                 if (scheduler, steps) != (options.reference_scheduler, options.reference_steps)]
+    warm = float(options.warm_start_strength)
+    if options.streaming_reference:
+        settings.append(("streaming", options.reference_scheduler, options.reference_steps, None, "fp32"))
     streaming_steps = options.quality_streaming_steps or (options.headline_steps,)
-    settings += [("streaming", options.headline_scheduler, steps, float(options.warm_start_strength))
-                 for steps in streaming_steps]
+    settings += [("streaming", options.headline_scheduler, steps, warm, "fp32") for steps in streaming_steps]
+    half = [p for p in resolved_precisions(options, device or torch.device("cpu")) if p != "fp32"]
+    settings += [("streaming", options.headline_scheduler, options.headline_steps, warm, p) for p in half]
     return settings
 
 
@@ -724,30 +760,37 @@ def run_quality(setup: _Setup, options: BenchOptions, bar) -> dict[str, Any]:
     batches = setup.batches
     model = setup.model
 
-    def entry(mode, scheduler, steps, warm, predictions, seconds, frames):
+    def entry(mode, scheduler, steps, warm, precision, predictions, seconds, frames):
         return {"mode": mode, "scheduler": scheduler, "steps": steps, "warm_start_strength": warm,
-                **_score(predictions, batches), "seconds": seconds, "frames_per_s": frames / seconds}
+                "precision": precision, **_score(predictions, batches), "seconds": seconds,
+                "frames_per_s": frames / seconds}
 
     bar.set_description(f"quality: reference {options.reference_scheduler} {options.reference_steps}")
-    reference = entry("offline", options.reference_scheduler, options.reference_steps, None,
+    reference = entry("offline", options.reference_scheduler, options.reference_steps, None, "fp32",
                       *_offline_predictions(model, batches, options.reference_scheduler, options.reference_steps,
                                             options.seed))
     bar.update(1)
     results = []
-    for mode, scheduler, steps, warm in quality_settings(options):
-        bar.set_description(f"quality: {mode} {scheduler} {steps}")
+    for mode, scheduler, steps, warm, precision in quality_settings(options, model.device):
+        bar.set_description(f"quality: {mode} {scheduler} {steps} {precision}")
         if mode == "offline":
             produced = _offline_predictions(model, batches, scheduler, steps, options.seed)
         else:
             produced = _streaming_predictions(model, setup.mask.tensor(), batches, scheduler, steps, warm,
-                                              options.seed)
-        result = entry(mode, scheduler, steps, warm, *produced)
+                                              options.seed, precision)
+        result = entry(mode, scheduler, steps, warm, precision, *produced)
         reference_iou, iou = reference["volumetric_iou"], result["volumetric_iou"]
         ratio = iou / reference_iou if reference_iou and iou is not None else None
         result["vol_iou_ratio"] = ratio
         result["within_5_percent"] = None if ratio is None else bool(ratio >= 0.95)
         results.append(result)
         bar.update(1)
+    causal = next((row for row in results if row["mode"] == "streaming" and row["warm_start_strength"] is None
+                   and (row["scheduler"], row["steps"]) == (reference["scheduler"], reference["steps"])), None)
+    for row in results:
+        if row["mode"] == "streaming" and causal is not None and row is not causal:
+            base, iou = causal["volumetric_iou"], row["volumetric_iou"]
+            row["vol_iou_ratio_to_streaming_reference"] = iou / base if base and iou is not None else None
     return {
         "sequences": list(setup.batch_names),
         "frames": int(sum(batch["rgb"].shape[1] for batch in batches)),
@@ -776,8 +819,9 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
     machine = machine_info(device)
     model, mask, description, trained = _load_model(options, device)
     settings = stream_settings(options, device)
-    stream_count = options.warmup_frames + options.stream_frames
-    quality_count = 1 + len(quality_settings(options)) if options.quality else 0
+    stream_count = options.warmup_frames + options.stream_frames + COMPILED_EXTRA_WARMUP_FRAMES * any(
+        setting.compile for setting in settings)
+    quality_count = 1 + len(quality_settings(options, device)) if options.quality else 0
     grid = [(scheduler, steps) for scheduler in options.schedulers for steps in options.steps]
 
     with contextlib.ExitStack() as stack:
@@ -897,8 +941,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{_ms(row['window_s']):>10s} {row['frames_per_s']:>9.2f}")
     lines += [
         "",
-        "streaming, per new frame (passes: U-Net passes per frame; x fwd: frame wall time / bare U-Net forward; "
-        "cpu x fwd: the same in process CPU time)",
+        f"streaming, per new frame, hand mesh from {report['options']['hand_backend']} (passes: U-Net passes per "
+        "frame; x fwd: frame wall time / bare U-Net forward; cpu x fwd: the same in process CPU time)",
         f"{'setting':<34s} {'sched':<11s} {'steps':>5s} {'warm':>5s} {'passes':>6s} {'ms/frame':>9s} "
         f"{'cpu ms':>8s} {'x fwd':>6s} {'cpu x fwd':>9s} {'fps':>6s} {'model fps':>9s} {'RSS MB':>7s}",
     ]
@@ -927,17 +971,20 @@ def format_report(report: dict[str, Any]) -> str:
             "",
             f"quality on {len(quality['sequences'])} held-out sequence(s), {quality['annotated_frames']} annotated frames"
             + (f" ({quality['note']})" if quality.get("note") else ""),
-            f"{'mode':<10s} {'sched':<11s} {'steps':>5s} {'warm':>5s} {'vol IoU':>8s} {'ratio':>6s} {'contact IoU':>11s} "
-            f"{'MAE kPa':>8s} {'frames/s':>9s}",
-            f"{'reference':<10s} {reference['scheduler']:<11s} {reference['steps']:>5d} {'-':>5s} "
-            f"{_num(reference['volumetric_iou']):>8s} {'1.00':>6s} {_num(reference['contact_iou']):>11s} "
+            "(ratio: Vol IoU / the offline reference's; causal: / the streamed reference's, if scored)",
+            f"{'mode':<10s} {'sched':<11s} {'steps':>5s} {'warm':>5s} {'prec':>4s} {'vol IoU':>8s} {'ratio':>6s} "
+            f"{'causal':>6s} {'contact IoU':>11s} {'MAE kPa':>8s} {'frames/s':>9s}",
+            f"{'reference':<10s} {reference['scheduler']:<11s} {reference['steps']:>5d} {'-':>5s} {'fp32':>4s} "
+            f"{_num(reference['volumetric_iou']):>8s} {'1.00':>6s} {'-':>6s} {_num(reference['contact_iou']):>11s} "
             f"{_num(reference['mae_kpa']):>8s} {reference['frames_per_s']:>9.2f}",
         ]
         for row in quality["settings"]:
             warm = "-" if row["warm_start_strength"] is None else f"{row['warm_start_strength']:.2f}"
             lines.append(
-                f"{row['mode']:<10s} {row['scheduler']:<11s} {row['steps']:>5d} {warm:>5s} {_num(row['volumetric_iou']):>8s} "
-                f"{_num(row['vol_iou_ratio'], 2):>6s} {_num(row['contact_iou']):>11s} {_num(row['mae_kpa']):>8s} "
+                f"{row['mode']:<10s} {row['scheduler']:<11s} {row['steps']:>5d} {warm:>5s} {row['precision']:>4s} "
+                f"{_num(row['volumetric_iou']):>8s} "
+                f"{_num(row['vol_iou_ratio'], 2):>6s} {_num(row.get('vol_iou_ratio_to_streaming_reference'), 2):>6s} "
+                f"{_num(row['contact_iou']):>11s} {_num(row['mae_kpa']):>8s} "
                 f"{row['frames_per_s']:>9.2f}"
             )
     lines += ["", f"peak RSS {report['memory']['rss_peak_mb']:.0f} MB"

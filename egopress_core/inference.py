@@ -74,11 +74,32 @@ def autocast_context(device: torch.device | str, precision: str) -> contextlib.A
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+# torch.compile modes offered ("reduce-overhead" replays CUDA graphs: on a GPU the compact U-Net
+# is bound by kernel launches, and this is what makes it real-time).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
 def _cpp_compiler() -> str | None:
     for name in ("c++", "g++", "clang++"):
         if shutil.which(name):
             return name
     return None
+
+
+def check_compile(device: torch.device | str, compile_options: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` if ``torch.compile`` with these options cannot run on ``device``:
+    an unknown mode, or the default inductor backend on a CPU without a C++ compiler (inductor
+    generates C++ there)."""
+    options = dict(compile_options or {})
+    mode = options.get("mode", "default")
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile mode must be one of {list(COMPILE_MODES)}. Got {mode!r}")
+    backend = options.get("backend", "inductor")
+    if torch.device(device).type == "cpu" and backend == "inductor" and _cpp_compiler() is None:
+        raise ConfigError(
+            "compile=True on a CPU needs a C++ compiler for torch.compile's inductor backend (none of "
+            "c++, g++, clang++ is on PATH); install one or leave compile off"
+        )
 
 
 def prepare_model_for_inference(
@@ -101,8 +122,7 @@ def prepare_model_for_inference(
             "reduce-overhead"}`` for CUDA graphs, ``{"backend": "eager"}`` to check tracing only).
 
     Raises:
-        ConfigError: ``torch.compile`` with the default inductor backend on a CPU without a C++
-            compiler (inductor generates C++ there).
+        ConfigError: compile options that cannot run on the model's device (:func:`check_compile`).
     """
     model.eval()
     if channels_last:
@@ -110,15 +130,9 @@ def prepare_model_for_inference(
             if isinstance(module, torch.nn.Conv2d):
                 module.to(memory_format=torch.channels_last)
     if compile:
-        options = dict(compile_options or {})
-        backend = options.get("backend", "inductor")
-        if model.device.type == "cpu" and backend == "inductor" and _cpp_compiler() is None:
-            raise ConfigError(
-                "compile=True on a CPU needs a C++ compiler for torch.compile's inductor backend (none of "
-                "c++, g++, clang++ is on PATH); install one or leave compile off"
-            )
+        check_compile(model.device, compile_options)
         if getattr(model.unet, "_compiled_call_impl", None) is None:
-            model.unet.compile(**options)
+            model.unet.compile(**dict(compile_options or {}))
     return model
 
 
@@ -314,11 +328,13 @@ class StreamingPressureEstimator:
             "joints": _tensor(frame["joints"], "joints").float()[None, None],
             "vertices": _tensor(frame["vertices"], "vertices").float()[None, None],
             "valid": _tensor(frame["valid"], "valid").to(torch.bool).reshape(1, 1),
-            "uv_mask": self.uv_mask.cpu(),
+            "uv_mask": self.uv_mask,
         }
         if "uv_geometry" in frame and frame["uv_geometry"] is not None:
             batch["uv_geometry"] = _tensor(frame["uv_geometry"], "uv_geometry").float()[None, None]
-        return batch
+        # Conditions are built where the model runs: on a GPU the pose maps (20 bone maps per
+        # frame) cost a few kernels instead of milliseconds of CPU time.
+        return {key: value.to(self.model.device) for key, value in batch.items()}
 
     def _padded_index(self, available: int) -> torch.Tensor:
         """(T,) frame index of the window: until T frames have arrived, the first frame stands in

@@ -321,7 +321,9 @@ class LiveEstimate:
 # Keyword arguments of StreamingPressureEstimator a live estimator passes through; its defaults
 # (warm-started DPM-Solver++ 8, fp32) are the live defaults.
 STREAMING_OPTIONS = ("num_inference_steps", "warm_start_strength", "scheduler", "guidance_scale", "seed",
-                     "precision", "channels_last", "compile")
+                     "precision", "channels_last", "compile", "compile_options")
+# ``compile_mode`` of :meth:`LivePressureEstimator.to` that leaves the U-Net as it is.
+COMPILE_OFF = "off"
 
 
 class LivePressureEstimator:
@@ -336,7 +338,9 @@ class LivePressureEstimator:
         streaming_options: sampling and speed options of
             :class:`~egopress_core.inference.StreamingPressureEstimator` (``STREAMING_OPTIONS``:
             ``num_inference_steps``, ``warm_start_strength``, ``scheduler``, ``guidance_scale``,
-            ``seed``, ``precision``, ``channels_last``, ``compile``); unset ones keep its defaults.
+            ``seed``, ``precision``, ``channels_last``, ``compile``, ``compile_options``); unset
+            ones keep its defaults. Compiling is best asked for in :meth:`to`, once the model is
+            on the device it will run on.
 
     Raises:
         CheckpointError: the mask is of another UV layout or resolution than the model.
@@ -482,7 +486,8 @@ class LivePressureEstimator:
 
     # -- state -----------------------------------------------------------------------------
 
-    def to(self, device: str | torch.device, precision: str | None = None) -> "LivePressureEstimator":
+    def to(self, device: str | torch.device, precision: str | None = None,
+           compile_mode: str | None = None) -> "LivePressureEstimator":
         """Move the model (e.g. to "cpu" to free accelerator memory); restarts the window.
 
         Args:
@@ -490,19 +495,33 @@ class LivePressureEstimator:
             precision: if given, the autocast precision from now on ("fp32", "fp16", "bf16");
                 half precision is checked against ``device`` (fp16 needs a GPU), so a model
                 parked on the CPU and moved to a GPU sets its GPU precision here.
+            compile_mode: if given, ``torch.compile`` the U-Net in this mode from now on (one of
+                :data:`~egopress_core.inference.COMPILE_MODES`; "reduce-overhead" replays CUDA
+                graphs), or :data:`COMPILE_OFF` to stop asking for it. It compiles on the first
+                frames after the move (seconds to a minute), for ``device``. A U-Net compiled
+                before stays wrapped (torch has no undo); it is simply not called while the
+                model is parked.
 
         Raises:
-            ConfigError: an unusable device, or a precision the device cannot run; the estimator
-                is then unchanged.
+            ConfigError: an unusable device, a precision or compile mode the device cannot run;
+                the estimator is then unchanged.
         """
-        from egopress_core.inference import check_precision
+        from egopress_core.inference import check_compile, check_precision
 
         device = resolve_device(device)
         if precision is not None:
             check_precision(precision, device)
+        compile_options = None
+        if compile_mode is not None and compile_mode != COMPILE_OFF:
+            compile_options = {**(self.streaming_options.get("compile_options") or {}), "mode": compile_mode}
+            check_compile(device, compile_options)
         self.model.to(device)
         if precision is not None:
             self.streaming_options["precision"] = precision
+        if compile_mode == COMPILE_OFF:
+            self.streaming_options["compile"] = False
+        elif compile_options is not None:
+            self.streaming_options.update(compile=True, compile_options=compile_options)
         self._build_streaming()
         self.reset("the model moved to another device")
         return self
@@ -621,7 +640,8 @@ class LivePressureEstimator:
         for name, value in (("vertices", vertices), ("joints", joints)):
             if not np.isfinite(value).all():
                 raise DataError(f"hand mesh {name} hold NaN or infinite values")
-        return np.ascontiguousarray(vertices), np.ascontiguousarray(joints)
+        # Copies: the caller's arrays may be read-only (memory-mapped records), which torch warns about.
+        return np.array(vertices, order="C"), np.array(joints, order="C")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

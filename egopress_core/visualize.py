@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 from matplotlib import colormaps
 
 NEUTRAL_SKIN_RGB = (205.0, 192.0, 182.0)
@@ -35,6 +34,8 @@ def render_mesh_values(
     Returns:
         (image_size, image_size, 3) uint8, white background.
     """
+    import open3d as o3d  # slow to import; the colour maps (used by the live nodes) need none of it
+
     view = np.asarray(view_direction, dtype=np.float64)
     view /= np.linalg.norm(view)
     helper = np.array([0.0, 0.0, 1.0]) if abs(view[2]) < 0.9 else np.array([0.0, 1.0, 0.0])

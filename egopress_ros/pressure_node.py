@@ -58,6 +58,7 @@ MARKER_NAMESPACE = "hand_contact"
 # StreamingPressureEstimator's (test_launch_file.py checks all of them agree).
 SCHEDULER_CHOICES = ("ddim", "dpmsolver++", "euler")
 PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+COMPILE_CHOICES = ("off", "default", "reduce-overhead", "max-autotune")
 
 PARAMETERS = COMMON_PARAMETERS + (
     ParameterSpec("device", "cpu", "Torch device of the model: cpu, cuda, cuda:<index>, mps, or auto (CUDA when "
@@ -78,6 +79,10 @@ PARAMETERS = COMMON_PARAMETERS + (
     ParameterSpec("precision", "fp32", "Autocast precision of the model on the device: fp32, fp16 (GPU only) or bf16 "
                   "(GPUs with bf16; CPUs with AVX512-BF16/AMX).", choices=PRECISION_CHOICES),
     ParameterSpec("channels_last", False, "Channels-last convolution weights (faster tensor-core kernels on GPUs)."),
+    ParameterSpec("compile_mode", "off", "torch.compile the U-Net on activate: off, default, reduce-overhead (CUDA "
+                  "graphs: what makes the compact model real-time on a GPU) or max-autotune. The first frames "
+                  "after activation compile (up to a minute); on a CPU it needs a C++ compiler.",
+                  choices=COMPILE_CHOICES),
     ParameterSpec("crop", "hand", "Model input crop: hand (box around the hand mesh, as in training) or full.",
                   choices=("hand", "full")),
     ParameterSpec("hand_margin", 0.3, "Margin around the hand box, fraction of its larger side (as in training).",
@@ -121,8 +126,8 @@ class PressureNode(PipelineNode):
     def load(self) -> None:
         from matplotlib import colormaps
 
-        from egopress_core.inference import check_precision
-        from egopress_core.live import LiveConfig, LivePressureEstimator, resolve_device
+        from egopress_core.inference import check_compile, check_precision
+        from egopress_core.live import COMPILE_OFF, LiveConfig, LivePressureEstimator, resolve_device
 
         config = self.config
         if config["colormap"] not in colormaps:
@@ -134,8 +139,11 @@ class PressureNode(PipelineNode):
         live_config = LiveConfig(crop=config["crop"], hand_margin=config["hand_margin"], hold_crop=config["hold_crop"],
                                  max_gap_s=config["max_gap_s"], hand_lost_reset_s=config["hand_lost_reset_s"],
                                  contact_threshold_kpa=config["contact_threshold_kpa"])
-        # Fail at configure, not at activate, if the device or its precision is not usable.
-        check_precision(config["precision"], resolve_device(config["device"]))
+        # Fail at configure, not at activate, if the device, its precision or compiling is not usable.
+        device = resolve_device(config["device"])
+        check_precision(config["precision"], device)
+        if config["compile_mode"] != COMPILE_OFF:
+            check_compile(device, {"mode": config["compile_mode"]})
         # Loaded on the CPU in fp32; activate moves it to the device at its precision (and
         # deactivate back).
         self.live = LivePressureEstimator.from_checkpoint(
@@ -151,13 +159,14 @@ class PressureNode(PipelineNode):
 
     def to_device(self) -> None:
         if self.live is not None:
-            self.live.to(self.config["device"], precision=self.config["precision"])
+            self.live.to(self.config["device"], precision=self.config["precision"],
+                         compile_mode=self.config["compile_mode"])
 
     def release(self) -> None:
         from egopress_core.live import release_accelerator_memory
 
         if self.live is not None and self.live.device.type != "cpu":
-            self.live.to("cpu", precision="fp32")
+            self.live.to("cpu", precision="fp32", compile_mode="off")
             release_accelerator_memory()
 
     def unload(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def smoke(tmp_path_factory):
     out = root / "reports" / "bench.json"
     argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim,dpmsolver++",
             "--steps", "2", "--headline", "dpmsolver++:2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
+            "--streaming-reference",
             "--image-size", "96", "128", "--data", str(root / "held_out"), "--out", str(out), "--no-progress"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -99,14 +101,39 @@ def test_quality_compares_fast_settings_with_the_reference(smoke):
     assert "meaningless" in quality["note"]
     assert quality["frames"] == 6 and len(quality["sequences"]) == 1
     assert (quality["reference"]["scheduler"], quality["reference"]["steps"]) == ("ddim", 3)
-    modes = [(row["mode"], row["scheduler"], row["steps"]) for row in quality["settings"]]
-    assert modes == [("offline", "ddim", 2), ("offline", "dpmsolver++", 2), ("streaming", "dpmsolver++", 2)]
+    modes = [(row["mode"], row["scheduler"], row["steps"], row["precision"]) for row in quality["settings"]]
+    assert modes == [("offline", "ddim", 2, "fp32"), ("offline", "dpmsolver++", 2, "fp32"),
+                     ("streaming", "ddim", 3, "fp32"), ("streaming", "dpmsolver++", 2, "fp32")]
+    causal, fast = quality["settings"][2:]
+    assert causal["warm_start_strength"] is None and "vol_iou_ratio_to_streaming_reference" not in causal
+    if causal["volumetric_iou"]:
+        assert fast["vol_iou_ratio_to_streaming_reference"] == pytest.approx(
+            fast["volumetric_iou"] / causal["volumetric_iou"])
     reference_iou = quality["reference"]["volumetric_iou"]
     for row in quality["settings"]:
         assert 0.0 <= row["volumetric_iou"] <= 1.0 and row["mae_kpa"] >= 0 and row["frames_per_s"] > 0
         if reference_iou:
             assert row["vol_iou_ratio"] == pytest.approx(row["volumetric_iou"] / reference_iou)
             assert row["within_5_percent"] == (row["vol_iou_ratio"] >= 0.95)
+
+
+def test_annotated_hand_meshes_time_the_pressure_node_alone(smoke, tmp_path, monkeypatch):
+    import sys
+
+    # Given data, the ground_truth backend needs no renderer: open3d is not imported at all.
+    monkeypatch.setitem(sys.modules, "open3d", None)
+    data = Path(smoke[2]).parent.parent / "held_out"
+    out = tmp_path / "gt.json"
+    argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim", "--steps", "2",
+            "--headline", "ddim:2", "--stream-frames", "1", "--no-quality", "--no-profile", "--hand-backend",
+            "ground_truth", "--data", str(data), "--out", str(out), "--no-progress"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["options"]["hand_backend"] == "ground_truth"
+    assert "hand mesh from ground_truth" in printed.getvalue()
+    assert all(row["frames_measured"] == 1 for row in report["streaming"])
 
 
 def test_printed_tables(smoke):
@@ -130,6 +157,8 @@ def test_options_are_validated():
         BenchOptions(config="tiny", steps=(4, 0))
     with pytest.raises(ConfigError, match="precision"):
         BenchOptions(config="tiny", precisions=("fp8",))
+    with pytest.raises(ConfigError, match="hand_backend must be one of"):
+        BenchOptions(config="tiny", hand_backend="mediapipe")
     with pytest.raises(ConfigError, match="warm_start_strength"):
         BenchOptions(config="tiny", warm_start_strength=0.0)
     assert quick_options(config="tiny").steps == (4, 8)
@@ -159,7 +188,13 @@ def test_settings_grid_and_device_guards():
         BenchOptions(config="tiny", compile_mode="fast")
     # The reference setting is not scored against itself.
     settings = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4, 25)))
-    assert settings == [("offline", "ddim", 4, None), ("streaming", "dpmsolver++", 8, 0.25)]
+    assert settings == [("offline", "ddim", 4, None, "fp32"), ("streaming", "dpmsolver++", 8, 0.25, "fp32")]
+    # Each half precision that is timed is scored too, on the headline only.
+    half = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4,), precisions=("fp32", "bf16"),
+                                         quality_streaming_steps=(4, 8)))
+    assert [s for s in half if s[0] == "streaming"] == [("streaming", "dpmsolver++", 4, 0.25, "fp32"),
+                                                         ("streaming", "dpmsolver++", 8, 0.25, "fp32"),
+                                                         ("streaming", "dpmsolver++", 8, 0.25, "bf16")]
 
 
 def test_message_payload_sizes():

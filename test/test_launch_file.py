@@ -193,12 +193,14 @@ def test_default_camera_topics_are_realsense_topics(tree):
 
 
 def test_scheduler_choices_match_the_model():
-    from egopress_core.inference import PRECISIONS
+    from egopress_core.inference import COMPILE_MODES, PRECISIONS
+    from egopress_core.live import COMPILE_OFF
     from egopress_core.model.egopressdiff import SCHEDULERS
-    from egopress_ros.pressure_node import PRECISION_CHOICES, SCHEDULER_CHOICES
+    from egopress_ros.pressure_node import COMPILE_CHOICES, PRECISION_CHOICES, SCHEDULER_CHOICES
 
     assert tuple(SCHEDULERS) == SCHEDULER_CHOICES
     assert tuple(PRECISIONS) == PRECISION_CHOICES
+    assert (COMPILE_OFF, *COMPILE_MODES) == COMPILE_CHOICES
 
 
 def test_pressure_node_sampling_defaults_are_the_streaming_estimators():

@@ -274,6 +274,30 @@ def test_moving_sets_the_precision_checked_against_the_new_device(checkpoint, sc
     assert estimator.streaming.precision == "bf16"
 
 
+def test_moving_can_compile_the_unet_for_the_new_device(checkpoint, scene, monkeypatch):
+    import egopress_core.inference as inference
+
+    # The eager backend traces without generating code, so the test stays fast on a CPU.
+    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1,
+                                                      compile_options={"backend": "eager"})
+    _push(estimator, scene, 1.0)
+    with pytest.raises(ConfigError, match="compile mode must be one of"):
+        estimator.to("cpu", compile_mode="fastest")
+    assert estimator.streaming.frames_seen == 1 and estimator.model.unet._compiled_call_impl is None  # unchanged
+    estimator.to("cpu", compile_mode="reduce-overhead")
+    assert estimator.streaming_options["compile_options"] == {"backend": "eager", "mode": "reduce-overhead"}
+    assert estimator.model.unet._compiled_call_impl is not None
+    assert _push(estimator, scene, 2.0) is not None
+    estimator.to("cpu", compile_mode="off")
+    assert estimator.streaming_options["compile"] is False
+    # Code-generating inductor on a CPU needs a C++ compiler: refused up front when there is none.
+    plain = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
+    monkeypatch.setattr(inference, "_cpp_compiler", lambda: None)
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
+        plain.to("cpu", compile_mode="default")
+    assert plain.model.unet._compiled_call_impl is None
+
+
 def test_uv_geometry_model_gets_the_training_evidence_live(scene, tmp_path):
     from egopress_core.data.sources import hand_uv_mask
     from egopress_core.model import EgoPressDiff, tiny_config

@@ -194,6 +194,18 @@ def test_sample_is_deterministic_nonnegative_and_masked(model, conditions, sched
     assert first[~outside].max() > 0  # the untrained model still predicts something on the hand
 
 
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_each_sampler_is_a_fresh_copy_of_the_schedule(model, conditions, scheduler):
+    first, second = model.make_scheduler(scheduler), model.make_scheduler(scheduler)
+    assert first is not second and dict(first.config) == dict(model._build_scheduler(scheduler).config)
+    first.set_timesteps(3)
+    assert second.num_inference_steps is None  # one run's state does not reach the next sampler
+    # A run at another step count in between leaves a run unchanged.
+    before = model.sample(conditions, num_inference_steps=2, scheduler=scheduler, generator=3)
+    model.sample(conditions, num_inference_steps=3, scheduler=scheduler, generator=4)
+    assert torch.equal(before, model.sample(conditions, num_inference_steps=2, scheduler=scheduler, generator=3))
+
+
 def test_classifier_free_guidance_and_warm_start(model, conditions):
     plain = model.sample(conditions, num_inference_steps=2, generator=1)
     guided = model.sample(conditions, num_inference_steps=2, generator=1, guidance_scale=3.0)

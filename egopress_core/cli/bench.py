@@ -59,6 +59,9 @@ def register(subparsers) -> None:
                         help="measure the torch.compile variant (default: on CUDA only; minutes to compile on a CPU)")
     parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
                         help="torch.compile mode of the compile variant (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--hand-backend", default="keypoints", choices=("keypoints", "ground_truth"),
+                        help="hand mesh of the streaming rows: fitted to the frame's keypoints as live (default), "
+                             "or the annotated mesh (the pressure node's own cost; needs no open3d)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--stream-frames", type=int, help="measured streaming frames per setting (default 8; --quick 3)")
     parser.add_argument("--reference-steps", type=int, default=25, help="full-step DDIM reference of the quality check")
@@ -66,6 +69,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quality-frames", type=int, help="frames per held-out sequence (default 48; --quick 24)")
     parser.add_argument("--quality-streaming-steps", type=_integers,
                         help="step counts of the headline scheduler whose streaming quality is scored (default: the headline's)")
+    parser.add_argument("--streaming-reference", action="store_true",
+                        help="also score the reference setting streamed from noise every frame: the causal yardstick "
+                             "of the streaming rows (reference-steps U-Net passes per frame: slow on a CPU)")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality check")
     parser.add_argument("--no-profile", action="store_true", help="skip the operator profile of the U-Net forward")
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
@@ -92,9 +98,11 @@ def options_from_args(args: argparse.Namespace):
         channels_last=args.channels_last,
         compile=args.compile,
         compile_mode=args.compile_mode,
+        hand_backend=args.hand_backend,
         threads=args.threads,
         reference_steps=args.reference_steps,
         quality=not args.no_quality,
+        streaming_reference=args.streaming_reference,
         profile=not args.no_profile,
         data=args.data,
         image_size=tuple(args.image_size),

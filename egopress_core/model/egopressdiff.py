@@ -18,6 +18,7 @@ embedding re-adapts during fine-tuning.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -119,6 +120,7 @@ class EgoPressDiff(nn.Module):
             raise ConfigError(f"config must be an EgoPressDiffConfig; got {type(config).__name__}")
         self.config = config
         self.normalizer = PressureNormalizer(config.pressure_reference_kpa, config.pressure_max_kpa)
+        self._scheduler_templates: dict[str, Any] = {}  # make_scheduler's, one per sampler name
 
         if config.latent_space == "vae":
             self.codec: PixelLatentCodec | VAELatentCodec = VAELatentCodec(config.vae, config.uv_size)
@@ -209,7 +211,16 @@ class EgoPressDiff(nn.Module):
         In pixel space the clean map is bounded ([-1, 1] after normalisation), so DDIM clips and
         DPM-Solver++ thresholds its clean-sample estimates to that range at every step (VAE
         latents are unbounded and are left alone). Euler has no such option.
+
+        Each call returns its own copy (samplers keep per-run state) of one instance built per
+        name: building one computes the 1000-step schedule in Python, a few milliseconds that a
+        live frame cannot spare.
         """
+        if name not in self._scheduler_templates:
+            self._scheduler_templates[name] = self._build_scheduler(name)
+        return copy.deepcopy(self._scheduler_templates[name])
+
+    def _build_scheduler(self, name: str):
         schedule = self._noise_schedule()
         bounded = self.config.latent_space == "pixel"
         if name == "ddim":
