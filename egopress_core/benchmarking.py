@@ -20,6 +20,9 @@ on the fly unless ``data`` names a folder):
   Settings: every scheduler x step count warm-started, the live node's previous defaults ("before"),
   and variants of the headline setting: no warm start, no feature cache, other precisions,
   channels-last, ``torch.compile``.
+- **Offline throughput** (``egopress eval``, ``egopress label-bag``): whole held-out sequences in
+  overlapping windows with :class:`~egopress_core.evaluation.EvalOptions`' sampler, by the number
+  of windows denoised together (``window_batch_sizes``).
 - **Memory**: peak resident set size of the process, and on CUDA the peak allocated per setting.
 - **Quality**: Volumetric / Contact IoU and MAE (:mod:`egopress_core.metrics`) of each fast setting
   against the full-step reference (DDIM, ``reference_steps``), offline through
@@ -91,6 +94,8 @@ class BenchOptions:
         precisions: streaming precisions to compare ("fp32", "fp16", "bf16"); None: fp32 on a CPU,
             every one the GPU supports on CUDA.
         channels_last, compile: also measure these variants (None: on CUDA only).
+        window_batch_sizes: offline throughput is timed at each of these numbers of windows
+            denoised together (None: 1 on a CPU, where batching only adds work; 1, 4, 8 on CUDA).
         compile_mode: ``torch.compile`` mode of the compile variant ("default", "reduce-overhead":
             CUDA graphs, "max-autotune").
         threads: torch intra-op threads (None: torch's default).
@@ -123,6 +128,7 @@ class BenchOptions:
     precisions: tuple[str, ...] | None = None
     channels_last: bool | None = None
     compile: bool | None = None
+    window_batch_sizes: tuple[int, ...] | None = None
     compile_mode: str = "default"
     threads: int | None = None
     profile: bool = True
@@ -169,6 +175,10 @@ class BenchOptions:
             raise ConfigError(f"compile_mode must be one of {list(COMPILE_MODES)}. Got {self.compile_mode!r}")
         if self.threads is not None:
             _positive_int("threads", self.threads)
+        for size in self.window_batch_sizes or ():
+            _positive_int("window_batch_sizes", size)
+        if self.window_batch_sizes is not None and not self.window_batch_sizes:
+            raise ConfigError("window_batch_sizes must hold at least one size (or be None)")
         for precision in self.precisions or ():
             if precision not in PRECISIONS:
                 raise ConfigError(f"precision must be one of {list(PRECISIONS)}. Got {precision!r}")
@@ -678,6 +688,37 @@ def time_streaming(setup: _Setup, setting: StreamSetting, options: BenchOptions,
     return entry
 
 
+@torch.no_grad()
+def time_window_batches(model, batches: list[dict[str, Any]], sizes: tuple[int, ...],
+                        seed: int) -> list[dict[str, Any]]:
+    """Offline throughput over whole sequences (``egopress eval`` / ``label-bag``'s path, their
+    default sampler) for each number of windows denoised together, after one warm-up sequence."""
+    from egopress_core.evaluation import EvalOptions, estimate_sequence_pressure
+
+    conditions = [model.build_conditions(batch, check_window=False) for batch in batches]
+    frames = sum(item.num_frames for item in conditions)
+    rows = []
+    for size in sizes:
+        options = EvalOptions(seed=seed, window_batch_size=size)
+        estimate_sequence_pressure(model, conditions[0], options)
+        cpu_started = time.process_time()
+        _, seconds = _timed(model.device, lambda: [estimate_sequence_pressure(model, item, options)
+                                                   for item in conditions])
+        rows.append({"window_batch_size": size, "scheduler": options.scheduler, "steps": options.num_inference_steps,
+                     "frames": frames, "seconds": seconds, "cpu_s": time.process_time() - cpu_started,
+                     "frames_per_s": frames / seconds})
+    single = next((row for row in rows if row["window_batch_size"] == 1), None)
+    for row in rows:
+        row["speedup_vs_one_window"] = None if single is None else single["seconds"] / row["seconds"]
+    return rows
+
+
+def resolved_window_batch_sizes(options: BenchOptions, device: torch.device) -> tuple[int, ...]:
+    if options.window_batch_sizes is not None:
+        return tuple(options.window_batch_sizes)
+    return (1, 4, 8) if device.type == "cuda" else (1,)
+
+
 # ----------------------------------------------------------------------------------------------
 # Quality
 # ----------------------------------------------------------------------------------------------
@@ -826,7 +867,7 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="egopress-bench-")))
-        bar = stack.enter_context(tqdm(total=2 + len(grid) + len(settings) + quality_count, unit="task",
+        bar = stack.enter_context(tqdm(total=3 + len(grid) + len(settings) + quality_count, unit="task",
                                        disable=not progress))
         bar.set_description("held-out data")
         frames_needed = max(options.quality_frames, model.config.num_frames)
@@ -863,6 +904,10 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
             streaming.append(time_streaming(setup, setting, options, records, yardstick))
             bar.update(1)
 
+        bar.set_description("offline throughput by window batch")
+        offline = time_window_batches(model, setup.batches, resolved_window_batch_sizes(options, device), options.seed)
+        bar.update(1)
+
         quality = run_quality(setup, options, bar) if options.quality else None
 
     report = {
@@ -886,6 +931,7 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
         "unet_profile": profile,
         "sampling": sampling,
         "streaming": streaming,
+        "offline_window_batches": offline,
         "quality": quality,
         "memory": {"rss_peak_mb": peak_rss_mb(),
                    **({"cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {})},
@@ -964,6 +1010,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", f"components of one streaming frame ({headline['name']}): mean ms and share"]
     for name, seconds in headline["stages_s"].items():
         lines.append(f"  {name:<18s} {_ms(seconds):>9s}  {100.0 * headline['shares'][name]:5.1f}%")
+    offline = report.get("offline_window_batches")
+    if offline:
+        lines += ["", f"offline throughput (egopress eval / label-bag path, {offline[0]['scheduler']} "
+                      f"{offline[0]['steps']}, overlapping windows of {offline[0]['frames']} frames) by window batch",
+                  f"{'windows':>7s} {'seconds':>8s} {'frames/s':>9s} {'x one window':>12s}"]
+        for row in offline:
+            lines.append(f"{row['window_batch_size']:>7d} {row['seconds']:>8.2f} {row['frames_per_s']:>9.2f} "
+                         f"{_num(row['speedup_vs_one_window'], 2):>12s}")
     quality = report.get("quality")
     if quality:
         reference = quality["reference"]

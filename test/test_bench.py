@@ -38,7 +38,7 @@ def smoke(tmp_path_factory):
     out = root / "reports" / "bench.json"
     argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim,dpmsolver++",
             "--steps", "2", "--headline", "dpmsolver++:2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
-            "--streaming-reference",
+            "--streaming-reference", "--window-batch-sizes", "1,2",
             "--image-size", "96", "128", "--data", str(root / "held_out"), "--out", str(out), "--no-progress"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -117,6 +117,16 @@ def test_quality_compares_fast_settings_with_the_reference(smoke):
             assert row["within_5_percent"] == (row["vol_iou_ratio"] >= 0.95)
 
 
+def test_offline_throughput_by_window_batch(smoke):
+    rows = smoke[0]["offline_window_batches"]
+    assert [row["window_batch_size"] for row in rows] == [1, 2]
+    for row in rows:
+        assert (row["scheduler"], row["steps"]) == ("ddim", 10)  # egopress eval's and label-bag's default
+        assert row["frames"] == 6 and row["frames_per_s"] == pytest.approx(6 / row["seconds"])
+        assert row["speedup_vs_one_window"] == pytest.approx(rows[0]["seconds"] / row["seconds"])
+    assert rows[0]["speedup_vs_one_window"] == 1.0
+
+
 def test_annotated_hand_meshes_time_the_pressure_node_alone(smoke, tmp_path, monkeypatch):
     import sys
 
@@ -140,7 +150,7 @@ def test_printed_tables(smoke):
     report, printed, out = smoke
     assert printed == f"{format_report(report)}\nreport: {out}\n"
     for heading in ("machine:", "bare U-Net forward", "window from noise", "streaming, per new frame",
-                    "components of one streaming frame (dpmsolver++ 2)", "quality on 1 held-out"):
+                    "components of one streaming frame (dpmsolver++ 2)", "offline throughput", "quality on 1 held-out"):
         assert heading in printed
 
 
@@ -157,6 +167,8 @@ def test_options_are_validated():
         BenchOptions(config="tiny", steps=(4, 0))
     with pytest.raises(ConfigError, match="precision"):
         BenchOptions(config="tiny", precisions=("fp8",))
+    with pytest.raises(ConfigError, match="window_batch_sizes"):
+        BenchOptions(config="tiny", window_batch_sizes=(1, 0))
     with pytest.raises(ConfigError, match="hand_backend must be one of"):
         BenchOptions(config="tiny", hand_backend="mediapipe")
     with pytest.raises(ConfigError, match="warm_start_strength"):

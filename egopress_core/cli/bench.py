@@ -57,6 +57,9 @@ def register(subparsers) -> None:
                         help="measure the channels-last variant (default: on CUDA only)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="measure the torch.compile variant (default: on CUDA only; minutes to compile on a CPU)")
+    parser.add_argument("--window-batch-sizes", type=_integers,
+                        help="offline throughput at each number of windows denoised together (default: 1 on a CPU, "
+                             "1,4,8 on CUDA)")
     parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
                         help="torch.compile mode of the compile variant (reduce-overhead: CUDA graphs)")
     parser.add_argument("--hand-backend", default="keypoints", choices=("keypoints", "ground_truth"),
@@ -109,6 +112,7 @@ def options_from_args(args: argparse.Namespace):
         seed=args.seed,
     )
     optional = dict(schedulers=args.schedulers, steps=args.steps, precisions=args.precisions,
+                    window_batch_sizes=args.window_batch_sizes,
                     stream_frames=args.stream_frames, quality_sequences=args.quality_sequences,
                     quality_frames=args.quality_frames, quality_streaming_steps=args.quality_streaming_steps)
     values.update({key: value for key, value in optional.items() if value is not None})
