@@ -12,7 +12,8 @@ on the fly unless ``data`` names a folder):
   (U-Net plus scheduler arithmetic), decoding; seconds per denoising step.
 - **Streaming** (per setting): the live path frame by frame, exactly as the pressure node runs it:
   hand-mesh estimation (``hand_backend``: the keypoints backend fitting the hand model to the
-  frame's 3-D joints, or the annotated mesh), crop and resize (:class:`~egopress_core.live.LivePressureEstimator`), the
+  frame's 3-D joints, or the annotated mesh), crop and resize
+  (:class:`~egopress_core.live.LivePressureEstimator`), the
   :class:`~egopress_core.inference.StreamingPressureEstimator` stages (conditions, per-frame
   encoders, window encoder, sampler, decoding), per-vertex contact, and the numpy side of the
   ROS messages (the library never imports rclpy; ``benchmarks/speed.py --ros`` times the real
@@ -94,10 +95,10 @@ class BenchOptions:
         precisions: streaming precisions to compare ("fp32", "fp16", "bf16"); None: fp32 on a CPU,
             every one the GPU supports on CUDA.
         channels_last, compile: also measure these variants (None: on CUDA only).
-        window_batch_sizes: offline throughput is timed at each of these numbers of windows
-            denoised together (None: 1 on a CPU, where batching only adds work; 1, 4, 8 on CUDA).
         compile_mode: ``torch.compile`` mode of the compile variant ("default", "reduce-overhead":
             CUDA graphs, "max-autotune").
+        window_batch_sizes: offline throughput is timed at each of these numbers of windows
+            denoised together (None: 1 on a CPU, where batching only adds work; 1, 4, 8 on CUDA).
         threads: torch intra-op threads (None: torch's default).
         profile: profile one U-Net forward by operator (:func:`unet_operator_profile`).
         quality: run the quality check.
@@ -128,8 +129,8 @@ class BenchOptions:
     precisions: tuple[str, ...] | None = None
     channels_last: bool | None = None
     compile: bool | None = None
-    window_batch_sizes: tuple[int, ...] | None = None
     compile_mode: str = "default"
+    window_batch_sizes: tuple[int, ...] | None = None
     threads: int | None = None
     profile: bool = True
     quality: bool = True
@@ -714,6 +715,7 @@ def time_window_batches(model, batches: list[dict[str, Any]], sizes: tuple[int, 
 
 
 def resolved_window_batch_sizes(options: BenchOptions, device: torch.device) -> tuple[int, ...]:
+    """``options.window_batch_sizes``, or when unset 1 on a CPU and 1, 4, 8 on CUDA."""
     if options.window_batch_sizes is not None:
         return tuple(options.window_batch_sizes)
     return (1, 4, 8) if device.type == "cuda" else (1,)
