@@ -405,8 +405,7 @@ def _sequence_batches(setup: _Setup, options: BenchOptions) -> tuple[list[dict[s
     from egopress_core.conditioning import UVGeometryBuilder
 
     config = setup.model.config
-    uv_geometry = (UVGeometryBuilder.from_atlas(setup.mask.model_atlas(), config.depth_clip_m)
-                   if config.use_uv_geometry else None)
+    uv_geometry = UVGeometryBuilder.for_model(setup.mask.model_atlas(), config)
     batches, names = [], []
     for sequence in setup.sequences[: options.quality_sequences]:
         batch = sequence_batch(sequence, setup.model.config, setup.mask.tensor(), "hand", uv_geometry)

@@ -414,9 +414,12 @@ class UVGeometryBuilder:
         texel_face: (Hu, Wu) face of each texel, -1 off the hand.
         texel_barycentric: (Hu, Wu, 3) barycentric weights of each texel.
         depth_clip_m: scale of the depth-residual channel (the model's ``depth_clip_m``).
+        use_depth: False builds the channels as if the depth map had no reading anywhere (the
+            model's ``use_depth``): no depth residual, no occlusion test, no surface plane, so a
+            model without depth gets no depth evidence through the UV geometry either.
     """
 
-    def __init__(self, faces, texel_face, texel_barycentric, depth_clip_m: float) -> None:
+    def __init__(self, faces, texel_face, texel_barycentric, depth_clip_m: float, use_depth: bool = True) -> None:
         # Own copies: atlas arrays may be read-only views of cached tables.
         self.faces = torch.as_tensor(np.array(faces, dtype=np.int64))
         self.texel_face = torch.as_tensor(np.array(texel_face, dtype=np.int64))
@@ -427,25 +430,48 @@ class UVGeometryBuilder:
         if not depth_clip_m > 0:
             raise ConfigError(f"depth_clip_m must be > 0. Got {depth_clip_m!r}")
         self.depth_clip_m = float(depth_clip_m)
+        if not isinstance(use_depth, bool):
+            raise ConfigError(f"use_depth must be a bool. Got {use_depth!r}")
+        self.use_depth = use_depth
 
     @classmethod
-    def from_atlas(cls, atlas, depth_clip_m: float) -> "UVGeometryBuilder":
+    def from_atlas(cls, atlas, depth_clip_m: float, use_depth: bool = True) -> "UVGeometryBuilder":
         """From a :class:`~egopress_core.uv_atlas.UVAtlas` at the model's UV resolution."""
-        return cls(atlas.faces, atlas.texel_face, atlas.texel_barycentric, depth_clip_m)
+        return cls(atlas.faces, atlas.texel_face, atlas.texel_barycentric, depth_clip_m, use_depth)
+
+    @classmethod
+    def for_model(cls, atlas, config) -> "UVGeometryBuilder | None":
+        """The builder a model's config asks for, None when the model takes no UV geometry.
+
+        Args:
+            atlas: :class:`~egopress_core.uv_atlas.UVAtlas` at ``config.uv_size``.
+            config: an :class:`~egopress_core.model.config.EgoPressDiffConfig` or a
+                :class:`~egopress_core.model.bin_classifier.BinClassifierConfig`.
+        """
+        if not getattr(config, "use_uv_geometry", False):
+            return None
+        # The per-frame baseline has no depth switch: it always takes depth.
+        return cls.from_atlas(atlas, config.depth_clip_m, getattr(config, "use_depth", True))
 
     @property
     def uv_size(self) -> tuple[int, int]:
         return int(self.texel_face.shape[0]), int(self.texel_face.shape[1])
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """(B, T, 6, Hu, Wu) from the batch's ``vertices``, ``rgb``, ``depth_m`` and ``intrinsics``
-        (shapes as in the module docstring), on their device."""
-        missing = [key for key in ("vertices", "rgb", "depth_m", "intrinsics") if key not in batch]
+        """(B, T, 6, Hu, Wu) from the batch's ``vertices``, ``rgb``, ``depth_m`` (not read
+        without ``use_depth``) and ``intrinsics`` (shapes as in the module docstring), on their
+        device."""
+        needed = ("vertices", "rgb", "depth_m", "intrinsics") if self.use_depth else ("vertices", "rgb", "intrinsics")
+        missing = [key for key in needed if key not in batch]
         if missing:
             raise DataError(f"uv_geometry needs {missing} in the window batch; it has {sorted(batch)}")
-        depth = batch["depth_m"].float()
-        if depth.ndim == 4:
-            depth = depth[:, :, None]
+        if self.use_depth:
+            depth = batch["depth_m"].float()
+            if depth.ndim == 4:
+                depth = depth[:, :, None]
+        else:
+            rgb = batch["rgb"]
+            depth = torch.zeros((*rgb.shape[:2], 1, *rgb.shape[-2:]), device=rgb.device)  # 0 = no reading
         device = batch["vertices"].device
         return uv_geometry_from_mesh(
             batch["vertices"].float(), self.faces.to(device), self.texel_face.to(device),

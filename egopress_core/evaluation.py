@@ -136,8 +136,7 @@ def evaluate(
     hand = load_hand_model(side=mask.side, model_path=mask.hand_model_path, uv_obj_path=mask.uv_obj_path)
     atlas = UVAtlas.from_obj(hand.uv_obj_path, resolution=tuple(config.uv_size), name=hand.uv_layout_name)
     uv_mask = mask.tensor()
-    uv_geometry = (UVGeometryBuilder.from_atlas(atlas, config.depth_clip_m)
-                   if getattr(config, "use_uv_geometry", False) else None)
+    uv_geometry = UVGeometryBuilder.for_model(atlas, config)
 
     pooled = PressureMetrics(contact_threshold_kpa=options.contact_threshold_kpa)
     per_sequence: dict[str, dict] = {}

@@ -392,8 +392,7 @@ class LivePressureEstimator:
         self.config = config
         self.streaming_options = dict(streaming_options)
         # UV-aligned evidence for models that take it, built as in training.
-        self.uv_geometry = (UVGeometryBuilder.from_atlas(self.atlas, model_config.depth_clip_m)
-                            if model_config.use_uv_geometry else None)
+        self.uv_geometry = UVGeometryBuilder.for_model(self.atlas, model_config)
         self._streaming_class = StreamingPressureEstimator
         self.crop_tracker = HandCropTracker(tuple(model_config.image_size), config)
         self._build_streaming()

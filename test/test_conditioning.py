@@ -246,6 +246,55 @@ def test_uv_geometry_builder_matches_the_function_on_a_window_batch():
     assert torch.equal(pickle.loads(pickle.dumps(builder))(batch), geometry)  # DataLoader workers
 
 
+def test_uv_geometry_without_depth_reads_no_depth():
+    """A model without depth (use_depth=False) gets UV geometry with no depth evidence: no
+    residual, no occlusion, no surface plane, whatever the depth map holds or whether it is there."""
+    from egopress_core.conditioning import UVGeometryBuilder
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.hand.hand_model import load_hand_model
+
+    config = tiny_config()
+    batch = make_window_batch(config, batch_size=2, seed=3)
+    hand = load_hand_model("right")
+    with torch.no_grad():
+        rest = hand.rest().vertices[0]
+    batch["vertices"] = (rest - rest.mean(0) + torch.tensor([0.0, 0.0, 0.4])).expand(2, config.num_frames, -1, 3).clone()
+    # A flat surface just behind the hand, and an occluder over the top rows: both are depth evidence.
+    depth = torch.full_like(batch["depth_m"], 0.42)
+    depth[..., : depth.shape[-2] // 3, :] = 0.2
+    batch["depth_m"] = depth
+    atlas = hand_uv_mask(tuple(config.uv_size), "right").model_atlas()
+    with_depth = UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1)(batch)
+    builder = UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1, use_depth=False)
+    without = builder(batch)
+    on_hand = torch.as_tensor(atlas.texel_face >= 0)
+
+    assert torch.equal(without[:, :, 3], torch.zeros_like(without[:, :, 3]))  # no depth residual
+    assert torch.equal(without[:, :, 5], on_hand.float().expand_as(without[:, :, 5]))  # no plane: 1 on the hand
+    assert without[:, :, 4].sum() > with_depth[:, :, 4].sum()  # the occluder no longer hides texels
+    assert not torch.equal(with_depth[:, :, 3], without[:, :, 3])  # the depth map did carry evidence
+    no_depth_batch = {key: value for key, value in batch.items() if key != "depth_m"}
+    assert torch.equal(builder(no_depth_batch), without)
+    with pytest.raises(DataError, match="depth_m"):
+        UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1)(no_depth_batch)
+    with pytest.raises(ConfigError, match="use_depth must be a bool"):
+        UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1, use_depth=0)
+
+
+def test_uv_geometry_builder_for_a_model_config_follows_its_switches():
+    from egopress_core.conditioning import UVGeometryBuilder
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.model.bin_classifier import BinClassifierConfig
+
+    config = tiny_config()
+    atlas = hand_uv_mask(tuple(config.uv_size), "right").model_atlas()
+    assert UVGeometryBuilder.for_model(atlas, config) is None
+    builder = UVGeometryBuilder.for_model(atlas, config.replace(use_uv_geometry=True))
+    assert builder.use_depth and builder.depth_clip_m == config.depth_clip_m
+    assert not UVGeometryBuilder.for_model(atlas, config.replace(use_uv_geometry=True, use_depth=False)).use_depth
+    assert UVGeometryBuilder.for_model(atlas, BinClassifierConfig(use_uv_geometry=True)).use_depth
+
+
 def test_surface_height_tells_contact_frames_on_generated_data(synthetic):
     """On the generator's pressing and hovering hands (annotated meshes), "some texel at or below
     the fitted pad plane" agrees with "the ground truth has contact" on nearly every frame."""

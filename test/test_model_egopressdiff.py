@@ -296,8 +296,26 @@ def test_version_1_checkpoints_load_unless_they_use_uv_geometry(model, tmp_path)
         EgoPressDiff.from_pretrained(tmp_path / "geometry")
     document["version"] = 7
     (tmp_path / "geometry" / "config.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match="checkpoint version 7; this code reads versions 1 and 2"):
+    with pytest.raises(CheckpointError, match="checkpoint version 7; this code reads versions 1 to 3"):
         EgoPressDiff.from_pretrained(tmp_path / "geometry")
+
+
+def test_older_checkpoints_without_depth_but_with_uv_geometry_are_refused(model, tmp_path):
+    """Version 3 builds a depth-free model's UV geometry without depth; a version-2 model of that
+    kind was trained on depth-derived channels, so loading it would change its inputs silently."""
+    configs = {"depth_geometry": model.config.replace(use_uv_geometry=True),
+               "no_depth_plain": model.config.replace(use_depth=False),
+               "no_depth_geometry": model.config.replace(use_depth=False, use_uv_geometry=True)}
+    for name, config in configs.items():
+        EgoPressDiff(config).save_pretrained(tmp_path / name)
+        assert EgoPressDiff.from_pretrained(tmp_path / name).config == config  # current version reads
+        document = json.loads((tmp_path / name / "config.json").read_text())
+        document["version"] = 2
+        (tmp_path / name / "config.json").write_text(json.dumps(document))
+    assert EgoPressDiff.from_pretrained(tmp_path / "depth_geometry").config == configs["depth_geometry"]
+    assert EgoPressDiff.from_pretrained(tmp_path / "no_depth_plain").config == configs["no_depth_plain"]
+    with pytest.raises(CheckpointError, match="version-2 checkpoint with use_uv_geometry and use_depth=False"):
+        EgoPressDiff.from_pretrained(tmp_path / "no_depth_geometry")
 
 
 # ---------------------------------------------------------------------------------------------

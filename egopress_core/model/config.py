@@ -95,7 +95,8 @@ class EgoPressDiffConfig:
         pose_sigma_px: line width of rendered skeleton maps; depth_clip_m: depth half-range
         around the hand.
     Ablation switches
-        use_depth (depth channels concatenated to the latent), use_vertices (Vertex Encoder and
+        use_depth (depth channels concatenated to the latent; False also builds the UV geometry
+        without depth, so the model sees none), use_vertices (Vertex Encoder and
         the DC layer's vertex branch), use_pose_net, dc_calibration (False: vertex branch added
         uncalibrated), use_uv_geometry (6 UV-aligned geometry channels concatenated: see
         :func:`~egopress_core.conditioning.uv_geometry_from_mesh`).

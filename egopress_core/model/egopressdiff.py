@@ -54,8 +54,10 @@ logger = logging.getLogger(__name__)
 SCHEDULERS = ("ddim", "dpmsolver++", "euler")
 CHECKPOINT_FORMAT = "egopressdiff"
 # 2: the last UV-geometry channel became the height above a fitted surface plane (it was a
-# max-pooled depth proximity). Version-1 checkpoints without UV geometry read unchanged.
-CHECKPOINT_VERSION = 2
+# max-pooled depth proximity). 3: a model without depth (use_depth=False) gets its UV geometry
+# built without depth too. Older checkpoints read unchanged unless one of those changes their
+# inputs.
+CHECKPOINT_VERSION = 3
 
 
 @dataclass
@@ -647,16 +649,23 @@ class EgoPressDiff(nn.Module):
         if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not an EgoPressDiff checkpoint config")
         version = document.get("version")
-        uses_geometry = isinstance(document.get("config"), dict) and bool(document["config"].get("use_uv_geometry"))
+        config = document.get("config") if isinstance(document.get("config"), dict) else {}
+        uses_geometry = bool(config.get("use_uv_geometry"))
         if version == 1 and uses_geometry:
             raise CheckpointError(
                 f"{path} is a version-1 checkpoint with use_uv_geometry: it was trained on the old "
                 f"surface-proximity channel, which this code no longer computes; train it again "
                 f"(scripts/train_shipped_model.sh shows how the shipped one is trained)"
             )
-        if version not in (1, CHECKPOINT_VERSION):
+        if version in (1, 2) and uses_geometry and config.get("use_depth") is False:
             raise CheckpointError(
-                f"{path} has checkpoint version {version}; this code reads versions 1 and {CHECKPOINT_VERSION}"
+                f"{path} is a version-{version} checkpoint with use_uv_geometry and use_depth=False: its "
+                f"UV geometry was built from the depth map, which this code no longer does for models "
+                f"without depth; train it again"
+            )
+        if version not in (1, 2, CHECKPOINT_VERSION):
+            raise CheckpointError(
+                f"{path} has checkpoint version {version}; this code reads versions 1 to {CHECKPOINT_VERSION}"
             )
         return document
 

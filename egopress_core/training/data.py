@@ -126,9 +126,7 @@ def build_datasets(config: TrainConfig, model_config: Any, window: WindowConfig 
         val_window = dataclasses.replace(window, augment=None, stride=data.val_stride or window.window,
                                          cover_tail=False)
         val = _windows(val_sequences, val_window, f"validation data ({val_description})")
-    uv_geometry = None
-    if getattr(model_config, "use_uv_geometry", False):
-        uv_geometry = UVGeometryBuilder.from_atlas(uv_mask.model_atlas(), model_config.depth_clip_m)
+    uv_geometry = UVGeometryBuilder.for_model(uv_mask.model_atlas(), model_config)
     return TrainingData(train=train, val=val, uv_mask=uv_mask, window=window,
                         sources={"train": train_source.description, "val": val_description}, uv_geometry=uv_geometry)
 
