@@ -220,17 +220,23 @@ def test_uv_geometry_surface_height_reads_the_plane_around_the_hand(height_m):
         uv_geometry_from_mesh(vertices, faces, texel_face, bary, rgb, depth, _camera(), surface_height_scale_m=0)
 
 
-def test_uv_geometry_builder_matches_the_function_on_a_window_batch():
-    from egopress_core.conditioning import UVGeometryBuilder
-    from egopress_core.data.sources import hand_uv_mask
+def _window_batch_with_the_hand_in_view():
+    """A tiny config and a (B = 2) window batch whose vertices are the rest hand 0.4 m ahead."""
     from egopress_core.hand.hand_model import load_hand_model
 
     config = tiny_config()
     batch = make_window_batch(config, batch_size=2, seed=3)
-    hand = load_hand_model("right")
     with torch.no_grad():
-        rest = hand.rest().vertices[0]
+        rest = load_hand_model("right").rest().vertices[0]
     batch["vertices"] = (rest - rest.mean(0) + torch.tensor([0.0, 0.0, 0.4])).expand(2, config.num_frames, -1, 3).clone()
+    return config, batch
+
+
+def test_uv_geometry_builder_matches_the_function_on_a_window_batch():
+    from egopress_core.conditioning import UVGeometryBuilder
+    from egopress_core.data.sources import hand_uv_mask
+
+    config, batch = _window_batch_with_the_hand_in_view()
     atlas = hand_uv_mask(tuple(config.uv_size), "right").model_atlas()
     builder = UVGeometryBuilder.from_atlas(atlas, depth_clip_m=0.1)
     geometry = builder(batch)
@@ -251,14 +257,8 @@ def test_uv_geometry_without_depth_reads_no_depth():
     residual, no occlusion, no surface plane, whatever the depth map holds or whether it is there."""
     from egopress_core.conditioning import UVGeometryBuilder
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.hand.hand_model import load_hand_model
 
-    config = tiny_config()
-    batch = make_window_batch(config, batch_size=2, seed=3)
-    hand = load_hand_model("right")
-    with torch.no_grad():
-        rest = hand.rest().vertices[0]
-    batch["vertices"] = (rest - rest.mean(0) + torch.tensor([0.0, 0.0, 0.4])).expand(2, config.num_frames, -1, 3).clone()
+    config, batch = _window_batch_with_the_hand_in_view()
     # A flat surface just behind the hand, and an occluder over the top rows: both are depth evidence.
     depth = torch.full_like(batch["depth_m"], 0.42)
     depth[..., : depth.shape[-2] // 3, :] = 0.2
