@@ -448,7 +448,7 @@ class UVGeometryBuilder:
             config: an :class:`~egopress_core.model.config.EgoPressDiffConfig` or a
                 :class:`~egopress_core.model.bin_classifier.BinClassifierConfig`.
         """
-        if not getattr(config, "use_uv_geometry", False):
+        if not config.use_uv_geometry:
             return None
         # The per-frame baseline has no depth switch: it always takes depth.
         return cls.from_atlas(atlas, config.depth_clip_m, getattr(config, "use_depth", True))

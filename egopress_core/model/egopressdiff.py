@@ -657,9 +657,9 @@ class EgoPressDiff(nn.Module):
                 f"surface-proximity channel, which this code no longer computes; train it again "
                 f"(scripts/train_shipped_model.sh shows how the shipped one is trained)"
             )
-        if version in (1, 2) and uses_geometry and config.get("use_depth") is False:
+        if version == 2 and uses_geometry and config.get("use_depth") is False:
             raise CheckpointError(
-                f"{path} is a version-{version} checkpoint with use_uv_geometry and use_depth=False: its "
+                f"{path} is a version-2 checkpoint with use_uv_geometry and use_depth=False: its "
                 f"UV geometry was built from the depth map, which this code no longer does for models "
                 f"without depth; train it again"
             )
