@@ -12,19 +12,14 @@
   overlaps with tent weights (window centres count most). Independent windows can be denoised
   several at a time (``window_batch_size``), which fills an accelerator better.
 
-Speed options shared by both (see ``benchmarks/speed.md`` for what they buy):
-
-- ``precision``: "fp32", or "fp16" / "bf16" autocast of the encoders and the U-Net (the sampler
-  arithmetic stays float32). Half precision is refused where the device cannot run it fast
-  (fp16 on a CPU; bf16 on a GPU without bf16 support).
-- :func:`prepare_model_for_inference`: channels-last convolution weights and ``torch.compile``
-  of the U-Net (in place, once per model).
+Both take the speed options of :mod:`egopress_core.runtime` (autocast precision, channels-last,
+``torch.compile``; ``benchmarks/speed.md`` says what they buy). These are the model-level
+policies; :class:`~egopress_core.pipeline.EgoPressPipeline` holds them with the hand, atlas and
+preprocessing, and is what applications use.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import time
 from collections import deque
 from dataclasses import fields, replace
@@ -37,104 +32,10 @@ from tqdm.auto import tqdm
 
 from egopress_core.conditioning import EgoPressConditions, build_conditions
 from egopress_core.errors import ConfigError, DataError
-from egopress_core.model.egopressdiff import SCHEDULERS, EgoPressDiff
+from egopress_core.model.egopressdiff import EgoPressDiff
 from egopress_core.model.features import FrameFeatures
-
-PRECISIONS = ("fp32", "fp16", "bf16")
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def check_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None for "fp32").
-
-    Raises:
-        ConfigError: an unknown precision, fp16 on a CPU (no fast fp16 kernels there), or bf16 on
-            a CUDA device without bf16 support.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {list(PRECISIONS)}. Got {precision!r}")
-    if precision == "fp32":
-        return None
-    device = torch.device(device)
-    if device.type == "cpu" and precision == "fp16":
-        raise ConfigError(
-            "precision='fp16' needs a GPU; on a CPU use 'bf16' (fast only on CPUs with AVX512-BF16 or AMX) "
-            "or 'fp32'"
-        )
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"precision='bf16' is not supported by {torch.cuda.get_device_name(device)}; use 'fp16'")
-    return _AUTOCAST_DTYPES[precision]
-
-
-def autocast_context(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` on ``device`` (a no-op context for "fp32")."""
-    dtype = check_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-# torch.compile modes offered ("reduce-overhead" replays CUDA graphs: on a GPU the compact U-Net
-# is bound by kernel launches, and this is what makes it real-time).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-
-
-def _cpp_compiler() -> str | None:
-    for name in ("c++", "g++", "clang++"):
-        if shutil.which(name):
-            return name
-    return None
-
-
-def check_compile(device: torch.device | str, compile_options: Mapping[str, Any] | None = None) -> None:
-    """Raise :class:`ConfigError` if ``torch.compile`` with these options cannot run on ``device``:
-    an unknown mode, or the default inductor backend on a CPU without a C++ compiler (inductor
-    generates C++ there)."""
-    options = dict(compile_options or {})
-    mode = options.get("mode", "default")
-    if mode not in COMPILE_MODES:
-        raise ConfigError(f"compile mode must be one of {list(COMPILE_MODES)}. Got {mode!r}")
-    backend = options.get("backend", "inductor")
-    if torch.device(device).type == "cpu" and backend == "inductor" and _cpp_compiler() is None:
-        raise ConfigError(
-            "compile=True on a CPU needs a C++ compiler for torch.compile's inductor backend (none of "
-            "c++, g++, clang++ is on PATH); install one or leave compile off"
-        )
-
-
-def prepare_model_for_inference(
-    model: EgoPressDiff,
-    channels_last: bool = False,
-    compile: bool = False,
-    compile_options: Mapping[str, Any] | None = None,
-) -> EgoPressDiff:
-    """Speed options that change the model in place (eval mode; weights and state-dict keys kept).
-
-    Args:
-        model: the model; every caller sharing it sees the change.
-        channels_last: store the U-Net's and encoders' 2-D convolution weights channels-last
-            (NHWC), the layout cuDNN's tensor-core kernels prefer. The temporal 3-D convolutions
-            keep their layout.
-        compile: ``torch.compile`` the U-Net (``nn.Module.compile``: the module keeps its
-            parameter names). Compilation happens on the first forward of each input shape, so
-            the first window is slow; a model already compiled is left alone.
-        compile_options: keyword arguments of ``torch.compile`` (e.g. ``{"mode":
-            "reduce-overhead"}`` for CUDA graphs, ``{"backend": "eager"}`` to check tracing only).
-
-    Raises:
-        ConfigError: compile options that cannot run on the model's device (:func:`check_compile`).
-    """
-    model.eval()
-    if channels_last:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.to(memory_format=torch.channels_last)
-    if compile:
-        check_compile(model.device, compile_options)
-        if getattr(model.unet, "_compiled_call_impl", None) is None:
-            model.unet.compile(**dict(compile_options or {}))
-    return model
-
+from egopress_core.options import LIVE_SAMPLING, OFFLINE_SAMPLING, SamplingOptions
+from egopress_core.runtime import autocast_context, check_precision, prepare_model_for_inference
 
 def _cat_conditions(parts: list[EgoPressConditions]) -> EgoPressConditions:
     """Concatenate single-frame conditions along T (``uv_mask`` is shared)."""
@@ -193,18 +94,10 @@ def shift_latents(latents: torch.Tensor, shift: int) -> torch.Tensor | None:
 def _check_sampling_args(
     num_inference_steps: int, scheduler: str, guidance_scale: float, warm_start_strength: float | None
 ) -> None:
-    if not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
-        raise ConfigError(f"num_inference_steps must be a positive integer; got {num_inference_steps!r}")
-    if scheduler not in SCHEDULERS:
-        raise ConfigError(f"scheduler must be one of {list(SCHEDULERS)}. Got {scheduler!r}")
-    if guidance_scale < 1.0:
-        raise ConfigError(f"guidance_scale must be >= 1; got {guidance_scale}")
-    if warm_start_strength is not None and (
-        isinstance(warm_start_strength, bool)
-        or not isinstance(warm_start_strength, (int, float))
-        or not 0.0 < warm_start_strength <= 1.0
-    ):
-        raise ConfigError(f"warm_start_strength must be in (0, 1] or None; got {warm_start_strength!r}")
+    """Validated by :class:`~egopress_core.options.SamplingOptions`, the one place sampler options are
+    checked (ConfigError naming the field)."""
+    SamplingOptions(scheduler=scheduler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                    warm_start_strength=warm_start_strength)
 
 
 def _tensor(value: Any, name: str) -> torch.Tensor:
@@ -218,9 +111,10 @@ def _tensor(value: Any, name: str) -> torch.Tensor:
 class StreamingPressureEstimator:
     """Live policy: push one frame, get that frame's UV-pressure map (kPa).
 
-    The sampling defaults (DPM-Solver++, 8 steps, warm-start strength 0.25: two U-Net passes per
-    frame) are the cheapest setting ``benchmarks/speed.md`` found at the full-step reference's
-    Volumetric IoU; 4 steps at 0.25 (one pass per frame) stayed within 5%.
+    The sampling defaults are :data:`~egopress_core.options.LIVE_SAMPLING` (DPM-Solver++, 8 steps,
+    warm-start strength 0.25: two U-Net passes per frame), the cheapest setting
+    ``benchmarks/speed.md`` found at the full-step reference's Volumetric IoU; 4 steps at 0.25 (one
+    pass per frame) stayed within 5%.
 
     Args:
         model: a trained :class:`EgoPressDiff` (put in eval mode here).
@@ -255,11 +149,11 @@ class StreamingPressureEstimator:
         self,
         model: EgoPressDiff,
         uv_mask: torch.Tensor | np.ndarray,
-        num_inference_steps: int = 8,
-        warm_start_strength: float | None = 0.25,
-        scheduler: str = "dpmsolver++",
-        guidance_scale: float = 1.0,
-        seed: int = 0,
+        num_inference_steps: int = LIVE_SAMPLING.num_inference_steps,
+        warm_start_strength: float | None = LIVE_SAMPLING.warm_start_strength,
+        scheduler: str = LIVE_SAMPLING.scheduler,
+        guidance_scale: float = LIVE_SAMPLING.guidance_scale,
+        seed: int = LIVE_SAMPLING.seed,
         cache_frame_features: bool = True,
         precision: str = "fp32",
         channels_last: bool = False,
@@ -414,12 +308,12 @@ class StreamingPressureEstimator:
 def estimate_sequence(
     model: EgoPressDiff,
     conditions: EgoPressConditions,
-    stride: int | None = None,
-    num_inference_steps: int = 25,
-    scheduler: str = "ddim",
-    guidance_scale: float = 1.0,
-    seed: int = 0,
-    warm_start_strength: float | None = None,
+    stride: int | None = OFFLINE_SAMPLING.stride,
+    num_inference_steps: int = OFFLINE_SAMPLING.num_inference_steps,
+    scheduler: str = OFFLINE_SAMPLING.scheduler,
+    guidance_scale: float = OFFLINE_SAMPLING.guidance_scale,
+    seed: int = OFFLINE_SAMPLING.seed,
+    warm_start_strength: float | None = OFFLINE_SAMPLING.warm_start_strength,
     progress: bool = True,
     window_batch_size: int = 1,
     precision: str = "fp32",

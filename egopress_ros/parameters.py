@@ -27,6 +27,7 @@ class ParameterSpec:
         choices: allowed string values, or None.
         minimum / maximum: inclusive numeric range, or None.
         read_only: cannot change after the node starts (topics / QoS fixed at creation).
+        low_open: the minimum itself is not allowed.
     """
 
     name: str
@@ -36,6 +37,7 @@ class ParameterSpec:
     minimum: float | None = None
     maximum: float | None = None
     read_only: bool = False
+    low_open: bool = False
 
     @property
     def type_name(self) -> str:
@@ -53,8 +55,9 @@ class ParameterSpec:
         if kind in (int, float):
             if kind is float and not math.isfinite(value):
                 raise ConfigError(f"parameter {self.name!r} must be finite. Got {value!r}")
-            if self.minimum is not None and value < self.minimum:
-                raise ConfigError(f"parameter {self.name!r} must be >= {self.minimum}. Got {value!r}")
+            if self.minimum is not None and (value < self.minimum or (self.low_open and value == self.minimum)):
+                relation = ">" if self.low_open else ">="
+                raise ConfigError(f"parameter {self.name!r} must be {relation} {self.minimum}. Got {value!r}")
             if self.maximum is not None and value > self.maximum:
                 raise ConfigError(f"parameter {self.name!r} must be <= {self.maximum}. Got {value!r}")
         return value
@@ -79,6 +82,31 @@ class ParameterSpec:
         if constraints:
             descriptor.additional_constraints = "; ".join(constraints)
         return descriptor
+
+
+def option_parameters(cls: type, defaults: Any = None, names: Iterable[str] | None = None) -> tuple[ParameterSpec, ...]:
+    """Parameters of the options of ``cls`` (an :mod:`egopress_core.options` dataclass), with the
+    defaults of ``defaults`` (default ``cls()``): names, help, choices and ranges come from the
+    dataclass, so the node, the command line and ``config/pressure.yaml`` cannot disagree. Options
+    ROS cannot express (those marked ``parameter=False``) are left out; ``names`` selects."""
+    from egopress_core.options import option_fields
+
+    defaults = defaults if defaults is not None else cls()
+    wanted = None if names is None else set(names)
+    specs = []
+    for item, kind, _optional in option_fields(cls):
+        metadata = item.metadata
+        if not metadata.get("parameter", True) or (wanted is not None and item.name not in wanted):
+            continue
+        default = getattr(defaults, item.name)
+        if type(default) is not kind:
+            raise TypeError(f"{cls.__name__}.{item.name}: a ROS parameter needs a {kind.__name__} default, not {default!r}")
+        choices = metadata.get("choices")
+        specs.append(ParameterSpec(item.name, default, metadata.get("help", ""),
+                                   choices=None if choices is None else tuple(choices),
+                                   minimum=metadata.get("minimum"), maximum=metadata.get("maximum"),
+                                   low_open=bool(metadata.get("low_open"))))
+    return tuple(specs)
 
 
 def spec_table(specs: Iterable[ParameterSpec]) -> dict[str, ParameterSpec]:

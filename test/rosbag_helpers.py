@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory, **overrides) -> Path:
     """A tiny untrained EgoPressDiff on the bundled right hand's UV layout, saved as training does
     (``overrides``: EgoPressDiffConfig keys, e.g. ``use_uv_geometry=True``)."""
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.pipeline import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
     name = "_".join(["rosbag_tiny_checkpoint", *(f"{k}_{v}" for k, v in sorted(overrides.items()))])
@@ -65,12 +65,31 @@ def sample_bag(tmp_path_factory, storage: str = "mcap", compression: str = "none
     return path
 
 
+def nested_label_options(**values) -> LabelOptions:
+    """LabelOptions from flat keyword arguments: keys of the option sets (``num_inference_steps``,
+    ``device``, ``crop``, ``contact_threshold_kpa``, ...) go to their dataclass."""
+    import dataclasses
+
+    from egopress_core.options import OFFLINE_SAMPLING, ContactOptions, CropOptions, RuntimeOptions, SamplingOptions
+
+    nested = {"sampling": (SamplingOptions, OFFLINE_SAMPLING), "runtime": (RuntimeOptions, RuntimeOptions()),
+              "crop": (CropOptions, CropOptions()), "contact": (ContactOptions, ContactOptions())}
+    groups: dict[str, dict] = {name: {} for name in nested}
+    for name, (cls, _) in nested.items():
+        for item in dataclasses.fields(cls):
+            if item.name in values:
+                groups[name][item.name] = values.pop(item.name)
+    for name, (cls, default) in nested.items():
+        values[name] = dataclasses.replace(default, **groups[name])
+    return LabelOptions(**values)
+
+
 def label_options(checkpoint: Path, **overrides) -> LabelOptions:
     """Fast settings for the tiny model: ground-truth hands, 2 sampler steps, CPU."""
     values = dict(checkpoint=str(checkpoint), backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC),
                   device="cpu", num_inference_steps=2)
     values.update(overrides)
-    return LabelOptions(**values)
+    return nested_label_options(**values)
 
 
 def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:

@@ -300,7 +300,7 @@ def test_surface_height_tells_contact_frames_on_generated_data(synthetic):
     the fitted pad plane" agrees with "the ground truth has contact" on nearly every frame."""
     from egopress_core.conditioning import UVGeometryBuilder
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
-    from egopress_core.evaluation import sequence_batch
+    from egopress_core.data.windows import ClipWindowDataset, WindowConfig
     from egopress_core.model.config import preset_config
 
     config = preset_config("compact")
@@ -310,7 +310,12 @@ def test_surface_height_tells_contact_frames_on_generated_data(synthetic):
     on_hand = builder.texel_face.flatten() >= 0
     agree = frames = contact_frames = 0
     for sequence in sequences:
-        batch = sequence_batch(sequence, config, mask.tensor(), "hand", builder)
+        # The whole sequence as one window, preprocessed as in training (and by the pipeline).
+        window = WindowConfig(window=len(sequence), stride=len(sequence), image_size=tuple(config.image_size),
+                              uv_size=tuple(config.uv_size), skip_invalid=False, min_valid_frames=0)
+        batch = {key: value[None] for key, value in ClipWindowDataset([sequence], window)[0].items()
+                 if isinstance(value, torch.Tensor)}
+        batch["uv_geometry"] = builder(batch)
         lowest = batch["uv_geometry"][0, :, 5].flatten(1)[:, on_hand].min(dim=1).values
         contact = batch["uv_pressure_kpa"][0, :, 0].flatten(1).amax(dim=1) > 1.0
         agree += int(((lowest <= 0) == contact).sum())

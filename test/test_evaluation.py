@@ -10,7 +10,7 @@ from egopress_core.cli.main import main
 from egopress_core.data.sources import hand_uv_mask
 from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
 from egopress_core.errors import CheckpointError
-from egopress_core.evaluation import load_pressure_model
+from egopress_core.pipeline import load_pressure_model
 from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
 from egopress_core.model.config import tiny_config
 from egopress_core.model.egopressdiff import EgoPressDiff
@@ -68,7 +68,7 @@ def test_eval_batches_windows_without_changing_the_result(data, checkpoints, tmp
                 "--steps", "2", "--stride", "2", "--window-batch-size", batch, "--device", "cpu", "--no-figure"]
         assert main(argv) == 0
         reports.append(json.loads(out.read_text()))
-    assert reports[1]["options"]["window_batch_size"] == 3 and reports[1]["device"] == "cpu"
+    assert reports[1]["options"]["sampling"]["window_batch_size"] == 3 and reports[1]["device"] == "cpu"
     for key, value in reports[0]["metrics"].items():
         assert reports[1]["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 

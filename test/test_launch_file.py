@@ -193,18 +193,17 @@ def test_default_camera_topics_are_realsense_topics(tree):
 
 
 def test_scheduler_choices_match_the_model():
-    from egopress_core.inference import COMPILE_MODES, PRECISIONS
-    from egopress_core.live import COMPILE_OFF
-    from egopress_core.model.egopressdiff import SCHEDULERS
-    from egopress_ros.pressure_node import COMPILE_CHOICES, PRECISION_CHOICES, SCHEDULER_CHOICES
+    from egopress_core.options import COMPILE_MODES, PRECISIONS, SCHEDULERS
+    from egopress_ros.pressure_node import PARAMETERS
 
-    assert tuple(SCHEDULERS) == SCHEDULER_CHOICES
-    assert tuple(PRECISIONS) == PRECISION_CHOICES
-    assert (COMPILE_OFF, *COMPILE_MODES) == COMPILE_CHOICES
+    choices = {spec.name: spec.choices for spec in PARAMETERS}
+    assert choices["scheduler"] == tuple(SCHEDULERS)
+    assert choices["precision"] == tuple(PRECISIONS)
+    assert choices["compile_mode"] == tuple(COMPILE_MODES)
 
 
 def test_pressure_node_sampling_defaults_are_the_streaming_estimators():
-    """The node's parameter table repeats StreamingPressureEstimator's defaults (to stay light)."""
+    """The node's sampling defaults are LIVE_SAMPLING, which StreamingPressureEstimator's signature uses."""
     import inspect
 
     from egopress_core.inference import StreamingPressureEstimator

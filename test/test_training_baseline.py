@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from egopress_core.cli.main import main
 from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
 from egopress_core.errors import CheckpointError, ConfigError
-from egopress_core.evaluation import load_pressure_model
+from egopress_core.pipeline import load_pressure_model
 from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
 from egopress_core.training import build_datasets, checkpoint_kind, load_train_config, model_kind, train
 from egopress_core.training.config import config_differences

@@ -21,10 +21,9 @@ from egopress_core.data.windows import (
     WindowConfig,
     area_resize,
     compute_statistics,
-    crop_resize_intrinsics,
-    resize_depth,
     window_starts,
 )
+from egopress_core.preprocessing import crop_resize_intrinsics, resize_depth
 from egopress_core.errors import ConfigError, DataError
 
 SMALL = dict(window=4, stride=2, image_size=(24, 32), uv_size=(8, 8))

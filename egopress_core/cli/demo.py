@@ -4,9 +4,11 @@ then the rosbag path: a sample bag of a held-out sequence, labelled offline."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.options import OFFLINE_SAMPLING
 
 # Seeds at or above this are never used for training data, so demo sequences are held out.
 HELD_OUT_SEED = 90_000
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped one)")
     parser.add_argument("--sequences", type=int, default=3, help="held-out sequences to generate (default 3)")
     parser.add_argument("--frames", type=int, default=48, help="frames per sequence (default 48)")
-    parser.add_argument("--steps", type=int, default=10, help="sampler steps (default 10)")
+    parser.add_argument("--steps", type=int, default=OFFLINE_SAMPLING.num_inference_steps,
+                        help=f"sampler steps (default {OFFLINE_SAMPLING.num_inference_steps})")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=f"data seed (default {HELD_OUT_SEED})")
     parser.set_defaults(handler=run)
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print("2/4 contact sheets")
     write_previews(data, config)
     print(f"3/4 estimating pressure with {args.checkpoint}")
-    report = evaluate(args.checkpoint, data, out / "report.json", EvalOptions(num_inference_steps=args.steps), split="all")
+    sampling = dataclasses.replace(OFFLINE_SAMPLING, num_inference_steps=args.steps)
+    report = evaluate(args.checkpoint, data, out / "report.json", EvalOptions(sampling=sampling), split="all")
     print(json.dumps(report["metrics"], indent=2))
     print(f"wrote {out / 'report.json'}, {out / 'report.png'} and contact sheets in {data / 'previews'}")
     print(f"4/4 sample rosbag ({args.frames} frames) labelled offline with {args.checkpoint}")
@@ -76,5 +80,5 @@ def label_sample_bag(out: Path, checkpoint: str, frames: int, steps: int, seed: 
         shutil.rmtree(previous, ignore_errors=True)
     write_sample_bag(bag, seconds=frames / FPS, seed=seed)
     options = LabelOptions(checkpoint=checkpoint, backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC),
-                           num_inference_steps=steps)
+                           sampling=dataclasses.replace(OFFLINE_SAMPLING, num_inference_steps=steps))
     return label_bag(bag, labelled, options)

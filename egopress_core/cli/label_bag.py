@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from egopress_core import options
+from egopress_core.options import (
+    OFFLINE_SAMPLING,
+    ContactOptions,
+    CropOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    StreamOptions,
+)
+from egopress_core.rosbag.labeller import BACKENDS
 from egopress_core.rosbag.topics import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
@@ -12,8 +22,6 @@ from egopress_core.rosbag.topics import (
     GROUND_TRUTH_KEYPOINTS_TOPIC,
     GROUND_TRUTH_MESH_TOPIC,
 )
-
-BACKENDS = ("ground_truth", "keypoints", "mediapipe")
 
 
 def register(subparsers) -> None:
@@ -45,24 +53,17 @@ def register(subparsers) -> None:
     topics.add_argument("--keypoints-topic", default=GROUND_TRUTH_KEYPOINTS_TOPIC,
                         help="21 OpenPose-order keypoints (PointCloud2 x, y, z / u, v) read by --backend keypoints")
     topics.add_argument("--sync-slop", type=float, default=0.02, help="largest stamp difference of matched messages, s")
-    topics.add_argument("--max-gap", type=float, default=1.0, help="a longer stamp jump starts a new segment, s")
+    topics.add_argument("--max-gap", type=float, default=StreamOptions().max_gap_s, help="a longer stamp jump starts a new segment, s")
     estimation = parser.add_argument_group("estimation")
     estimation.add_argument("--hand-model", help="MANO-format .pkl of the estimator (default: the checkpoint's hand)")
     estimation.add_argument("--depth-refinement", action="store_true", help="fit the hand surface to the depth (keypoints, mediapipe)")
-    estimation.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    estimation.add_argument("--steps", type=int, default=10, help="sampler steps")
-    estimation.add_argument("--scheduler", default="ddim", help="ddim, dpmsolver++ or euler")
-    estimation.add_argument("--guidance-scale", type=float, default=1.0)
-    estimation.add_argument("--stride", type=int, help="window step (default: half a window)")
-    estimation.add_argument("--seed", type=int, default=0)
     estimation.add_argument("--chunk-frames", type=int, help="frames per resumable chunk (default: 8 model windows)")
     estimation.add_argument("--context-frames", type=int, help="context frames each side of a chunk (default: half a window)")
     estimation.add_argument("--batch-size", type=int, default=1, help="chunks per model call")
-    estimation.add_argument("--window-batch-size", type=int, default=1,
-                            help="windows of a chunk denoised together (GPU throughput; same labels up to rounding)")
-    estimation.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                            help="autocast precision (fp16 needs a GPU)")
-    estimation.add_argument("--contact-threshold", type=float, default=1.0, help="contact threshold, kPa")
+    options.add_arguments(parser, SamplingOptions, OFFLINE_SAMPLING, title="sampling")
+    options.add_arguments(parser, RuntimeOptions, title="runtime")
+    options.add_arguments(parser, CropOptions, title="model input crop")
+    options.add_arguments(parser, ContactOptions, title="contact")
     output = parser.add_argument_group("output")
     output.add_argument("--namespace", default="/egopress", help="prefix of the output topics")
     output.add_argument("--no-mirrors", action="store_true", help="leave out uv_pressure/image(_raw) and hand_contact/points")
@@ -89,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     options = LabelOptions(
         checkpoint=args.checkpoint, backend=args.backend, topics=topics, hand_model_path=args.hand_model,
-        depth_refinement=args.depth_refinement, device=args.device, num_inference_steps=args.steps,
-        scheduler=args.scheduler, guidance_scale=args.guidance_scale, stride=args.stride, seed=args.seed,
+        depth_refinement=args.depth_refinement,
+        sampling=options.from_arguments(args, SamplingOptions, OFFLINE_SAMPLING),
+        runtime=options.from_arguments(args, RuntimeOptions), crop=options.from_arguments(args, CropOptions),
+        contact=options.from_arguments(args, ContactOptions),
         chunk_frames=args.chunk_frames, context_frames=args.context_frames, batch_size=args.batch_size,
-        window_batch_size=args.window_batch_size, precision=args.precision,
-        sync_slop_s=args.sync_slop, max_gap_s=args.max_gap, contact_threshold_kpa=args.contact_threshold,
+        sync_slop_s=args.sync_slop, max_gap_s=args.max_gap,
         namespace=args.namespace, mirrors=not args.no_mirrors, visualization_max_kpa=args.visualization_max_kpa,
         colormap=args.colormap, storage=args.storage, compression=args.compression, bag_version=args.bag_version,
     )  # fmt: skip

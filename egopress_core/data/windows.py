@@ -65,9 +65,9 @@ from torch.utils.data import Dataset
 
 from egopress_core.data.records import FrameRecord, SequenceSource
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.options import CROP_MODES, DEPTH_RESIZE_MODES
+from egopress_core.preprocessing import crop_extent, preprocess_frame, project_edge_coordinates, round_box
 
-CROP_MODES = ("hand", "full")
-DEPTH_RESIZE_MODES = ("min", "nearest")
 NUM_JOINTS = 21
 STATISTICS_VERSION = 1
 
@@ -223,26 +223,6 @@ def area_resize(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return rows @ values @ cols.T
 
 
-def resize_depth(depth: torch.Tensor, size: tuple[int, int], mode: str = "min") -> torch.Tensor:
-    """Resize depth maps whose zeros are holes without inventing in-between surfaces.
-
-    Args:
-        depth: (N, 1, H, W) metres, 0 = hole.
-        size: (Ho, Wo).
-        mode: ``"min"`` (nearest valid surface in each output pixel's footprint; a hole only if
-            the whole footprint is) or ``"nearest"`` (pixel-centre aligned nearest sample).
-    Returns:
-        (N, 1, Ho, Wo) metres, 0 = hole.
-    """
-    if mode == "nearest":
-        return F.interpolate(depth, size=size, mode="nearest-exact")
-    if mode != "min":
-        raise ConfigError(f"depth resize mode must be one of {DEPTH_RESIZE_MODES}. Got {mode!r}")
-    holes_as_far = torch.where(depth > 0, depth, torch.full_like(depth, math.inf))
-    nearest = -F.adaptive_max_pool2d(-holes_as_far, size)
-    return torch.where(torch.isfinite(nearest), nearest, torch.zeros_like(nearest))
-
-
 def window_starts(length: int, window: int, stride: int, cover_tail: bool = False) -> np.ndarray:
     """Start positions of the windows of one sequence (no frame is read).
 
@@ -256,32 +236,6 @@ def window_starts(length: int, window: int, stride: int, cover_tail: bool = Fals
     if cover_tail and starts[-1] + window < length:
         starts = np.append(starts, length - window)
     return starts
-
-
-def crop_padded(image: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-    """Crop ``image[y0:y0+height, x0:x0+width]`` (any leading H, W layout) with zero padding."""
-    out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
-    src_x0, src_y0 = max(x0, 0), max(y0, 0)
-    src_x1, src_y1 = min(x0 + width, image.shape[1]), min(y0 + height, image.shape[0])
-    if src_x1 > src_x0 and src_y1 > src_y0:
-        out[src_y0 - y0:src_y1 - y0, src_x0 - x0:src_x1 - x0] = image[src_y0:src_y1, src_x0:src_x1]
-    return out
-
-
-def crop_resize_intrinsics(intrinsics: np.ndarray, box: tuple[int, int, int, int],
-                           size: tuple[int, int]) -> np.ndarray:
-    """K of an image cropped to ``box = (x0, y0, w, h)`` and resized to ``size = (H, W)``.
-
-    Pixel-centred convention: input centre ``u`` lands at ``(u - x0 + 0.5) * W / w - 0.5``.
-    """
-    x0, y0, width, height = box
-    scale_x, scale_y = size[1] / width, size[0] / height
-    transform = np.array([
-        [scale_x, 0.0, 0.5 * scale_x - 0.5 - scale_x * x0],
-        [0.0, scale_y, 0.5 * scale_y - 0.5 - scale_y * y0],
-        [0.0, 0.0, 1.0],
-    ])
-    return transform @ np.asarray(intrinsics, dtype=np.float64)
 
 
 def frame_is_valid(record: FrameRecord) -> bool:
@@ -392,17 +346,11 @@ class ClipWindowDataset(Dataset):
 
         rgb, depth, intrinsics = [], [], []
         for record in records:
-            crop = crop_padded(np.asarray(record.rgb, dtype=np.uint8), *box)
-            # resampling uint8 directly is ~50x faster than float on CPU; the result is the
-            # float result rounded to 1/255
-            image = torch.from_numpy(crop).permute(2, 0, 1)[None]
-            resized = F.interpolate(image, size=cfg.image_size, mode="bilinear",
-                                    align_corners=False, antialias=True)
-            rgb.append(resized[0].float() / 255.0)
-            crop = crop_padded(np.asarray(record.depth_m, dtype=np.float32), *box)
-            depth.append(resize_depth(torch.from_numpy(crop)[None, None], cfg.image_size,
-                                      cfg.depth_resize)[0])
-            intrinsics.append(crop_resize_intrinsics(record.intrinsics, box, cfg.image_size))
+            inputs = preprocess_frame(record.rgb, record.depth_m, record.intrinsics, box, cfg.image_size,
+                                      cfg.depth_resize)
+            rgb.append(inputs.rgb)
+            depth.append(inputs.depth_m)
+            intrinsics.append(inputs.intrinsics)
         rgb_t = torch.stack(rgb)
         depth_t = torch.stack(depth)
 
@@ -429,7 +377,7 @@ class ClipWindowDataset(Dataset):
         return {
             "rgb": rgb_t,
             "depth_m": depth_t,
-            "intrinsics": torch.from_numpy(np.stack(intrinsics).astype(np.float32)),
+            "intrinsics": torch.stack(intrinsics),
             "joints": joints,
             "vertices": vertices,
             "uv_pressure_kpa": uv,
@@ -462,46 +410,24 @@ class ClipWindowDataset(Dataset):
 
     def _crop_box(self, records: list[FrameRecord], valid: list[bool],
                   rng: np.random.Generator | None) -> tuple[int, int, int, int]:
-        """(x0, y0, w, h) integer crop box in pixels of the window's first frame."""
+        """(x0, y0, w, h) integer crop box in pixels of the window's first frame: one box for the
+        whole window (:func:`~egopress_core.preprocessing.crop_box`), jittered when augmenting."""
         cfg = self.config
-        img_h, img_w = np.asarray(records[0].rgb).shape[:2]
-        aspect = cfg.image_size[1] / cfg.image_size[0]
-        # "edge" coordinates: pixel j spans [j, j + 1)
-        if img_w / img_h >= aspect:
-            box_h, box_w = float(img_h), img_h * aspect
-        else:
-            box_w, box_h = float(img_w), img_w / aspect
-        centre = np.array([img_w / 2.0, img_h / 2.0])
+        image_hw = np.asarray(records[0].rgb).shape[:2]
+        points = None
         if cfg.crop == "hand":
-            points = []
-            for record, ok in zip(records, valid):
-                if not ok:
-                    continue
-                xyz = np.asarray(record.vertices if record.vertices is not None else record.joints,
-                                 dtype=np.float64)
-                xyz = xyz[xyz[:, 2] > 1e-3]
-                if xyz.size == 0:
-                    continue
-                projected = xyz @ np.asarray(record.intrinsics, dtype=np.float64).T
-                points.append(projected[:, :2] / projected[:, 2:3] + 0.5)
-            if points:
-                uv = np.concatenate(points)
-                low, high = uv.min(axis=0), uv.max(axis=0)
-                centre = (low + high) / 2.0
-                side = float(np.max(high - low)) * (1.0 + 2.0 * cfg.hand_margin)
-                side = max(side, cfg.min_crop_fraction * min(img_h, img_w), 1.0)
-                # a hand larger than the image fills the view; bigger boxes only add padding
-                side = min(side, float(max(img_h, img_w)))
-                box_w, box_h = side * max(aspect, 1.0), side * max(1.0 / aspect, 1.0)
+            projected = [project_edge_coordinates(r.vertices if r.vertices is not None else r.joints, r.intrinsics)
+                         for r, ok in zip(records, valid) if ok]
+            projected = [p for p in projected if len(p)]
+            points = np.concatenate(projected) if projected else None
+        centre, box_w, box_h = crop_extent(image_hw, cfg.image_size, points, cfg.hand_margin, cfg.min_crop_fraction)
         if rng is not None:
             augment = cfg.augment
             side = max(box_w, box_h)
             centre = centre + rng.uniform(-1.0, 1.0, size=2) * augment.crop_shift * side
             scale = 1.0 + rng.uniform(-1.0, 1.0) * augment.crop_scale
             box_w, box_h = box_w * scale, box_h * scale
-        width, height = max(1, round(box_w)), max(1, round(box_h))
-        x0, y0 = round(centre[0] - width / 2.0), round(centre[1] - height / 2.0)
-        return int(x0), int(y0), int(width), int(height)
+        return round_box(centre, box_w, box_h)
 
 
 def _jitter_colour(rgb: torch.Tensor, augment: AugmentConfig, rng: np.random.Generator

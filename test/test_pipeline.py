@@ -1,9 +1,11 @@
-"""Live estimation (egopress_core.live, egopress_core.contact): per-frame preprocessing equals the
-training windows', crop tracking, contact summaries, and the streaming estimator's bookkeeping
-(time going backwards, gaps, hand lost, bad input) over a tiny EgoPressDiff checkpoint."""
+"""The pipeline and its live stream (egopress_core.pipeline, .stream, .preprocessing, .contact):
+per-frame preprocessing equals the training windows', crop tracking, contact summaries, and the
+stream's bookkeeping (time going backwards, gaps, hand lost, bad input, device moves) over a tiny
+EgoPressDiff checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,16 +17,11 @@ from fixtures.fake_source import make_fake_sequence
 from egopress_core.contact import summarize_contact
 from egopress_core.data.windows import ClipWindowDataset
 from egopress_core.errors import CheckpointError, ConfigError, DataError
-from egopress_core.live import (
-    UV_MASK_FILE,
-    HandCropTracker,
-    LiveConfig,
-    LivePressureEstimator,
-    crop_box,
-    preprocess_frame,
-    project_edge_coordinates,
-    resolve_device,
-)
+from egopress_core.options import LIVE_SAMPLING, ContactOptions, CropOptions, RuntimeOptions, StreamOptions
+from egopress_core.pipeline import UV_MASK_FILE, EgoPressPipeline
+from egopress_core.preprocessing import HandCropTracker, crop_box, preprocess_frame, project_edge_coordinates
+from egopress_core.runtime import resolve_device
+from egopress_core.stream import ResetCause
 
 IMAGE_HW = (96, 128)
 
@@ -65,7 +62,7 @@ def _square(centre, side):
 
 
 def test_crop_tracker_holds_its_box_until_the_hand_leaves_or_shrinks():
-    tracker = HandCropTracker((32, 32), LiveConfig(hand_margin=0.3, min_crop_fraction=0.0))
+    tracker = HandCropTracker((32, 32), CropOptions(hand_margin=0.3, min_crop_fraction=0.0))
     first = tracker.update(IMAGE_HW, _square((64, 48), 20))
     # Small motion inside the margin: same box.
     assert tracker.update(IMAGE_HW, _square((66, 47), 20)) == first
@@ -80,19 +77,19 @@ def test_crop_tracker_holds_its_box_until_the_hand_leaves_or_shrinks():
     held = tracker.box
     assert tracker.update((48, 64), None) == held
     # Without holding, every frame gets its own box.
-    free = HandCropTracker((32, 32), LiveConfig(hold_crop=False, min_crop_fraction=0.0))
+    free = HandCropTracker((32, 32), CropOptions(hold_crop=False, min_crop_fraction=0.0))
     assert free.update(IMAGE_HW, _square((64, 48), 20)) != free.update(IMAGE_HW, _square((66, 47), 20))
-    full = HandCropTracker((32, 32), LiveConfig(crop="full"))
+    full = HandCropTracker((32, 32), CropOptions(crop="full"))
     assert full.update(IMAGE_HW, _square((10, 10), 5)) == crop_box(IMAGE_HW, (32, 32))
 
 
-def test_live_config_validates():
+def test_live_options_validate():
     with pytest.raises(ConfigError, match="crop must be one of"):
-        LiveConfig(crop="box")
+        CropOptions(crop="box")
     with pytest.raises(ConfigError, match="max_gap_s"):
-        LiveConfig(max_gap_s=0.0)
+        StreamOptions(max_gap_s=0.0)
     with pytest.raises(ConfigError, match="contact_threshold_kpa"):
-        LiveConfig(contact_threshold_kpa=float("nan"))
+        ContactOptions(contact_threshold_kpa=float("nan"))
 
 
 # ----------------------------------------------------------------------------- contact
@@ -169,20 +166,27 @@ def scene():
     }
 
 
-def _push(estimator, scene, stamp, **changes):
+def _stream(checkpoint, hand_side=None, stream_options=None, runtime=None, **sampling):
+    """A stream of ``checkpoint`` on the CPU with the live defaults changed by ``sampling``."""
+    pipeline = EgoPressPipeline.from_checkpoint(checkpoint, runtime=runtime or RuntimeOptions(device="cpu"),
+                                                hand_side=hand_side)
+    return pipeline.stream(dataclasses.replace(LIVE_SAMPLING, **sampling), stream_options)
+
+
+def _push(stream, scene, stamp, **changes):
     frame = {key: scene[key] for key in ("rgb", "depth_m", "intrinsics", "vertices", "joints")}
     frame.update(changes)
-    return estimator.push(frame["rgb"], frame["depth_m"], frame["intrinsics"], stamp, frame["vertices"], frame["joints"])
+    return stream.push(frame["rgb"], frame["depth_m"], frame["intrinsics"], stamp, frame["vertices"], frame["joints"])
 
 
-def test_live_estimator_outputs_pressure_and_contact(checkpoint, scene):
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, hand_side="right", num_inference_steps=2,
-                                                      warm_start_strength=0.5)
-    assert estimator.window_length == 4 and estimator.hand_side == "right"
-    assert estimator.uv_layout_id.startswith("egopress_hand_v1_uv:16x16:")
-    mask = estimator.uv_mask.mask
+def test_stream_outputs_pressure_and_contact(checkpoint, scene):
+    stream = _stream(checkpoint, hand_side="right", num_inference_steps=2, warm_start_strength=0.5)
+    pipeline = stream.pipeline
+    assert stream.window_length == 4 and pipeline.hand_side == "right"
+    assert pipeline.uv_layout_id.startswith("egopress_hand_v1_uv:16x16:")
+    mask = pipeline.uv_mask.mask
     for index in range(3):
-        estimate = _push(estimator, scene, 10.0 + index / 30)
+        estimate = _push(stream, scene, 10.0 + index / 30)
         assert estimate.uv_pressure_kpa.shape == (16, 16) and estimate.uv_pressure_kpa.dtype == np.float32
         assert estimate.uv_pressure_kpa.min() >= 0 and not estimate.uv_pressure_kpa[~mask].any()
         assert estimate.window_frames == index + 1
@@ -192,109 +196,116 @@ def test_live_estimator_outputs_pressure_and_contact(checkpoint, scene):
         np.testing.assert_array_equal(contact.vertex_contact, contact.vertex_pressure_kpa > contact.contact_threshold_kpa)
         assert math.isfinite(estimate.uv_total_force_n) and estimate.uv_total_force_n >= 0
         assert set(estimate.timings_s) == {"preprocess", "inference", "contact"}
-    assert estimator.last_reset_reason is None and estimator.resets == 0
+    assert stream.last_reset is None and stream.resets == 0
 
 
-def test_live_estimator_restarts_on_time_jumps_and_lost_hands(checkpoint, scene):
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1,
-                                                      config=LiveConfig(max_gap_s=0.5, hand_lost_reset_s=0.2))
-    _push(estimator, scene, 5.0)
-    _push(estimator, scene, 5.1)
-    assert estimator.streaming.frames_seen == 2
+def test_stream_restarts_on_time_jumps_and_lost_hands(checkpoint, scene):
+    stream = _stream(checkpoint, num_inference_steps=1,
+                     stream_options=StreamOptions(max_gap_s=0.5, hand_lost_reset_s=0.2))
+    _push(stream, scene, 5.0)
+    _push(stream, scene, 5.1)
+    assert stream.frames_seen == 2
 
-    _push(estimator, scene, 4.0)  # bag loop / clock reset
-    assert "backwards" in estimator.last_reset_reason and estimator.streaming.frames_seen == 1
+    _push(stream, scene, 4.0)  # bag loop / clock reset
+    assert stream.last_reset.cause is ResetCause.TIME_BACKWARDS and "backwards" in stream.last_reset.message
+    assert stream.frames_seen == 1
 
-    _push(estimator, scene, 4.9)  # a 0.9 s gap
-    assert "passed since the previous frame" in estimator.last_reset_reason
+    _push(stream, scene, 4.9)  # a 0.9 s gap
+    assert stream.last_reset.cause is ResetCause.GAP
+    assert "passed since the previous frame" in stream.last_reset.message
 
     # A short loss of the hand: nothing is estimated, the window survives.
-    assert _push(estimator, scene, 4.95, vertices=None, joints=None) is None
-    assert estimator.last_reset_reason is None and estimator.streaming.frames_seen == 1
-    assert _push(estimator, scene, 5.0) is not None and estimator.streaming.frames_seen == 2
+    assert _push(stream, scene, 4.95, vertices=None, joints=None) is None
+    assert stream.last_reset is None and stream.frames_seen == 1
+    assert _push(stream, scene, 5.0) is not None and stream.frames_seen == 2
     # A long loss restarts the window once.
     for stamp in (5.05, 5.15, 5.3, 5.35):
-        assert _push(estimator, scene, stamp, vertices=None, joints=None) is None
-    assert estimator.resets == 3 and estimator.streaming.frames_seen == 0
-    assert _push(estimator, scene, 5.4).window_frames == 1
+        assert _push(stream, scene, stamp, vertices=None, joints=None) is None
+    assert stream.resets == 3 and stream.frames_seen == 0
+    assert _push(stream, scene, 5.4).window_frames == 1
 
 
-def test_live_estimator_rejects_bad_frames_without_changing_state(checkpoint, scene):
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
-    _push(estimator, scene, 1.0)
+def test_stream_rejects_bad_frames_without_changing_state(checkpoint, scene):
+    stream = _stream(checkpoint, num_inference_steps=1)
+    _push(stream, scene, 1.0)
     with pytest.raises(DataError, match="not aligned to the colour image"):
-        _push(estimator, scene, 1.1, depth_m=scene["depth_m"][:48, :64])
+        _push(stream, scene, 1.1, depth_m=scene["depth_m"][:48, :64])
     with pytest.raises(DataError, match="vertices of shape"):
-        _push(estimator, scene, 1.1, vertices=scene["vertices"][:100])
+        _push(stream, scene, 1.1, vertices=scene["vertices"][:100])
     with pytest.raises(DataError, match="hand mesh vertices hold NaN"):
-        _push(estimator, scene, 1.1, vertices=np.full_like(scene["vertices"], np.nan))
+        _push(stream, scene, 1.1, vertices=np.full_like(scene["vertices"], np.nan))
     with pytest.raises(DataError, match="rgb must be a \\(H, W, 3\\) uint8"):
-        _push(estimator, scene, 1.1, rgb=scene["rgb"].astype(np.float32))
+        _push(stream, scene, 1.1, rgb=scene["rgb"].astype(np.float32))
     with pytest.raises(DataError, match="focal lengths"):
-        _push(estimator, scene, 1.1, intrinsics=np.zeros((3, 3)) + np.diag([0.0, 0.0, 1.0]))
-    assert estimator.streaming.frames_seen == 1 and estimator.resets == 0
-    assert _push(estimator, scene, 1.1).window_frames == 2
+        _push(stream, scene, 1.1, intrinsics=np.zeros((3, 3)) + np.diag([0.0, 0.0, 1.0]))
+    assert stream.frames_seen == 1 and stream.resets == 0
+    assert _push(stream, scene, 1.1).window_frames == 2
 
 
-def test_streaming_options_pass_through_and_default_to_the_streaming_estimators(checkpoint, scene):
+def test_sampling_options_pass_through_and_default_to_the_live_sampling(checkpoint, scene):
     import inspect
 
     from egopress_core.inference import StreamingPressureEstimator
 
     defaults = inspect.signature(StreamingPressureEstimator).parameters
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint)
-    streaming = estimator.streaming
-    for name in ("num_inference_steps", "warm_start_strength", "scheduler", "precision"):
-        assert getattr(streaming, name) == defaults[name].default, name
+    stream = EgoPressPipeline.from_checkpoint(checkpoint, runtime=RuntimeOptions(device="cpu")).stream()
+    policy = stream.policy
+    for name in ("num_inference_steps", "warm_start_strength", "scheduler"):
+        assert getattr(policy, name) == defaults[name].default == getattr(LIVE_SAMPLING, name), name
+    assert policy.precision == defaults["precision"].default == RuntimeOptions().precision
 
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=3, scheduler="ddim",
-                                                      warm_start_strength=0.7, seed=5, channels_last=True)
-    streaming = estimator.streaming
-    assert (streaming.num_inference_steps, streaming.scheduler, streaming.warm_start_strength, streaming.seed) == \
-        (3, "ddim", 0.7, 5)
-    weight = next(m.weight for m in estimator.model.modules() if isinstance(m, torch.nn.Conv2d))
+    stream = _stream(checkpoint, runtime=RuntimeOptions(device="cpu", channels_last=True), num_inference_steps=3,
+                     scheduler="ddim", warm_start_strength=0.7, seed=5)
+    policy = stream.policy
+    assert (policy.num_inference_steps, policy.scheduler, policy.warm_start_strength, policy.seed) == (3, "ddim", 0.7, 5)
+    weight = next(m.weight for m in stream.pipeline.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert weight.is_contiguous(memory_format=torch.channels_last)
-    assert _push(estimator, scene, 1.0) is not None
+    assert _push(stream, scene, 1.0) is not None
 
-    with pytest.raises(ConfigError, match=r"unknown streaming option\(s\) \['stride'\]"):
-        LivePressureEstimator.from_checkpoint(checkpoint, stride=2)
+    with pytest.raises(ConfigError, match="stride"):
+        _stream(checkpoint, stride=2)
     with pytest.raises(ConfigError, match="warm_start_strength"):
-        LivePressureEstimator.from_checkpoint(checkpoint, warm_start_strength=1.5)
+        _stream(checkpoint, warm_start_strength=1.5)
 
 
 def test_moving_sets_the_precision_checked_against_the_new_device(checkpoint, scene):
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
-    _push(estimator, scene, 1.0)
+    stream = _stream(checkpoint, num_inference_steps=1)
+    pipeline = stream.pipeline
+    _push(stream, scene, 1.0)
     with pytest.raises(ConfigError, match="fp16.*needs a GPU"):
-        estimator.to("cpu", precision="fp16")
-    assert estimator.streaming.precision == "fp32" and estimator.streaming.frames_seen == 1  # unchanged
-    estimator.to("cpu", precision="bf16")
-    assert estimator.streaming.precision == "bf16" and estimator.streaming.frames_seen == 0
-    estimator.to("cpu")
-    assert estimator.streaming.precision == "bf16"
+        pipeline.to(RuntimeOptions(device="cpu", precision="fp16"))
+    assert pipeline.runtime.precision == "fp32" and stream.policy.precision == "fp32" and stream.frames_seen == 1
+    pipeline.to(RuntimeOptions(device="cpu", precision="bf16"))
+    _push(stream, scene, 1.05)  # the stream notices the move and restarts its window
+    assert stream.last_reset.cause is ResetCause.RUNTIME_CHANGED
+    assert stream.policy.precision == "bf16" and stream.frames_seen == 1
+    pipeline.to("cpu")
+    assert pipeline.runtime.precision == "bf16"
 
 
 def test_moving_can_compile_the_unet_for_the_new_device(checkpoint, scene, monkeypatch):
-    import egopress_core.inference as inference
+    import egopress_core.runtime as runtime
 
     # The eager backend traces without generating code, so the test stays fast on a CPU.
-    estimator = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1,
-                                                      compile_options={"backend": "eager"})
-    _push(estimator, scene, 1.0)
-    with pytest.raises(ConfigError, match="compile mode must be one of"):
-        estimator.to("cpu", compile_mode="fastest")
-    assert estimator.streaming.frames_seen == 1 and estimator.model.unet._compiled_call_impl is None  # unchanged
-    estimator.to("cpu", compile_mode="reduce-overhead")
-    assert estimator.streaming_options["compile_options"] == {"backend": "eager", "mode": "reduce-overhead"}
-    assert estimator.model.unet._compiled_call_impl is not None
-    assert _push(estimator, scene, 2.0) is not None
-    estimator.to("cpu", compile_mode="off")
-    assert estimator.streaming_options["compile"] is False
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    stream = _stream(checkpoint, num_inference_steps=1)
+    pipeline = stream.pipeline
+    _push(stream, scene, 1.0)
+    with pytest.raises(ConfigError, match="compile_mode must be one of"):
+        pipeline.to(RuntimeOptions(device="cpu", compile_mode="fastest"))
+    assert stream.frames_seen == 1 and pipeline.model.unet._compiled_call_impl is None  # unchanged
+    pipeline.to(RuntimeOptions(device="cpu", compile_mode="reduce-overhead"))
+    assert runtime.compile_options(pipeline.runtime) == {"backend": "eager", "mode": "reduce-overhead"}
+    assert pipeline.model.unet._compiled_call_impl is not None
+    assert _push(stream, scene, 2.0) is not None
+    pipeline.to(RuntimeOptions(device="cpu", compile_mode="off"))
+    assert pipeline.runtime.compile is False
     # Code-generating inductor on a CPU needs a C++ compiler: refused up front when there is none.
-    plain = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=1)
-    monkeypatch.setattr(inference, "_cpp_compiler", lambda: None)
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "inductor")
+    plain = _stream(checkpoint, num_inference_steps=1).pipeline
+    monkeypatch.setattr(runtime, "_cpp_compiler", lambda: None)
     with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
-        plain.to("cpu", compile_mode="default")
+        plain.to(RuntimeOptions(device="cpu", compile_mode="default"))
     assert plain.model.unet._compiled_call_impl is None
 
 
@@ -306,28 +317,28 @@ def test_uv_geometry_model_gets_the_training_evidence_live(scene, tmp_path):
     torch.manual_seed(0)
     EgoPressDiff(tiny_config(uv_layout=mask.layout_id, use_uv_geometry=True)).save_pretrained(tmp_path / "geometry")
     mask.save(tmp_path / "geometry" / UV_MASK_FILE)
-    estimator = LivePressureEstimator.from_checkpoint(tmp_path / "geometry", num_inference_steps=1)
+    stream = _stream(tmp_path / "geometry", num_inference_steps=1)
     seen = []
-    original = estimator.streaming.push
-    estimator.streaming.push = lambda frame: seen.append(frame["uv_geometry"]) or original(frame)
-    assert _push(estimator, scene, 1.0) is not None
+    original = stream.policy.push
+    stream.policy.push = lambda frame: seen.append(frame["uv_geometry"]) or original(frame)
+    assert _push(stream, scene, 1.0) is not None
     assert seen[0].shape == (6, 16, 16) and seen[0][4].sum() > 0  # the flat hand faces the camera
 
 
 def test_from_checkpoint_errors_name_the_problem(checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        LivePressureEstimator.from_checkpoint(tmp_path / "missing")
+        EgoPressPipeline.from_checkpoint(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="config.json is missing"):
-        LivePressureEstimator.from_checkpoint(tmp_path)
+        EgoPressPipeline.from_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="estimates the right hand, not the left"):
-        LivePressureEstimator.from_checkpoint(checkpoint, hand_side="left")
+        EgoPressPipeline.from_checkpoint(checkpoint, hand_side="left")
     # A checkpoint whose UV layout is not the hand's atlas.
     from egopress_core.model import EgoPressDiff, tiny_config
 
     other = tmp_path / "other_layout"
     EgoPressDiff(tiny_config(uv_layout="someone_elses_uv")).save_pretrained(other)
     with pytest.raises(CheckpointError, match="someone_elses_uv"):
-        LivePressureEstimator.from_checkpoint(other)
+        EgoPressPipeline.from_checkpoint(other)
     spec = json.loads((checkpoint / UV_MASK_FILE).read_text())
     assert spec["side"] == "right"
 
@@ -347,8 +358,9 @@ def test_shipped_checkpoint_loads_and_estimates_with_its_uv_geometry(scene):
     default) fits this code: config, weights, the bundled hand's UV layout."""
     from egopress_core.assets import SHIPPED_CHECKPOINT
 
-    estimator = LivePressureEstimator.from_checkpoint(SHIPPED_CHECKPOINT, num_inference_steps=1)
-    assert estimator.model.config.use_uv_geometry and estimator.uv_geometry is not None
-    estimate = _push(estimator, scene, 0.0)
-    assert estimate.uv_pressure_kpa.shape == tuple(estimator.model.config.uv_size)
+    stream = _stream(SHIPPED_CHECKPOINT, num_inference_steps=1)
+    pipeline = stream.pipeline
+    assert pipeline.model.config.use_uv_geometry and pipeline.uv_geometry is not None
+    estimate = _push(stream, scene, 0.0)
+    assert estimate.uv_pressure_kpa.shape == tuple(pipeline.model.config.uv_size)
     assert np.isfinite(estimate.uv_pressure_kpa).all() and estimate.uv_pressure_kpa.min() >= 0
