@@ -2,7 +2,7 @@
 
     python benchmarks/hand_fitting.py --frames 24
 
-Random plausible hands of the bundled model (egopress_core.perception.synthetic_hands) are
+Random plausible hands of the bundled model (test/support/synthetic_hands.py) are
 posed in front of a 640 x 480 camera; their 21 joints, with Gaussian noise per axis, are the
 observed keypoints. Printed, per configuration: fit time per frame, as wall time (mean and 90th
 percentile) and as this process's CPU time (mean; the fit runs on one thread, so on a machine
@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +31,11 @@ from egopress_core.hand.hand_model import load_hand_model
 from egopress_core.perception.estimators import keypoint_anchor_points
 from egopress_core.perception.fitting import FitConfig, FitTargets, HandFitter
 from egopress_core.perception.depth import hand_point_cloud
-from egopress_core.perception.synthetic_hands import pose_hands, render_rgbd, sample_hand_params
+
+# The known-hand generator is test support, not part of the installed library: it lives in
+# test/support, which pytest puts on sys.path for the tests and this script adds for itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
+from synthetic_hands import pose_hands, render_rgbd, sample_hand_params  # noqa: E402
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
 IMAGE_SIZE = (480, 640)

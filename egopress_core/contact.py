@@ -1,7 +1,8 @@
 """Per-vertex contact of one frame: which vertices press, over what area, with what force, where.
 
 The live node publishes this as ``msg/HandContact.msg`` and the rosbag labeller records the same
-numbers, so both call :func:`summarize_contact`. Conventions:
+numbers, so both call :func:`summarize_contact`. Conventions (``docs/design.md``, "Pressure
+readout"):
 
 - pressure is kPa, >= 0 (negative estimates, e.g. least-squares overshoot of
   :meth:`UVAtlas.uv_to_vertex`, are clamped to 0 before anything is summed);
@@ -48,14 +49,6 @@ class ContactSummary:
     contact_area_m2: float
     total_force_n: float
     center_of_pressure: np.ndarray
-
-    @property
-    def num_vertices(self) -> int:
-        return int(self.vertex_pressure_kpa.shape[0])
-
-    @property
-    def max_pressure_kpa(self) -> float:
-        return float(self.vertex_pressure_kpa.max()) if self.num_vertices else 0.0
 
 
 def _vector(value, name: str, length: int | None = None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Pressure metrics as PressureVision defines them (used by EgoPressure and EgoPressDiff).
 
 P is ground truth, P^ the prediction, both in kPa; contact is C = [P > threshold] with the
-threshold 1.0 kPa by default.
+threshold 1.0 kPa by default (``docs/design.md``, "Metrics").
 
 - Contact IoU     = sum |C^ and C| / sum |C^ or C|, pooled over the whole evaluation set.
 - Volumetric IoU  = sum min(P^, P) / sum max(P^, P), pooled.

@@ -2,7 +2,8 @@
 
 EgoPress lays pressure out on the hand mesh's UV atlas (224 x 224 maps for MANO's official
 layout). This module holds every operation between that UV domain and the mesh. Topology and
-layout are data: any triangle mesh with per-corner UVs works, nothing assumes 778 vertices.
+layout are data: any triangle mesh with per-corner UVs works, nothing assumes 778 vertices
+(``docs/hand_model.md``, "UV atlas conventions").
 
 Conventions
 -----------

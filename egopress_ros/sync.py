@@ -80,10 +80,6 @@ class ApproximateTimeSync:
         with self._lock:
             return [len(queue) for queue in self._queues]
 
-    def newest_stamp(self, index: int) -> int | None:
-        """Stamp of the newest message received on input ``index`` (since the last clear)."""
-        return self._last_stamp[index]
-
     def add(self, index: int, stamp_ns: int, message: Any) -> tuple | None:
         if not 0 <= index < self.num_inputs:
             raise IndexError(f"input index {index} out of range [0, {self.num_inputs})")
@@ -153,9 +149,6 @@ class MessageFiltersSync:
 
     def pending(self) -> list[int]:
         return [len(queue) for queue in self._synchronizer.queues]
-
-    def newest_stamp(self, index: int) -> int | None:
-        return self._last_stamp[index]
 
     def add(self, index: int, stamp_ns: int, message: Any) -> tuple | None:
         self.counters.received += 1
@@ -271,10 +264,6 @@ class Worker:
         self.slot.close()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,10 +1,10 @@
-"""Points the ROS 2 wheels' exported CMake targets at this interpreter (DESIGN.md section 3).
+"""Points the ROS 2 wheels' exported CMake targets at this interpreter.
 
 The PyPI ROS wheels are built in a manylinux container whose Python lives in
 ``/opt/python/cp3XX-cp3XX``; their exported ``*__rosidl_generator_py`` targets name that
 interpreter's include dir and its numpy include dir, which do not exist here. Building our own
 messages against those targets fails until the paths name this interpreter's include dir
-and ``numpy.get_include()``.
+and ``numpy.get_include()`` (``docs/ros_packaging.md``, "ROS 2 from PyPI wheels").
 
 Run it with the virtual environment's python (it imports that environment's numpy):
 

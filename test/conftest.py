@@ -1,12 +1,24 @@
-"""Session fixtures shared by the test modules."""
+"""Session fixtures shared by the test modules, and the import path of the test helpers.
+
+pytest puts this folder on ``sys.path`` (it holds a conftest.py and no ``__init__.py``), which is
+how the test modules import ``ros_workspace``, ``fixtures`` and the other helpers here by bare
+name. Helpers that are not tests of anything but only produce test inputs live in ``support/``;
+that folder is added below, so they import by bare name too (``from synthetic_hands import ...``).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import pytest
-import torch
-from ros_workspace import ColconBuild, ColconBuildError, build_copy
+# Before any test module is imported: pytest loads this file first.
+_SUPPORT = str(Path(__file__).resolve().parent / "support")
+if _SUPPORT not in sys.path:
+    sys.path.insert(0, _SUPPORT)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from ros_workspace import ColconBuild, ColconBuildError, build_copy  # noqa: E402
 
 
 @pytest.fixture(scope="session")

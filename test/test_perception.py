@@ -36,9 +36,10 @@ from egopress_core.perception import (
 )
 from egopress_core.perception.estimators import keypoint_anchor_points
 from egopress_core.perception.fitting import KeypointLayer
-from egopress_core.perception.synthetic_hands import open_hand_params, pose_hands, sample_hand_params
-from egopress_core.perception.synthetic_hands import project as project_points
-from egopress_core.perception.synthetic_hands import render_rgbd as render_mesh_rgbd
+
+from synthetic_hands import open_hand_params, pose_hands, sample_hand_params
+from synthetic_hands import project as project_points
+from synthetic_hands import render_rgbd as render_mesh_rgbd
 
 # torch warns once, from inside its forward-mode autodiff set-up, that torch.jit.script is
 # deprecated; the fitter's Jacobians trigger it, nothing here can act on it.

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         hand_mesh=args.hand_mesh_topic if args.backend == "ground_truth" else None,
         keypoints=args.keypoints_topic if args.backend == "keypoints" else None,
     )  # fmt: skip
-    options = LabelOptions(
+    settings = LabelOptions(
         checkpoint=args.checkpoint, backend=args.backend, topics=topics, hand_model_path=args.hand_model,
         depth_refinement=args.depth_refinement,
         sampling=options.from_arguments(args, SamplingOptions, OFFLINE_SAMPLING),
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap, storage=args.storage, compression=args.compression, bag_version=args.bag_version,
     )  # fmt: skip
     try:
-        report = label_bag(args.input, args.output, options, resume=args.resume, progress=not args.no_progress)
+        report = label_bag(args.input, args.output, settings, resume=args.resume, progress=not args.no_progress)
     except (EgoPressError, KeyboardInterrupt):
         path = report_path_for(args.output)
         if path.is_file():

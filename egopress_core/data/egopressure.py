@@ -1,5 +1,7 @@
 """Reader for the EgoPressure data set in its Hugging Face release layout.
 
+``docs/egopressure_format.md`` describes the files and the reader's assumptions in full.
+
 Layout (``root`` is a local download of ``eth-siplab/EgoPressure``)::
 
     configs/<participant>/<sequence>.json                    calibration + participant metadata

@@ -29,17 +29,6 @@ PAD_Y_RANGE_M: tuple[float, float] = (-0.06875, 0.06875)
 _KPA_PER_COUNT = 1.0 / SENSEL_COUNTS_PER_NEWTON / SENSEL_CELL_PITCH_M**2 / 1000.0
 
 
-def sensel_counts_to_newtons(counts: np.ndarray) -> np.ndarray:
-    """Force per cell in newtons from raw Sensel counts.
-
-    Args:
-        counts: (...,) raw counts.
-    Returns:
-        (...,) float64 newtons.
-    """
-    return np.asarray(counts, dtype=np.float64) / SENSEL_COUNTS_PER_NEWTON
-
-
 def sensel_counts_to_kpa(counts: np.ndarray) -> np.ndarray:
     """Pressure in kPa from raw Sensel counts (EgoPressure's documented conversion).
 
@@ -50,8 +39,3 @@ def sensel_counts_to_kpa(counts: np.ndarray) -> np.ndarray:
     """
     counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
     return (counts * _KPA_PER_COUNT).astype(np.float32)
-
-
-def kpa_to_sensel_counts(pressure_kpa: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`sensel_counts_to_kpa` (float64 counts), for writing test fixtures."""
-    return np.asarray(pressure_kpa, dtype=np.float64) / _KPA_PER_COUNT

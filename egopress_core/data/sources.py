@@ -27,7 +27,6 @@ from egopress_core.errors import ConfigError, DataError
 
 SYNTHETIC_MARKER = "dataset.json"
 EGOPRESSURE_MARKER = "data"
-KINDS = ("synthetic", "egopressure")
 DEFAULT_UV_RESOLUTION = (224, 224)
 
 

@@ -6,7 +6,7 @@ or converted with ``egopress convert-mano``) and the hand bundled with this pack
 by :mod:`egopress_core.hand.mano_io`, then handed to ``smplx.MANO`` as its data struct.
 
 Model-specific facts live next to the pickle, in a sidecar JSON with the same stem
-(``MANO_RIGHT.json`` next to ``MANO_RIGHT.pkl``)::
+(``MANO_RIGHT.json`` next to ``MANO_RIGHT.pkl``; ``docs/hand_model.md``, "Sidecar JSON")::
 
     {"hand_model": "egopress_hand_v1", "side": "right",
      "tip_vertex_ids": {"thumb": 1185, "index": 617, "middle": 758, "ring": 899, "little": 1040},

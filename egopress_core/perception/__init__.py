@@ -18,13 +18,12 @@ from egopress_core.perception.depth import (
     lift_keypoints,
     sample_depth,
 )
+from egopress_core.perception.backends import ESTIMATOR_NAMES, build_estimator
 from egopress_core.perception.estimators import (
-    ESTIMATOR_NAMES,
     GroundTruthEstimator,
     HandMeshEstimator,
     KeypointFittingEstimator,
     KeypointsEstimator,
-    build_estimator,
 )
 from egopress_core.perception.fitting import FitConfig, FitParams, FitResult, FitTargets, HandFitter, KeypointLayer
 from egopress_core.perception.types import HandKeypoints, HandMeshEstimate, RGBDFrame, is_hand

@@ -1,13 +1,14 @@
 """Hand-mesh estimators: one RGB-D frame in, one MANO-format hand mesh (or "no hand") out.
 
-Backends, by :func:`build_estimator` name:
-
-- ``"mediapipe"`` (:class:`~egopress_core.perception.mediapipe_backend.MediaPipeEstimator`):
-  MediaPipe Hands landmarks, lifted to 3D with the depth image, fitted. Optional dependency.
-- ``"keypoints"`` (:class:`KeypointsEstimator`): the same fit from keypoints another tracker
-  or a data set supplies in ``RGBDFrame.keypoints``.
-- ``"ground_truth"`` (:class:`GroundTruthEstimator`): the annotated hand of a data set record
-  (synthetic or dataset replay), passed through.
+The estimator classes every backend builds on: :class:`HandMeshEstimator` (the interface),
+:class:`KeypointFittingEstimator` (21 keypoints lifted with depth, then fitted; the mediapipe
+backend in :mod:`~egopress_core.perception.mediapipe_backend` subclasses it),
+:class:`KeypointsEstimator` (keypoints another tracker or a data set supplies in
+``RGBDFrame.keypoints``) and :class:`GroundTruthEstimator` (the annotated hand of a data set
+record, passed through). Backends are built by name with
+:func:`~egopress_core.perception.backends.build_estimator`, which sits above this module and the
+mediapipe one so that neither imports the other's layer (``docs/design.md``, "Layers and
+imports").
 
 Every estimator answers ``None`` for "no hand" and sets :attr:`HandMeshEstimator.last_failure`
 to the reason; an estimate with confidence 0 means the same to consumers
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
 import math
 import time
 
@@ -40,7 +40,6 @@ from egopress_core.perception.types import (
     RGBDFrame,
 )
 
-ESTIMATOR_NAMES = ("mediapipe", "keypoints", "ground_truth")
 # A fit to 2D keypoints alone has its depth only from the model's size: its confidence is halved.
 TWO_D_ONLY_CONFIDENCE_FACTOR = 0.5
 # OpenPose hand skeleton (parent, child), used to densify keypoints into crop anchors.
@@ -391,35 +390,3 @@ class GroundTruthEstimator(HandMeshEstimator):
                 raise DataError(f"record {record.sequence}[{record.index}]: mano.{name} must be {size} finite values; got shape {value.shape}")
             values[name] = value
         return ManoParams(**values)
-
-
-def _mediapipe_class():
-    from egopress_core.perception.mediapipe_backend import MediaPipeEstimator
-
-    return MediaPipeEstimator
-
-
-_REGISTRY = {
-    "mediapipe": _mediapipe_class,
-    "keypoints": lambda: KeypointsEstimator,
-    "ground_truth": lambda: GroundTruthEstimator,
-}
-
-
-def build_estimator(name: str, **options) -> HandMeshEstimator:
-    """The estimator backend ``name`` ("mediapipe", "keypoints", "ground_truth") with its
-    constructor options (e.g. ``side="left"``, ``fit={"optimizer": "lbfgs"}``).
-
-    Raises:
-        ConfigError: an unknown name or option (the message lists the valid ones), or the
-            mediapipe backend without the mediapipe package.
-    """
-    if name not in _REGISTRY:
-        raise ConfigError(f"hand-mesh estimator must be one of {ESTIMATOR_NAMES}. Got {name!r}")
-    cls = _REGISTRY[name]()
-    parameters = inspect.signature(cls.__init__).parameters
-    valid = sorted(key for key in parameters if key != "self")
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for the {name} estimator; valid: {valid}")
-    return cls(**options)

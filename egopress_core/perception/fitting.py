@@ -584,11 +584,6 @@ class HandFitter:
         self.pose_basis = self._tensor(basis)  # (K, 45): whitened coordinates -> pose offset
         self.pose_basis_pinv = self._tensor(np.linalg.pinv(basis))  # (45, K), exact for K = 45
 
-    @property
-    def num_params(self) -> int:
-        """Length of the optimised vector: latent pose, betas, orientation, translation (cm)."""
-        return self.num_latent + NUM_BETAS + 6
-
     def pose_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, 45) pose from (B, K) whitened PCA coordinates."""
         return self.pose_mean + latent @ self.pose_basis

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import transforms3d
 
 from egopress_core.data.synthetic.profiles import ContactProfile, hover_profile, press_profile
@@ -191,7 +190,3 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
 def orientation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
     axis, angle = transforms3d.axangles.mat2axangle(rotation)
     return np.asarray(axis) * angle
-
-
-def to_tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(array), dtype=torch.float32)

@@ -1,6 +1,8 @@
 """Known hands for measuring the estimators: random plausible hands in front of a camera and
-their ray-cast RGB-D images (used by ``test/test_perception.py`` and
-``benchmarks/hand_fitting.py``).
+their ray-cast RGB-D images.
+
+Test support, not library code: the tests import it by bare name (``test/conftest.py`` puts
+``test/support`` on ``sys.path``); ``benchmarks/hand_fitting.py`` adds the folder itself.
 """
 
 from __future__ import annotations
