@@ -1,15 +1,14 @@
-"""EgoPressDiff end to end: config, loss, sampler, checkpoints, SVD folder loading."""
+"""EgoPressDiff end to end: config, loss, sampler, ablations (checkpoints: test_model_checkpoint.py;
+weight surgery: test_model_surgery.py; SVD folders: test_model_svd_transfer.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
 from egopress_core.conditioning import UV_GEOMETRY_CHANNELS
 
-from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.errors import ConfigError, DataError
 from egopress_core.model import (
     SCHEDULERS,
     EgoPressDiff,
@@ -237,88 +236,6 @@ def test_sample_rejects_bad_conditions(model, conditions):
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------
-
-
-def test_save_load_round_trip(model, conditions, tmp_path):
-    model.save_pretrained(tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
-    loaded = EgoPressDiff.from_pretrained(
-        tmp_path / "ckpt", expected_config=model.config, expected_uv_layout=model.config.uv_layout
-    ).eval()
-    assert loaded.config == model.config
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, loaded.state_dict()[name]), name
-    assert torch.equal(model.sample(conditions, 2, generator=0), loaded.sample(conditions, 2, generator=0))
-    # Training-only keys may differ.
-    EgoPressDiff.from_pretrained(
-        tmp_path / "ckpt", expected_config=model.config.replace(condition_dropout_prob=0.3)
-    )
-
-
-def test_incompatible_checkpoints_raise_checkpoint_error(model, tmp_path):
-    directory = tmp_path / "ckpt"
-    model.save_pretrained(directory)
-    with pytest.raises(CheckpointError, match="UV layout"):
-        EgoPressDiff.from_pretrained(directory, expected_uv_layout="mano_official")
-    with pytest.raises(CheckpointError, match="uv_size"):
-        EgoPressDiff.from_pretrained(directory, expected_config=model.config.replace(uv_size=(32, 32)))
-    with pytest.raises(CheckpointError, match="config.json is missing"):
-        EgoPressDiff.from_pretrained(tmp_path / "nowhere")
-    # Weights of another architecture under this config.
-    EgoPressDiff(tiny_config(cross_attention_dim=64)).save_pretrained(tmp_path / "other")
-    (tmp_path / "other" / "config.json").write_text((directory / "config.json").read_text())
-    with pytest.raises(CheckpointError, match="does not match its config"):
-        EgoPressDiff.from_pretrained(tmp_path / "other")
-    # Corrupt config and truncated weights.
-    document = json.loads((directory / "config.json").read_text())
-    document["config"]["prediction_type"] = "x0"
-    (tmp_path / "bad_config").mkdir()
-    (tmp_path / "bad_config" / "config.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match="invalid config"):
-        EgoPressDiff.from_pretrained(tmp_path / "bad_config")
-    weights = directory / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="cannot read"):
-        EgoPressDiff.from_pretrained(directory)
-
-
-def test_version_1_checkpoints_load_unless_they_use_uv_geometry(model, tmp_path):
-    """Version 2 changed the last UV-geometry channel; older models without it are unaffected."""
-    for name, config in (("plain", model.config), ("geometry", model.config.replace(use_uv_geometry=True))):
-        EgoPressDiff(config).save_pretrained(tmp_path / name)
-        document = json.loads((tmp_path / name / "config.json").read_text())
-        document["version"] = 1
-        (tmp_path / name / "config.json").write_text(json.dumps(document))
-    assert EgoPressDiff.from_pretrained(tmp_path / "plain").config == model.config
-    with pytest.raises(CheckpointError, match="version-1 checkpoint with use_uv_geometry"):
-        EgoPressDiff.from_pretrained(tmp_path / "geometry")
-    document["version"] = 7
-    (tmp_path / "geometry" / "config.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match="checkpoint version 7; this code reads versions 1 to 3"):
-        EgoPressDiff.from_pretrained(tmp_path / "geometry")
-
-
-def test_older_checkpoints_without_depth_but_with_uv_geometry_are_refused(model, tmp_path):
-    """Version 3 builds a depth-free model's UV geometry without depth; a version-2 model of that
-    kind was trained on depth-derived channels, so loading it would change its inputs silently."""
-    configs = {"depth_geometry": model.config.replace(use_uv_geometry=True),
-               "no_depth_plain": model.config.replace(use_depth=False),
-               "no_depth_geometry": model.config.replace(use_depth=False, use_uv_geometry=True)}
-    for name, config in configs.items():
-        EgoPressDiff(config).save_pretrained(tmp_path / name)
-        assert EgoPressDiff.from_pretrained(tmp_path / name).config == config  # current version reads
-        document = json.loads((tmp_path / name / "config.json").read_text())
-        document["version"] = 2
-        (tmp_path / name / "config.json").write_text(json.dumps(document))
-    assert EgoPressDiff.from_pretrained(tmp_path / "depth_geometry").config == configs["depth_geometry"]
-    assert EgoPressDiff.from_pretrained(tmp_path / "no_depth_plain").config == configs["no_depth_plain"]
-    with pytest.raises(CheckpointError, match="version-2 checkpoint with use_uv_geometry and use_depth=False"):
-        EgoPressDiff.from_pretrained(tmp_path / "no_depth_geometry")
-
-
-# ---------------------------------------------------------------------------------------------
 # Ablations, VAE latents, UV geometry
 # ---------------------------------------------------------------------------------------------
 
@@ -349,20 +266,6 @@ def test_uv_geometry_channels():
     assert torch.isfinite(model.compute_loss(batch, generator=0).loss)
 
 
-def test_with_uv_geometry_starts_out_computing_the_same_map():
-    torch.manual_seed(0)
-    model = EgoPressDiff(tiny_config()).eval()
-    grown = model.with_uv_geometry().eval()
-    assert grown.config.use_uv_geometry and grown.unet.conv_in.in_channels == 1 + 2 + UV_GEOMETRY_CHANNELS
-    batch = make_window_batch(model.config, batch_size=1, seed=2)
-    before = model.sample(model.build_conditions(batch), num_inference_steps=2, generator=0)
-    batch["uv_geometry"] = torch.rand(1, model.config.num_frames, UV_GEOMETRY_CHANNELS, *model.config.uv_size)
-    after = grown.sample(grown.build_conditions(batch), num_inference_steps=2, generator=0)
-    assert torch.allclose(before, after, atol=1e-5)
-    with pytest.raises(ConfigError, match="already uses UV geometry"):
-        grown.with_uv_geometry()
-
-
 def test_vae_latent_space_loss_and_sample():
     torch.manual_seed(0)
     config = tiny_config(latent_space="vae", vae=dict(TINY_VAE))
@@ -375,97 +278,6 @@ def test_vae_latent_space_loss_and_sample():
     assert all(p.grad is None for p in model.codec.parameters())
     pressure = model.eval().sample(model.build_conditions(batch), num_inference_steps=2, generator=0)
     assert pressure.shape == (1, config.num_frames, 1, *config.uv_size) and pressure.min() >= 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Paper size from a (tiny) Stable Video Diffusion folder
-# ---------------------------------------------------------------------------------------------
-
-
-def _write_tiny_svd_folder(root):
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(1)
-    unet = UNetSpatioTemporalConditionModel(
-        sample_size=8,
-        in_channels=8,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=24,
-        layers_per_block=1,
-        cross_attention_dim=32,
-        num_attention_heads=(2, 4),
-        num_frames=4,
-    )
-    unet.save_pretrained(root / "unet")
-    AutoencoderKLTemporalDecoder(**TINY_VAE).save_pretrained(root / "vae")
-    clip = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            projection_dim=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        )
-    )
-    clip.save_pretrained(root / "image_encoder")
-    return unet
-
-
-def test_from_pretrained_svd_loads_matching_weights(tmp_path):
-    svd_unet = _write_tiny_svd_folder(tmp_path)
-    model = EgoPressDiff.from_pretrained_svd(
-        tmp_path,
-        num_frames=2,
-        image_size=(32, 32),
-        uv_size=(16, 16),
-        vertex_hidden_dim=16,
-        pose_net_channels=(8, 8, 8, 8),
-    )
-    assert model.config.latent_space == "vae" and model.config.image_encoder == "clip"
-    assert model.config.cross_attention_dim == 32 and model.config.num_image_tokens == 17
-    source = svd_unet.state_dict()
-    target = model.unet.state_dict()
-    spatial = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"
-    image_cross = "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"
-    for name in (
-        spatial,
-        image_cross,
-        "time_embedding.linear_1.weight",
-        "up_blocks.1.resnets.0.spatial_res_block.conv1.weight",
-    ):
-        assert torch.equal(target[name], source[name]), name
-    # conv_in: pressure <- SVD noisy latent, depth latent <- SVD image latent, validity channel zero.
-    assert torch.equal(target["conv_in.weight"][:, :8], source["conv_in.weight"])
-    assert torch.count_nonzero(target["conv_in.weight"][:, 8:]) == 0
-    assert "conv_in.weight" in model.svd_transfer.expanded
-    assert any("attn2_vertex" in name for name in model.svd_transfer.initialised)
-    assert not any(p.requires_grad for p in model.image_encoder.parameters())
-    # The loaded model trains and samples.
-    batch = make_window_batch(model.config, batch_size=1)
-    model.compute_loss(batch, generator=0).loss.backward()
-    pressure = model.eval().sample(model.build_conditions(batch), num_inference_steps=2, generator=0)
-    assert pressure.shape == (1, 2, 1, 16, 16)
-    # Small checkpoints without the frozen VAE / CLIP reload them from the SVD folder.
-    model.save_pretrained(tmp_path / "ckpt", include_frozen=False)
-    with pytest.raises(CheckpointError, match="frozen_weights_from"):
-        EgoPressDiff.from_pretrained(tmp_path / "ckpt")
-    reloaded = EgoPressDiff.from_pretrained(tmp_path / "ckpt", frozen_weights_from=tmp_path)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, reloaded.state_dict()[name]), name
-
-
-def test_from_pretrained_svd_rejects_incomplete_folders(tmp_path):
-    (tmp_path / "unet").mkdir()
-    (tmp_path / "unet" / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="vae/config.json is missing"):
-        EgoPressDiff.from_pretrained_svd(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------

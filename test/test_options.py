@@ -117,3 +117,15 @@ def test_command_line_values_are_validated_by_the_dataclass(capsys):
     # argparse refuses a choice outside the list; the range is the dataclass's.
     assert main(["eval", "--checkpoint", "c", "--data", "d", "--out", "o", "--steps", "0"]) == 2
     assert "SamplingOptions.num_inference_steps must be an integer in [1, 1000]. Got 0" in capsys.readouterr().err
+
+
+def test_training_speaks_the_same_precision_vocabulary():
+    from egopress_core.training.config import TrainConfig
+    from egopress_core.training.trainer import resolve_precision
+
+    assert TrainConfig().precision == RuntimeOptions().precision == "fp32"
+    for precision in PRECISIONS:
+        assert TrainConfig(precision=precision).precision == precision
+    assert resolve_precision("fp32", on_cpu=True) == "no"  # accelerate's name for it
+    with pytest.raises(ConfigError, match="precision 'no' is spelled 'fp32'"):
+        TrainConfig(precision="no")

@@ -22,11 +22,9 @@ image and UV sizes, conditioning), so the two train on identical windows.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -40,15 +38,18 @@ from egopress_core.conditioning import (
     PressureNormalizer,
     build_conditions,
 )
-from egopress_core.errors import CheckpointError, ConfigError, DataError
+from egopress_core.errors import ConfigError, DataError
 from egopress_core.metrics import PRESSURE_BIN_CENTRES_KPA
+from egopress_core.model.checkpoint import (
+    config_from_document,
+    load_bin_classifier,
+    read_bin_classifier_document,
+    save_bin_classifier,
+)
 from egopress_core.model.config import EgoPressDiffConfig
-from egopress_core.model.checkpoint_files import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
 from egopress_core.model.egopressdiff import LossOutput
 from egopress_core.model.vertex_encoder import normalize_vertices
 
-CHECKPOINT_FORMAT = "egopress-bin-classifier"
-CHECKPOINT_VERSION = 1
 NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
 # Keys that change training, not the network: a checkpoint may be fine-tuned or resumed with others.
 TRAINING_ONLY_KEYS = frozenset({"soft_label_sigma_bins", "pressure_loss_weight"})
@@ -344,30 +345,14 @@ class PerFrameBinClassifier(nn.Module):
         return self._decode(self(conditions), conditions.uv_mask)[:, :, None]
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` atomically."""
-        document = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config.to_dict()}
-        write_checkpoint(directory, self.state_dict(), document)
-
-    @staticmethod
-    def _read_checkpoint_document(directory: str | os.PathLike) -> dict[str, Any]:
-        path = Path(directory) / CONFIG_NAME
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"cannot read {path}: {error}") from error
-        if (not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT
-                or document.get("version") != CHECKPOINT_VERSION):
-            raise CheckpointError(f"{path} is not a version-{CHECKPOINT_VERSION} {CHECKPOINT_FORMAT} checkpoint")
-        return document
+        """Write ``config.json`` and ``model.safetensors`` atomically (:mod:`~egopress_core.model.checkpoint`)."""
+        save_bin_classifier(self, directory)
 
     @classmethod
     def load_config(cls, directory: str | os.PathLike) -> BinClassifierConfig:
-        """Read a checkpoint's config, raising :class:`CheckpointError` for anything unreadable."""
-        document = cls._read_checkpoint_document(directory)
-        try:
-            return BinClassifierConfig.from_dict(document["config"])
-        except (ConfigError, KeyError, TypeError) as error:
-            raise CheckpointError(f"{Path(directory) / CONFIG_NAME} holds an invalid config: {error}") from error
+        """Read a checkpoint's config, raising :class:`~egopress_core.errors.CheckpointError` for anything
+        unreadable."""
+        return config_from_document(directory, read_bin_classifier_document(directory), BinClassifierConfig)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, expected_config: BinClassifierConfig | None = None,
@@ -386,21 +371,5 @@ class PerFrameBinClassifier(nn.Module):
             CheckpointError: missing or unreadable files, another config or UV layout, weights of
                 other shapes.
         """
-        from safetensors.torch import load_file
-
-        config = cls.load_config(directory)
-        if expected_uv_layout is not None and config.uv_layout != expected_uv_layout:
-            raise CheckpointError(f"checkpoint {directory} is for UV layout {config.uv_layout!r}, "
-                                  f"not {expected_uv_layout!r}")
-        if expected_config is not None:
-            differences = config.architecture_differences(expected_config)
-            if differences:
-                listed = ", ".join(f"{key}: checkpoint {a!r} vs expected {b!r}"
-                                   for key, (a, b) in sorted(differences.items()))
-                raise CheckpointError(f"checkpoint {directory} was trained with another config ({listed})")
-        model = cls(config)
-        try:
-            model.load_state_dict(load_file(os.fspath(Path(directory) / WEIGHTS_NAME)))
-        except Exception as error:  # missing file, corrupt header or other shapes
-            raise CheckpointError(f"cannot load weights from {directory}: {error}") from error
-        return model.to(map_location)
+        return load_bin_classifier(cls, directory, expected_config=expected_config,
+                                   expected_uv_layout=expected_uv_layout, map_location=map_location)

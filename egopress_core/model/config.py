@@ -563,7 +563,7 @@ def paper_config(**overrides: Any) -> EgoPressDiffConfig:
 
     224x224 UV maps (EgoPressure's) -> 28x28x4 latents; 16-frame windows; cross-attention width
     1024 (CLIP ViT-H/14 projection). Image size 256x256 is our choice (the paper does not say).
-    Load pretrained weights with ``EgoPressDiff.from_pretrained_svd``.
+    Load pretrained weights with :func:`~egopress_core.model.svd_transfer.from_pretrained_svd`.
     """
     values: dict[str, Any] = dict(
         num_frames=16,

@@ -11,19 +11,18 @@ UV hand mask at latent resolution (hand texels count twice), averaged over frame
 annotation; ``pressure_loss_weight`` adds a term in proportion to the target pressure (see
 :meth:`EgoPressDiff.loss_weight`).
 
-Note on SVD weights: SVD's U-Net was trained with EDM preconditioning (continuous
-``0.25 log sigma`` noise labels); here it is fine-tuned with discrete DDPM timesteps, so its time
-embedding re-adapts during fine-tuning.
+This module is the model only. Checkpoint files, formats and versions:
+:mod:`~egopress_core.model.checkpoint` (``save_pretrained`` / ``from_pretrained`` /
+``load_config`` here delegate to it); growing a trained model or fine-tuning from a checkpoint:
+:mod:`~egopress_core.model.surgery`; initialising from Stable Video Diffusion:
+:mod:`~egopress_core.model.svd_transfer`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
@@ -39,9 +38,9 @@ from egopress_core.conditioning import (
     PressureNormalizer,
     build_conditions,
 )
-from egopress_core.errors import CheckpointError, ConfigError, DataError
-from egopress_core.model.checkpoint_files import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
-from egopress_core.model.config import CLIP_KEYS, VAE_KEYS, EgoPressDiffConfig, paper_config
+from egopress_core.errors import ConfigError, DataError
+from egopress_core.model.checkpoint import load_egopressdiff, load_egopressdiff_config, save_egopressdiff
+from egopress_core.model.config import EgoPressDiffConfig
 from egopress_core.model.features import FrameFeatures, WindowFeatures
 from egopress_core.model.image_encoder import CLIPImageEncoder, ConvImageEncoder
 from egopress_core.model.latent_codec import PixelLatentCodec, VAELatentCodec, resize_frames
@@ -49,15 +48,7 @@ from egopress_core.model.pose_net import PoseNet
 from egopress_core.model.unet import NUM_ADDED_TIME_IDS, EgoPressUNet, svd_added_time_ids
 from egopress_core.model.vertex_encoder import VertexEncoder
 
-logger = logging.getLogger(__name__)
-
 SCHEDULERS = ("ddim", "dpmsolver++", "euler")
-CHECKPOINT_FORMAT = "egopressdiff"
-# 2: the last UV-geometry channel became the height above a fitted surface plane (it was a
-# max-pooled depth proximity). 3: a model without depth (use_depth=False) gets its UV geometry
-# built without depth too. Older checkpoints read unchanged unless one of those changes their
-# inputs.
-CHECKPOINT_VERSION = 3
 
 
 @dataclass
@@ -67,15 +58,6 @@ class LossOutput:
     loss: torch.Tensor
     mse: torch.Tensor
     timesteps: torch.Tensor
-
-
-@dataclass
-class SVDTransferReport:
-    """What :meth:`EgoPressDiff.from_pretrained_svd` took from the SVD U-Net (parameter names)."""
-
-    loaded: list[str]
-    expanded: list[str]
-    initialised: list[str]
 
 
 def masked_diffusion_loss(
@@ -617,92 +599,19 @@ class EgoPressDiff(nn.Module):
         return tuple(prefixes)
 
     def save_pretrained(self, directory: str | os.PathLike, include_frozen: bool = True) -> None:
-        """Write ``config.json`` and ``model.safetensors``.
+        """Write ``config.json`` and ``model.safetensors`` (see :mod:`~egopress_core.model.checkpoint`).
 
         Args:
             directory: checkpoint folder (created).
-            include_frozen: also store the frozen VAE / CLIP weights (self-contained checkpoint).
-                False keeps paper-size checkpoints small (no 2.5 GB of CLIP per save); loading
-                then needs ``frozen_weights_from`` (the SVD folder) in :meth:`from_pretrained`.
-
-        Files are written to temporary names and renamed, so a crash leaves the old checkpoint.
+            include_frozen: also store the frozen VAE / CLIP weights; False keeps paper-size
+                checkpoints small, and loading then needs ``frozen_weights_from``.
         """
-        skipped = () if include_frozen else self.frozen_prefixes()
-        state = {name: tensor for name, tensor in self.state_dict().items() if not name.startswith(skipped)}
-        document = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "config": self.config.to_dict(),
-            "external_frozen_weights": bool(skipped),
-        }
-        write_checkpoint(directory, state, document)
-
-    @staticmethod
-    def _read_checkpoint_document(directory: str | os.PathLike) -> dict[str, Any]:
-        path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(f"no EgoPressDiff checkpoint in {directory}: {CONFIG_NAME} is missing")
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"cannot read {path}: {error}") from error
-        if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not an EgoPressDiff checkpoint config")
-        version = document.get("version")
-        config = document.get("config") if isinstance(document.get("config"), dict) else {}
-        uses_geometry = bool(config.get("use_uv_geometry"))
-        if version == 1 and uses_geometry:
-            raise CheckpointError(
-                f"{path} is a version-1 checkpoint with use_uv_geometry: it was trained on the old "
-                f"surface-proximity channel, which this code no longer computes; train it again "
-                f"(scripts/train_shipped_model.sh shows how the shipped one is trained)"
-            )
-        if version == 2 and uses_geometry and config.get("use_depth") is False:
-            raise CheckpointError(
-                f"{path} is a version-2 checkpoint with use_uv_geometry and use_depth=False: its "
-                f"UV geometry was built from the depth map, which this code no longer does for models "
-                f"without depth; train it again"
-            )
-        if version not in (1, 2, CHECKPOINT_VERSION):
-            raise CheckpointError(
-                f"{path} has checkpoint version {version}; this code reads versions 1 to {CHECKPOINT_VERSION}"
-            )
-        return document
+        save_egopressdiff(self, directory, include_frozen)
 
     @classmethod
     def load_config(cls, directory: str | os.PathLike) -> EgoPressDiffConfig:
-        """Read a checkpoint's config, raising :class:`CheckpointError` for anything unreadable."""
-        document = cls._read_checkpoint_document(directory)
-        try:
-            return EgoPressDiffConfig.from_dict(document["config"])
-        except (ConfigError, KeyError, TypeError) as error:
-            raise CheckpointError(
-                f"{Path(directory) / CONFIG_NAME} holds an invalid config: {error}"
-            ) from error
-
-    def with_uv_geometry(self) -> EgoPressDiff:
-        """A copy of this model that also takes UV-aligned geometry (``use_uv_geometry``).
-
-        Every weight is copied; the U-Net's first convolution gets ``UV_GEOMETRY_CHANNELS`` new
-        input channels (the last ones, as :meth:`WindowFeatures.condition_channels` orders them)
-        with zero weights, so the new model computes exactly what this one does until training
-        teaches it to use the new evidence. This is how a trained model is fine-tuned with the
-        extra conditioning instead of trained again from scratch.
-
-        Raises:
-            ConfigError: the model already takes UV geometry.
-        """
-        if self.config.use_uv_geometry:
-            raise ConfigError("the model already uses UV geometry (use_uv_geometry=True)")
-        grown = type(self)(self.config.replace(use_uv_geometry=True)).to(self.device, self.dtype)
-        state = self.state_dict()
-        old = state["unet.conv_in.weight"]  # (C_out, C_in, kt, kh, kw) or (C_out, C_in, kh, kw)
-        new = grown.unet.conv_in.weight
-        padded = torch.zeros_like(new)
-        padded[:, : old.shape[1]] = old
-        state["unet.conv_in.weight"] = padded
-        grown.load_state_dict(state)
-        return grown.train(self.training)
+        """A checkpoint's config (:func:`~egopress_core.model.checkpoint.load_egopressdiff_config`)."""
+        return load_egopressdiff_config(directory)
 
     @classmethod
     def from_pretrained(
@@ -718,181 +627,18 @@ class EgoPressDiff(nn.Module):
         Args:
             directory: checkpoint folder.
             expected_config: if given, every architecture key must match (training-only keys such
-                as dropout probabilities may differ); else :class:`CheckpointError`.
+                as dropout probabilities may differ).
             expected_uv_layout: if given, the checkpoint's ``uv_layout`` must equal it.
             map_location: device for the weights.
-            frozen_weights_from: SVD folder to read the frozen VAE / CLIP weights from, needed
-                when the checkpoint was saved with ``include_frozen=False``.
+            frozen_weights_from: SVD folder with the frozen VAE / CLIP weights, needed when the
+                checkpoint was saved with ``include_frozen=False``.
 
         Raises:
-            CheckpointError: missing files, other config or UV layout, weights of other shapes;
-                all checked before the weights are read.
+            CheckpointError: what :func:`~egopress_core.model.checkpoint.load_egopressdiff` refuses.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        document = cls._read_checkpoint_document(directory)
-        config = cls.load_config(directory)
-        if expected_uv_layout is not None and config.uv_layout != expected_uv_layout:
-            raise CheckpointError(
-                f"checkpoint {directory} is for UV layout {config.uv_layout!r}, not {expected_uv_layout!r}"
-            )
-        if expected_config is not None:
-            differences = config.architecture_differences(expected_config)
-            if differences:
-                listed = ", ".join(
-                    f"{key}: checkpoint {mine!r} vs expected {theirs!r}"
-                    for key, (mine, theirs) in sorted(differences.items())
-                )
-                raise CheckpointError(f"checkpoint {directory} was trained with another config ({listed})")
-        external = bool(document.get("external_frozen_weights", False))
-        if external and frozen_weights_from is None:
-            raise CheckpointError(
-                f"checkpoint {directory} was saved without its frozen VAE / CLIP weights; "
-                "pass frozen_weights_from=<Stable Video Diffusion folder>"
-            )
-        weights = Path(directory) / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_NAME}")
-        model = cls(config)
-        skipped = model.frozen_prefixes() if external else ()
-        expected_shapes = {
-            name: tuple(t.shape) for name, t in model.state_dict().items() if not name.startswith(skipped)
-        }
-        try:
-            with safe_open(os.fspath(weights), framework="pt") as handle:
-                stored_shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        except Exception as error:  # safetensors raises its own error types for corrupt headers
-            raise CheckpointError(f"cannot read {weights}: {error}") from error
-        missing = sorted(set(expected_shapes) - set(stored_shapes))
-        unexpected = sorted(set(stored_shapes) - set(expected_shapes))
-        wrong = sorted(
-            k for k in set(expected_shapes) & set(stored_shapes) if expected_shapes[k] != stored_shapes[k]
-        )
-        if missing or unexpected or wrong:
-            raise CheckpointError(
-                f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                f"wrong shapes {[(k, stored_shapes[k], expected_shapes[k]) for k in wrong[:5]]}"
-            )
-        if external:
-            model._load_frozen_from_svd(Path(frozen_weights_from))
-        model.load_state_dict(load_file(os.fspath(weights), device=str(map_location)), strict=not external)
-        return model.to(map_location)
-
-    def _load_frozen_from_svd(self, root: Path, variant: str | None = None) -> None:
-        """Load the frozen VAE and CLIP weights from an SVD folder (``vae/``, ``image_encoder/``)."""
-        if isinstance(self.codec, VAELatentCodec):
-            self.codec.load_pretrained(root / "vae", variant=variant)
-        if isinstance(self.image_encoder, CLIPImageEncoder):
-            self.image_encoder.load_pretrained(root / "image_encoder")
-
-    @classmethod
-    def from_pretrained_svd(
-        cls,
-        svd_directory: str | os.PathLike,
-        variant: str | None = None,
-        **config_overrides: Any,
-    ) -> EgoPressDiff:
-        """Paper-size model initialised from a local Stable Video Diffusion folder.
-
-        Reads ``unet/``, ``vae/`` and ``image_encoder/`` (diffusers / transformers
-        ``save_pretrained`` layout). Architecture keys come from those folders' configs; other keys
-        from :func:`paper_config` and ``config_overrides``. The VAE and CLIP load fully; U-Net
-        tensors load by name where shapes match. ``conv_in`` is widened: SVD's noisy-latent
-        channels feed the pressure latent, its conditioning-image latent channels feed the depth
-        latent (both are VAE latents of an image-like condition), remaining channels start at zero.
-        New modules (vertex cross-attention, PoseNet, Vertex Encoder) keep their initialisation.
-        The transfer is logged and kept as ``model.svd_transfer``.
-        """
-        from diffusers import UNetSpatioTemporalConditionModel
-
-        root = Path(svd_directory)
-        for sub in ("unet", "vae", "image_encoder"):
-            if not (root / sub / "config.json").is_file():
-                raise CheckpointError(
-                    f"{root} is not a Stable Video Diffusion folder: {sub}/config.json is missing"
-                )
-
-        def read(sub: str) -> dict[str, Any]:
-            try:
-                return json.loads((root / sub / "config.json").read_text())
-            except (OSError, json.JSONDecodeError) as error:
-                raise CheckpointError(f"cannot read {root / sub / 'config.json'}: {error}") from error
-
-        unet_cfg, vae_cfg, clip_cfg = read("unet"), read("vae"), read("image_encoder")
-        if unet_cfg.get("_class_name") != "UNetSpatioTemporalConditionModel":
-            raise CheckpointError(
-                f"{root / 'unet'} holds {unet_cfg.get('_class_name')}, not UNetSpatioTemporalConditionModel"
-            )
-        heads = unet_cfg.get("num_attention_heads", (5, 10, 20, 20))
-        levels = len(unet_cfg["block_out_channels"])
-        clip = {k: clip_cfg[k] for k in CLIP_KEYS if k in clip_cfg}
-        patch_tokens = config_overrides.get("clip_patch_tokens", True)
-        grid = int(clip["image_size"]) // int(clip["patch_size"])
-        derived: dict[str, Any] = dict(
-            vae={k: vae_cfg[k] for k in VAE_KEYS if k in vae_cfg},
-            clip=clip,
-            num_image_tokens=1 + grid * grid if patch_tokens else 1,
-            cross_attention_dim=int(unet_cfg["cross_attention_dim"]),
-            unet_block_out_channels=tuple(unet_cfg["block_out_channels"]),
-            unet_down_block_types=tuple(unet_cfg["down_block_types"]),
-            unet_up_block_types=tuple(unet_cfg["up_block_types"]),
-            unet_layers_per_block=int(unet_cfg.get("layers_per_block", 2)),
-            unet_transformer_layers_per_block=int(unet_cfg.get("transformer_layers_per_block", 1)),
-            unet_num_attention_heads=tuple(heads)
-            if isinstance(heads, (list, tuple))
-            else (int(heads),) * levels,
-            unet_addition_time_embed_dim=int(unet_cfg.get("addition_time_embed_dim", 256)),
-        )
-        for key in ("unet_layers_per_block", "unet_transformer_layers_per_block"):
-            if isinstance(unet_cfg.get(key.removeprefix("unet_")), (list, tuple)):
-                raise CheckpointError(
-                    f"per-level {key.removeprefix('unet_')} in {root / 'unet'} is not supported"
-                )
-        clashing = sorted(set(config_overrides) & set(derived))
-        if clashing:
-            raise ConfigError(f"{clashing} come from the SVD folder and cannot be overridden")
-        config = paper_config(**{**derived, **config_overrides})
-        model = cls(config)
-
-        # 1. Frozen VAE and CLIP: full loads.
-        model._load_frozen_from_svd(root, variant=variant)
-
-        # 2. U-Net: by name where shapes match; conv_in widened.
-        try:
-            svd_unet = UNetSpatioTemporalConditionModel.from_pretrained(
-                os.fspath(root / "unet"), variant=variant
-            )
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"cannot load the SVD U-Net from {root / 'unet'}: {error}") from error
-        source = svd_unet.state_dict()
-        target = model.unet.state_dict()
-        report = SVDTransferReport(loaded=[], expanded=[], initialised=[])
-        latent = config.latent_channels
-        for name, tensor in target.items():
-            if name in source and source[name].shape == tensor.shape:
-                target[name] = source[name].to(tensor.dtype)
-                report.loaded.append(name)
-            elif name == "conv_in.weight" and name in source:
-                widened = torch.zeros_like(tensor)
-                svd_in = source[name].shape[1]
-                widened[:, :latent] = source[name][:, :latent]
-                if config.use_depth and svd_in >= 2 * latent:
-                    widened[:, latent : 2 * latent] = source[name][:, latent : 2 * latent]
-                target[name] = widened
-                report.expanded.append(name)
-            else:
-                report.initialised.append(name)
-        model.unet.load_state_dict(target)
-        model.svd_transfer = report
-        logger.info(
-            "SVD U-Net transfer from %s: %d tensors loaded, %d widened, %d newly initialised",
-            root,
-            len(report.loaded),
-            len(report.expanded),
-            len(report.initialised),
-        )
-        return model
+        return load_egopressdiff(cls, directory, expected_config=expected_config,
+                                 expected_uv_layout=expected_uv_layout, map_location=map_location,
+                                 frozen_weights_from=frozen_weights_from)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -904,7 +650,6 @@ __all__ = [
     "EgoPressDiff",
     "LossOutput",
     "SCHEDULERS",
-    "SVDTransferReport",
     "count_parameters",
     "masked_diffusion_loss",
 ]

@@ -9,9 +9,9 @@
 
 Both model classes share the interface the loop, validation and checkpoints use (``config``
 with ``uv_size`` / ``num_frames`` / ``replace`` / ``architecture_differences``,
-``build_conditions``, ``compute_loss``, ``sample``, ``save_pretrained``, ``from_pretrained``,
-``load_config``); what differs between kinds lives here, in one :class:`ModelKind` per kind, so
-the loop has no per-kind branches.
+``build_conditions``, ``compute_loss``, ``sample``, and ``save_pretrained``, ``from_pretrained``,
+``load_config``, which delegate to :mod:`egopress_core.model.checkpoint`); what differs between
+kinds lives here, in one :class:`ModelKind` per kind, so the loop has no per-kind branches.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ class ModelKind:
     Attributes:
         name: the ``model.kind`` value.
         title: human-readable name (logs, plots, the model folder's README).
-        model_path, config_path, presets_path: ``"module:attribute"`` of the model class, its
-            config dataclass and its ``{preset name: factory(**overrides)}`` dict, imported when
-            first used (this registry is read by the config module, which the model modules'
-            imports must not cycle through).
+        model_path, config_path, presets_path, format_path: ``"module:attribute"`` of the model
+            class, its config dataclass, its ``{preset name: factory(**overrides)}`` dict and its
+            checkpoint format (the ``format`` field of its ``config.json``), imported when first
+            used (this registry is read by the config module and by the model modules, whose
+            imports must not cycle through it).
         supports_pretrained_svd: ``model.pretrained_svd`` applies (paper-size SVD initialisation).
         pressure_ceiling: model config -> (kPa above which training pressures saturate, the advice
             to give when the data exceeds it).
@@ -54,6 +55,7 @@ class ModelKind:
     model_path: str
     config_path: str
     presets_path: str
+    format_path: str
     supports_pretrained_svd: bool
     pressure_ceiling: Callable[[Any], tuple[float, str]]
 
@@ -72,8 +74,7 @@ class ModelKind:
     @property
     def checkpoint_format(self) -> str:
         """The ``format`` field of this kind's ``config.json``."""
-        module, _, _ = self.model_path.partition(":")
-        return importlib.import_module(module).CHECKPOINT_FORMAT
+        return _import(self.format_path)
 
     def preset_config(self, preset: str, **overrides: Any) -> Any:
         """The model config of ``preset`` with ``overrides`` (keys of :attr:`config_class`)."""
@@ -125,6 +126,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
         model_path="egopress_core.model.egopressdiff:EgoPressDiff",
         config_path="egopress_core.model.config:EgoPressDiffConfig",
         presets_path="egopress_core.model.config:PRESETS",
+        format_path="egopress_core.model.checkpoint:EGOPRESSDIFF_FORMAT",
         supports_pretrained_svd=True,
         pressure_ceiling=_diffusion_ceiling,
     ),
@@ -134,6 +136,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
         model_path="egopress_core.model.bin_classifier:PerFrameBinClassifier",
         config_path="egopress_core.model.bin_classifier:BinClassifierConfig",
         presets_path="egopress_core.model.bin_classifier:PRESETS",
+        format_path="egopress_core.model.checkpoint:BIN_CLASSIFIER_FORMAT",
         supports_pretrained_svd=False,
         pressure_ceiling=_bin_ceiling,
     ),

@@ -10,7 +10,7 @@ A run is described by one :class:`TrainConfig`::
     validation  periodic sampling on held-out windows, metrics in kPa
     checkpoint  how often, how many kept
     logging     scalar interval, TensorBoard, training-curve PNG
-    precision ("no", "fp16", "bf16"), device ("auto", "cpu"), seed, num_workers (DataLoader),
+    precision ("fp32", "fp16", "bf16": the vocabulary of every EgoPress command), device ("auto", "cpu"), seed, num_workers (DataLoader),
     threads (torch intra-op CPU threads per process; null: torch's default)
 
 Named configs live in ``config/<name>.yaml`` (``tiny``, ``compact``, ``paper``, and the baseline's
@@ -45,8 +45,8 @@ from typing import Any
 import yaml
 
 from egopress_core.errors import ConfigError
+from egopress_core.options import PRECISIONS
 
-PRECISIONS = ("no", "fp16", "bf16")
 DEVICES = ("auto", "cpu")
 LR_SCHEDULES = ("cosine", "constant_with_warmup", "linear")
 VALIDATION_SAMPLERS = ("ddim", "dpmsolver++", "euler")
@@ -271,7 +271,7 @@ class ModelConfig(_Section):
             EgoPressDiff from.
         init_from: a checkpoint folder (``save_pretrained``) of the same kind to fine-tune;
             same architecture, except that an EgoPressDiff without ``use_uv_geometry`` may be
-            fine-tuned with it (:meth:`~egopress_core.model.EgoPressDiff.with_uv_geometry`).
+            fine-tuned with it (:func:`~egopress_core.model.surgery.with_uv_geometry`).
     """
 
     kind: str = "egopressdiff"
@@ -449,13 +449,16 @@ class TrainConfig(_Section):
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    precision: str = "no"
+    precision: str = "fp32"
     device: str = "auto"
     seed: int = 0
     num_workers: int = 0
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.precision == "no":  # accelerate's spelling, which earlier configs used
+            raise ConfigError("precision 'no' is spelled 'fp32' (the vocabulary of eval, label-bag and the nodes); "
+                              "set precision: fp32")
         _choice("precision", self.precision, PRECISIONS)
         _choice("device", self.device, DEVICES)
         if self.num_workers < 0:

@@ -56,6 +56,8 @@ from egopress_core.training.data import (
 )
 from egopress_core.training.history import CURVE_NAME, HISTORY_NAME, History, plot_training_curve
 from egopress_core.model.kinds import checkpoint_kind
+from egopress_core.model.surgery import init_from
+from egopress_core.model.svd_transfer import from_pretrained_svd
 from egopress_core.training.validation import evaluate_model
 
 logger = logging.getLogger(__name__)
@@ -99,14 +101,15 @@ class TrainResult:
 
 
 def resolve_precision(precision: str, on_cpu: bool) -> str:
-    """The mixed-precision mode to use: fp16 needs a GPU, so on CPU it falls back to "no"."""
+    """accelerate's mixed-precision mode for ``precision`` ("fp32" is its "no"): fp16 needs a GPU,
+    so on CPU it falls back to full precision."""
     if precision == "fp16" and on_cpu:
         warnings.warn("precision 'fp16' needs a GPU; training in full precision (use 'bf16' on CPU)",
                       stacklevel=2)
         return "no"
     if precision == "bf16" and not on_cpu and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise ConfigError("precision 'bf16' is not supported by this GPU; use 'fp16' or 'no'")
-    return precision
+        raise ConfigError("precision 'bf16' is not supported by this GPU; use 'fp16' or 'fp32'")
+    return "no" if precision == "fp32" else precision
 
 
 def build_accelerator(config: TrainConfig, out_dir: Path):
@@ -138,16 +141,9 @@ def build_model(config: TrainConfig, model_config: Any):
     kind = config.model.model_kind
     if config.model.pretrained_svd is not None:  # validated: EgoPressDiff only
         overrides = {**config.model.overrides, "uv_layout": model_config.uv_layout}
-        model = kind.model_class.from_pretrained_svd(config.model.pretrained_svd, **overrides)
+        model = from_pretrained_svd(config.model.pretrained_svd, **overrides)
     elif config.model.init_from is not None:
-        saved = kind.load_config(config.model.init_from)
-        differences = saved.architecture_differences(model_config)
-        if set(differences) == {"use_uv_geometry"} and getattr(model_config, "use_uv_geometry", False):
-            # Adding the UV-aligned conditioning to a trained model: its new inputs start at zero.
-            model = kind.load(config.model.init_from, expected_config=saved).with_uv_geometry()
-        else:
-            model = kind.load(config.model.init_from, expected_config=model_config)
-        model.config = model_config  # same architecture; training-only keys (dropout) from this run
+        model = init_from(kind, config.model.init_from, model_config)
     else:
         model = kind.build(model_config)
     return model.train()
@@ -388,7 +384,7 @@ def train(
     def load_model_hook(models, input_dir):
         from safetensors.torch import load_file
 
-        from egopress_core.model.checkpoint_files import WEIGHTS_NAME
+        from egopress_core.model.checkpoint import WEIGHTS_NAME
 
         module = accelerator.unwrap_model(models.pop()).model
         module.load_state_dict(load_file(os.path.join(input_dir, WEIGHTS_NAME), device=str(accelerator.device)))
