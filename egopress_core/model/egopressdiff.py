@@ -47,8 +47,7 @@ from egopress_core.model.latent_codec import PixelLatentCodec, VAELatentCodec, r
 from egopress_core.model.pose_net import PoseNet
 from egopress_core.model.unet import NUM_ADDED_TIME_IDS, EgoPressUNet, svd_added_time_ids
 from egopress_core.model.vertex_encoder import VertexEncoder
-
-SCHEDULERS = ("ddim", "dpmsolver++", "euler")
+from egopress_core.options import SCHEDULERS
 
 
 @dataclass
