@@ -10,7 +10,8 @@ Two runs over the same frames and the same chunk plan:
    hands), start to finish: index, read and decode, hand meshes, preprocessing, EgoPressDiff,
    contact summaries, writing every message of the output bag;
 2. **bare inference**: the same frames already decoded in memory, cropped and resized as the
-   labeller does, through the same `estimate_sequence` calls (same chunks, context, seeds).
+   labeller does, through the same pipeline calls (`EgoPressPipeline.__call__` on the same
+   chunks, context and seeds as the labeller's ``_label_group``).
 
 The two runs alternate ``--repeats`` times and the fastest of each counts. Printed: wall and
 process CPU time of both, labelling throughput (frames/s), the ratio
@@ -23,6 +24,7 @@ time varies from run to run; CPU time and the per-stage split of one run are ste
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -37,7 +39,7 @@ import torch
 
 def tiny_checkpoint(directory: Path) -> Path:
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.pipeline import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
     mask = hand_uv_mask((16, 16), "right")
@@ -71,52 +73,48 @@ def decoded_frames(bag: Path, topics, sync_slop_s: float, max_gap_s: float):
     for position, frame in enumerate(index.frames):
         item = parts[position]
         mesh = m.hand_mesh_from_msg(item["mesh"][1])
-        frames.append((m.color_to_rgb(item["color"][1], item["color"][0]), m.depth_to_metres(item["depth"][1]),
+        frames.append((m.color_to_rgb(item["color"][1], item["color"][0]),
+                       m.depth_to_metres(item["depth"][1], item["depth"][0]),
                        index.calibrations[frame.calibration].intrinsics, mesh.vertices if mesh.has_hand else None,
                        mesh.joints if mesh.has_hand else None))
     return index, frames
 
 
-def bare_inference(labeller, frames, groups, options) -> tuple[float, float]:
-    """Wall and CPU seconds of preprocessing + EgoPressDiff over the chunk plan, frames in memory
-    (``labeller``: a BagLabeller with its model loaded)."""
-    from egopress_core.conditioning import build_conditions
-    from egopress_core.inference import estimate_sequence
-    from egopress_core.live import HandCropTracker, preprocess_frame, project_edge_coordinates
+def bare_inference(pipeline, frames, groups, options) -> tuple[float, float]:
+    """Wall and CPU seconds of preprocessing + EgoPressDiff over the chunk plan, frames in memory,
+    with the labeller's model calls (``BagLabeller._label_group``: one pipeline call per group
+    of chunks, seeded with the group's number; a group without a hand is not estimated)."""
+    from egopress_core.pipeline import FRAME_FIELDS
+    from egopress_core.preprocessing import HandCropTracker, preprocess_frame, project_edge_coordinates
 
-    live = labeller.live
-    model, config = live.model, live.model.config
     wall, cpu = time.perf_counter(), time.process_time()
     for group in groups:
         spans = []
         for chunk in group.chunks:
-            tracker = HandCropTracker(tuple(config.image_size), live.config)
-            rows = {key: [] for key in ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")}
+            tracker = HandCropTracker(pipeline.image_size, pipeline.crop)
+            rows = {key: [] for key in FRAME_FIELDS}
             for rgb, depth, intrinsics, vertices, joints in frames[chunk.span_start: chunk.span_stop]:
                 points = None if vertices is None else project_edge_coordinates(vertices, intrinsics)
                 box = tracker.update(rgb.shape[:2], points)
-                inputs = preprocess_frame(rgb, depth, intrinsics, box, tuple(config.image_size), live.config.depth_resize)
+                inputs = preprocess_frame(rgb, depth, intrinsics, box, pipeline.image_size, pipeline.crop.depth_resize)
                 rows["rgb"].append(inputs.rgb)
                 rows["depth_m"].append(inputs.depth_m)
                 rows["intrinsics"].append(inputs.intrinsics)
                 rows["joints"].append(torch.zeros(21, 3) if joints is None else torch.from_numpy(joints))
-                rows["vertices"].append(torch.zeros(live.hand.num_vertices, 3) if vertices is None else torch.from_numpy(vertices))
+                rows["vertices"].append(torch.zeros(pipeline.hand.num_vertices, 3) if vertices is None
+                                        else torch.from_numpy(vertices))
                 rows["valid"].append(torch.tensor(vertices is not None))
             spans.append({key: torch.stack(values) for key, values in rows.items()})
-        batch = {key: torch.stack([span[key] for span in spans]) for key in spans[0]}
-        batch["uv_mask"] = live.uv_mask.tensor()
-        if config.use_uv_geometry:
-            batch["uv_geometry"] = labeller._uv_geometry(batch)
-        conditions = build_conditions(batch, pose_sigma_px=config.pose_sigma_px, depth_clip_m=config.depth_clip_m)
-        estimate_sequence(model, conditions, stride=options.stride, num_inference_steps=options.num_inference_steps,
-                          scheduler=options.scheduler, guidance_scale=options.guidance_scale,
-                          seed=options.seed + group.number, progress=False)
+        if any(span["valid"].any() for span in spans):
+            batch = {key: torch.stack([span[key] for span in spans]) for key in FRAME_FIELDS}
+            pipeline(batch, seed=options.sampling.seed + group.number)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
-    from egopress_core.rosbag.index import TopicSelection
     from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.options import OFFLINE_SAMPLING, RuntimeOptions
+    from egopress_core.rosbag.index import TopicSelection
     from egopress_core.rosbag.labeller import BagLabeller, LabelOptions, plan_chunks
     from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC, write_sample_bag
 
@@ -146,18 +144,20 @@ def main() -> None:
         if bag is None:
             bag = write_sample_bag(scratch / "sample", seconds=args.seconds, image_size=tuple(args.image_size), progress=False).path
         options = LabelOptions(checkpoint=str(checkpoint), backend="ground_truth",
-                               topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC), device=args.device,
-                               num_inference_steps=args.steps, batch_size=args.batch_size)
+                               topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC),
+                               runtime=RuntimeOptions(device=args.device),
+                               sampling=dataclasses.replace(OFFLINE_SAMPLING, num_inference_steps=args.steps),
+                               batch_size=args.batch_size)
 
         # Warm-up: the first model call pays one-off costs (allocator, kernels) that neither run should.
         labeller = BagLabeller(bag, scratch / "warmup", options, progress=False)
         labeller._load_model()
-        live = labeller.live
+        pipeline = labeller.pipeline
         index, frames = decoded_frames(bag, options.topics, options.sync_slop_s, options.max_gap_s)
-        window = live.model.config.num_frames
+        window = pipeline.window_length
         groups = plan_chunks(index.segments, options.chunk_frames or 8 * window,
                              window // 2 if options.context_frames is None else options.context_frames, options.batch_size)
-        bare_inference(labeller, frames[: window], plan_chunks([(0, min(window, len(frames)))], window, 0, 1), options)
+        bare_inference(pipeline, frames[: window], plan_chunks([(0, min(window, len(frames)))], window, 0, 1), options)
 
         label_runs, bare_runs = [], []
         for repeat in range(args.repeats):
@@ -166,12 +166,12 @@ def main() -> None:
             report = BagLabeller(bag, output, options, progress=False).run()
             label_runs.append((time.perf_counter() - wall, time.process_time() - cpu, report.timings_s))
             shutil.rmtree(output)
-            bare_runs.append(bare_inference(labeller, frames, groups, options))
+            bare_runs.append(bare_inference(pipeline, frames, groups, options))
         label_wall, label_cpu, stages = min(label_runs, key=lambda run: run[0])
         bare_wall, bare_cpu = min(bare_runs)
 
         count = len(frames)
-        config = live.model.config
+        config = pipeline.model.config
         figures = {
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
                        f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}",

@@ -2,7 +2,7 @@
 
 Trains (or takes checkpoints of) every variant with the same data, steps, batch size, optimizer
 and schedule, scores each on a held-out synthetic split with ``egopress_core.evaluation`` (the
-same sampler settings for all) and writes the comparison (issue 6, DESIGN.md section 6):
+same sampler settings for all) and writes the comparison (issue 6; metrics: docs/design.md, "Metrics"):
 
     full               EgoPressDiff as the config says
     no_depth           model.overrides.use_depth=false
@@ -227,6 +227,7 @@ class Settings:
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """Defaults (quick or full), parsed ``NAME=DIR`` pairs and checked values; ConfigError otherwise."""
     from egopress_core.evaluation import EvalOptions
+    from egopress_core.options import OFFLINE_SAMPLING, ContactOptions
     from egopress_core.training.config import NAMED_CONFIGS
 
     quick = args.quick
@@ -262,9 +263,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     overrides = [o for o in args.overrides if not o.strip().startswith("model.")]
     train_steps = args.train_steps if args.train_steps is not None else (20 if quick else None)
     options = EvalOptions(
-        num_inference_steps=args.steps or (5 if quick else 10), scheduler=args.scheduler,
-        guidance_scale=args.guidance_scale, stride=args.stride, seed=args.eval_noise_seed,
-        contact_threshold_kpa=args.threshold,
+        sampling=dataclasses.replace(OFFLINE_SAMPLING, num_inference_steps=args.steps or (5 if quick else 10),
+                                     scheduler=args.scheduler, guidance_scale=args.guidance_scale, stride=args.stride,
+                                     seed=args.eval_noise_seed),
+        contact=ContactOptions(contact_threshold_kpa=args.threshold),
     )
     if quick:
         # No validation, checkpoints only at the end, no curves: the held-out scores are the result.
@@ -420,19 +422,58 @@ def check_checkpoint(variant: Variant, directory: Path) -> dict[str, Any]:
     return model_config.to_dict()
 
 
+# Where each option of the flat EvalOptions (reports written before the options were grouped by
+# concern) lives in today's nested one: (group, field); group None is EvalOptions' own field.
+FLAT_EVAL_OPTIONS = {
+    "num_inference_steps": ("sampling", "num_inference_steps"),
+    "scheduler": ("sampling", "scheduler"),
+    "guidance_scale": ("sampling", "guidance_scale"),
+    "stride": ("sampling", "stride"),
+    "seed": ("sampling", "seed"),
+    "window_batch_size": ("sampling", "window_batch_size"),
+    "contact_threshold_kpa": ("contact", "contact_threshold_kpa"),
+    "crop": ("crop", "crop"),
+    "device": ("runtime", "device"),
+    "precision": ("runtime", "precision"),
+    "max_sequences": (None, "max_sequences"),
+}
+
+
+def eval_options_dict(saved: dict[str, Any]) -> dict[str, Any]:
+    """The options of an ``egopress eval`` report as today's nested ``asdict(EvalOptions)``.
+
+    Options the report does not name (added to EvalOptions since it was written) count as their
+    defaults. Both layouts are read: the nested one (``{"sampling": {...}, ...}``) and the flat
+    one of older reports (``{"scheduler": ..., "precision": ...}``). A key neither layout knows
+    is kept as it is, so such a report never matches today's options.
+    """
+    from egopress_core.evaluation import EvalOptions
+
+    options = dataclasses.asdict(EvalOptions())
+    for key, value in saved.items():
+        if isinstance(options.get(key), dict) and isinstance(value, dict):
+            options[key] = {**options[key], **value}
+        elif key in FLAT_EVAL_OPTIONS and not isinstance(value, dict):
+            group, name = FLAT_EVAL_OPTIONS[key]
+            if group is None:
+                options[name] = value
+            else:
+                options[group] = {**options[group], name: value}
+        else:
+            options[key] = value
+    return options
+
+
 def cached_report(path: Path, checkpoint: Path, heldout: str, settings: Settings) -> dict[str, Any] | None:
     """An earlier report of the same checkpoint (not rewritten since), data and options, or None."""
-    from egopress_core.model.checkpoint_files import WEIGHTS_NAME
+    from egopress_core.model.checkpoint import WEIGHTS_NAME
 
     try:
         report = json.loads(path.read_text())
         fresh = path.stat().st_mtime >= (checkpoint / WEIGHTS_NAME).stat().st_mtime
     except (OSError, ValueError):
         return None
-    # Options added to EvalOptions since a report was written count as their defaults.
-    from egopress_core.evaluation import EvalOptions
-
-    options = {**dataclasses.asdict(EvalOptions()), **report.get("options", {})}
+    options = eval_options_dict(report.get("options", {}))
     same = (report.get("checkpoint") == str(checkpoint) and report.get("data") == str(heldout)
             and json.loads(json.dumps(options)) == json.loads(json.dumps(dataclasses.asdict(settings.eval_options))))
     figure_ok = not settings.figures or path.with_suffix(".png").is_file()
@@ -442,8 +483,9 @@ def cached_report(path: Path, checkpoint: Path, heldout: str, settings: Settings
 def score(variant: Variant, checkpoint: Path, heldout: str, settings: Settings) -> dict[str, Any]:
     """``egopress eval`` of one checkpoint on the held-out data (an up-to-date earlier report is
     reused unless ``--rescore``); the report plus the model's trainable parameter count."""
-    from egopress_core.evaluation import evaluate, load_pressure_model
+    from egopress_core.evaluation import evaluate
     from egopress_core.model import count_parameters
+    from egopress_core.pipeline import load_pressure_model
 
     path = settings.out / "eval" / f"{variant.name}.json"
     report = None if settings.rescore else cached_report(path, checkpoint, heldout, settings)
@@ -526,13 +568,15 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """The comparison as a markdown section (table, ratios, goals, how it was run)."""
     results, comparison = summary["results"], summary["comparison"]
+    eval_options = eval_options_dict(summary["eval_options"])
+    sampling = eval_options["sampling"]
     lines = [f"Command: `{summary['command']}`", "",
              f"Machine: {summary['machine']['description']}", "",
              f"Held-out data: `{summary['heldout']['path']}` ({summary['heldout']['sequences']} sequences, "
              f"{summary['heldout']['frames']} annotated frames, generator seed {summary['heldout']['seed']}); "
-             f"sampler {summary['eval_options']['scheduler']}, {summary['eval_options']['num_inference_steps']} steps, "
-             f"guidance {summary['eval_options']['guidance_scale']}, contact threshold "
-             f"{summary['eval_options']['contact_threshold_kpa']} kPa.", ""]
+             f"sampler {sampling['scheduler']}, {sampling['num_inference_steps']} steps, "
+             f"guidance {sampling['guidance_scale']}, contact threshold "
+             f"{eval_options['contact']['contact_threshold_kpa']} kPa.", ""]
     header = ["variant", "model", *[title for _, title, _ in METRICS], "Vol IoU / full", "params (M)", "train steps",
               "steps/s"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

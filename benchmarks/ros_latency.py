@@ -5,8 +5,9 @@
     python benchmarks/ros_latency.py --checkpoint egopress_core/assets/checkpoints/egopressdiff_compact
 
 1. Bare library: every frame of a synthetic sequence through exactly what the two nodes run
-   (keypoints hand fit -> LivePressureEstimator.push, which includes the crop, the streaming
-   EgoPressDiff window and the per-vertex contact), in this process, one frame after another.
+   (keypoints hand fit -> the pipeline's PressureStream.push, which includes the crop, the
+   streaming EgoPressDiff window and the per-vertex contact), in this process, one frame after
+   another.
 2. ROS, 30 Hz stream: hand_mesh_node and pressure_node as separate processes (real rclpy, Fast
    DDS, localhost); this process publishes colour (rgb8), aligned depth (16UC1), camera_info and
    the frame's ground-truth joints as keypoints at ``--rate`` Hz, stamped with the current time,
@@ -63,7 +64,7 @@ def prepare_checkpoint(args, workdir: Path) -> tuple[Path, str]:
     import torch
 
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.pipeline import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
     mask = hand_uv_mask((16, 16), "right")
@@ -81,15 +82,20 @@ def load_frames(data: Path) -> dict[str, np.ndarray]:
 
 def bare_library(frames: dict, checkpoint: Path, args) -> dict:
     """Per-frame seconds of the nodes' library work, in this process."""
+    import dataclasses
+
     import torch
 
-    from egopress_core.live import LivePressureEstimator
+    from egopress_core.options import LIVE_SAMPLING, RuntimeOptions
     from egopress_core.perception import HandKeypoints, RGBDFrame, build_estimator
+    from egopress_core.pipeline import EgoPressPipeline
 
     torch.set_num_threads(args.torch_threads)
     estimator = build_estimator("keypoints", side="right")
-    live = LivePressureEstimator.from_checkpoint(checkpoint, num_inference_steps=args.steps,
-                                                 warm_start_strength=args.warm_start)
+    # As the pressure node runs it: its default runtime (device auto), the sampler start_nodes gives it.
+    pipeline = EgoPressPipeline.from_checkpoint(checkpoint, runtime=RuntimeOptions())
+    live = pipeline.stream(sampling=dataclasses.replace(LIVE_SAMPLING, num_inference_steps=args.steps,
+                                                        warm_start_strength=args.warm_start))
     fit_s, pressure_s = [], []
     count = len(frames["rgb"])
     for index in range(args.warmup_frames + args.bare_frames):
@@ -175,15 +181,16 @@ def camera_messages(frames: dict, frame: int, stamp_ns: int) -> dict:
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import Header
 
-    from egopress_ros.conversions import keypoints_to_point_cloud, numpy_to_image
+    from egopress_core import messages
+    from egopress_ros.conversions import RCLPY
 
     header = Header(stamp=Time(sec=stamp_ns // NS, nanosec=stamp_ns % NS), frame_id="camera_color_optical_frame")
     rgb = frames["rgb"][frame]
     info = CameraInfo(header=header, height=rgb.shape[0], width=rgb.shape[1], distortion_model="plumb_bob")
     info.k = frames["intrinsics"].astype(np.float64).ravel()
-    return {"keypoints": keypoints_to_point_cloud(frames["joints"][frame], header), "info": info,
-            "depth": numpy_to_image(frames["depth_mm"][frame].astype(np.uint16), "16UC1", header),
-            "color": numpy_to_image(rgb, "rgb8", header)}
+    return {"keypoints": messages.keypoints_point_cloud(RCLPY, frames["joints"][frame], header), "info": info,
+            "depth": messages.image(RCLPY, frames["depth_mm"][frame].astype(np.uint16), "16UC1", header),
+            "color": messages.image(RCLPY, rgb, "rgb8", header)}
 
 
 def start_nodes(namespace: str, checkpoint: Path, args, workdir: Path, env: dict) -> dict:

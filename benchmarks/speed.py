@@ -9,7 +9,8 @@
    profile of the U-Net forward at that thread count.
 2. ``--ros``: the rclpy message objects the pressure node publishes per frame (UVPressure,
    HandContact, the contact PointCloud2, the mesh Marker and the colourised image), built by
-   ``egopress_ros.conversions`` from one frame's real outputs: the part of "message conversion"
+   ``egopress_core.messages`` with ``egopress_ros.conversions.RCLPY`` from one frame's real
+   outputs (the pipeline's stream on the CPU): the part of "message conversion"
    the library benchmark cannot time (it never imports rclpy).
 
 Prints a Markdown summary (the tables of ``benchmarks/speed.md``) and writes ``summary.json``.
@@ -57,30 +58,37 @@ def time_ros_messages(held_out: Path, checkpoint: str | None, repeats: int = 20)
     try:
         from std_msgs.msg import Header
 
-        from egopress_ros import conversions
+        from egopress_ros.conversions import RCLPY
     except ImportError as error:
         return {"skipped": f"ROS messages not importable ({error}); source scripts/env.sh after `make setup`"}
-    from egopress_core.assets import SHIPPED_CHECKPOINT
-    from egopress_core.data.sources import open_data_source
-    from egopress_core.live import LivePressureEstimator
+    import dataclasses
 
-    live = LivePressureEstimator.from_checkpoint(checkpoint or str(SHIPPED_CHECKPOINT), num_inference_steps=2)
+    from egopress_core import messages
+    from egopress_core.data.sources import open_data_source
+    from egopress_core.options import LIVE_SAMPLING, RuntimeOptions
+    from egopress_core.pipeline import EgoPressPipeline
+    from egopress_core.visualize import colorize
+
+    # None: the shipped compact checkpoint.
+    pipeline = EgoPressPipeline.from_checkpoint(checkpoint, runtime=RuntimeOptions(device="cpu"))
+    stream = pipeline.stream(sampling=dataclasses.replace(LIVE_SAMPLING, num_inference_steps=2))
     sequence = open_data_source(held_out, split="all").sequences()[0]
     record = next(sequence.frame(i) for i in range(len(sequence)) if sequence.frame(i).joints is not None)
     vertices = np.array(record.vertices, dtype=np.float32)
-    estimate = live.push(record.rgb, record.depth_m, record.intrinsics, 0.0, vertices, np.array(record.joints))
+    estimate = stream.push(record.rgb, record.depth_m, record.intrinsics, 0.0, vertices, np.array(record.joints))
     header = Header(frame_id="camera_color_optical_frame")
     vmax = max(float(estimate.uv_pressure_kpa.max()), 1.0)
     builders = {
-        "UVPressure": lambda: conversions.uv_pressure_to_msg(estimate.uv_pressure_kpa, header, live.hand_side,
-                                                             live.uv_layout_id, 1.0, estimate.uv_total_force_n),
-        "HandContact": lambda: conversions.contact_to_msg(estimate.contact, header, live.hand_side, live.topology_id),
-        "PointCloud2 (contact)": lambda: conversions.contact_point_cloud(vertices, estimate.contact, header),
-        "Marker (mesh, coloured)": lambda: conversions.mesh_marker(
-            vertices, live.faces, header, "egopress", colours=conversions.colorize(
-                estimate.contact.vertex_pressure_kpa, vmax)),
-        "Image (colourised UV)": lambda: conversions.numpy_to_image(conversions.colorize(
-            estimate.uv_pressure_kpa, vmax, mask=live.uv_mask.mask), "rgb8", header),
+        "UVPressure": lambda: messages.uv_pressure(RCLPY, estimate.uv_pressure_kpa, header, pipeline.hand_side,
+                                                   pipeline.uv_layout_id, 1.0, estimate.uv_total_force_n),
+        "HandContact": lambda: messages.hand_contact(RCLPY, estimate.contact, header, pipeline.hand_side,
+                                                     pipeline.topology_id),
+        "PointCloud2 (contact)": lambda: messages.contact_point_cloud(RCLPY, vertices, estimate.contact, header),
+        "Marker (mesh, coloured)": lambda: messages.mesh_marker(
+            RCLPY, vertices, pipeline.faces, header, "egopress",
+            colours=colorize(estimate.contact.vertex_pressure_kpa, vmax)),
+        "Image (colourised UV)": lambda: messages.image(
+            RCLPY, colorize(estimate.uv_pressure_kpa, vmax, mask=pipeline.uv_mask.mask), "rgb8", header),
     }
     result = {}
     for name, build in builders.items():
@@ -92,7 +100,7 @@ def time_ros_messages(held_out: Path, checkpoint: str | None, repeats: int = 20)
             samples.append(time.perf_counter() - started)
         result[name] = float(np.median(samples))
     result["all"] = sum(result.values())
-    return {"median_s": result, "vertices": int(len(vertices)), "faces": int(len(live.faces))}
+    return {"median_s": result, "vertices": int(len(vertices)), "faces": int(len(pipeline.faces))}
 
 
 def markdown(reports: dict[int, dict], ros: dict | None) -> str:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from egopress_core.benchmarking import (
-    BenchOptions,
-    format_report,
+from egopress_core.bench import (
     BEFORE_NAME,
     PREVIOUS_LIVE_DEFAULTS,
+    BenchOptions,
+    format_report,
     message_payload,
     quality_settings,
     quick_options,
@@ -36,8 +36,9 @@ def smoke(tmp_path_factory):
     """One `egopress bench --quick` run of the tiny preset: (report, printed output, report path)."""
     root = tmp_path_factory.mktemp("bench")
     out = root / "reports" / "bench.json"
-    argv = ["bench", "--config", "tiny", "--quick", "--threads", "1", "--schedulers", "ddim,dpmsolver++",
-            "--steps", "2", "--headline", "dpmsolver++:2", "--reference-steps", "3", "--stream-frames", "2", "--quality-frames", "6",
+    argv = ["bench", "--config", "tiny", "--quick", "--device", "cpu", "--threads", "1",
+            "--schedulers", "ddim,dpmsolver++", "--steps", "2", "--headline", "dpmsolver++:2", "--reference-steps", "3",
+            "--stream-frames", "2", "--quality-frames", "6",
             "--streaming-reference", "--window-batch-sizes", "1,2",
             "--image-size", "96", "128", "--data", str(root / "held_out"), "--out", str(out), "--no-progress"]
     printed = io.StringIO()
@@ -228,7 +229,7 @@ def test_a_uv_geometry_checkpoint_is_benchmarked_with_its_geometry(tmp_path):
     import torch
 
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.pipeline import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
     checkpoint = tmp_path / "geometry"

@@ -13,14 +13,9 @@ import torch
 
 from egopress_core.conditioning import build_conditions
 from egopress_core.errors import ConfigError
-from egopress_core.inference import (
-    StreamingPressureEstimator,
-    autocast_context,
-    check_precision,
-    estimate_sequence,
-    prepare_model_for_inference,
-)
+from egopress_core.inference import StreamingPressureEstimator, estimate_sequence
 from egopress_core.model import EgoPressDiff, tiny_config
+from egopress_core.runtime import autocast_context, check_precision, prepare_model_for_inference
 from model_batches import make_window_batch, uv_mask_for
 
 STAGES = {"conditions", "encode_frames", "encode_window", "denoise", "decode"}

@@ -121,20 +121,51 @@ def test_paired_bootstrap_detects_a_consistent_drop():
 
 def test_scores_written_before_an_eval_option_existed_are_reused(tmp_path):
     """A report that lacks an option EvalOptions gained later was scored with its default."""
-    import dataclasses
     import types
 
     from egopress_core.evaluation import EvalOptions
-    from egopress_core.model.checkpoint_files import WEIGHTS_NAME
+    from egopress_core.model.checkpoint import WEIGHTS_NAME
 
     checkpoint = tmp_path / "model"
     checkpoint.mkdir()
     (checkpoint / WEIGHTS_NAME).write_bytes(b"weights")
-    options = dataclasses.asdict(EvalOptions())
-    older = {key: value for key, value in options.items() if key not in ("precision", "window_batch_size")}
+    # The flat options of a report written before EvalOptions grouped them by concern, and before
+    # it had precision and window_batch_size.
+    flat = {"num_inference_steps": 10, "scheduler": "ddim", "guidance_scale": 1.0, "stride": None, "seed": 0,
+            "contact_threshold_kpa": 1.0, "max_sequences": None, "crop": "hand", "device": "auto",
+            "window_batch_size": 1, "precision": "fp32"}
+    older = {key: value for key, value in flat.items() if key not in ("precision", "window_batch_size")}
     path = tmp_path / "eval.json"
     settings = types.SimpleNamespace(eval_options=EvalOptions(), figures=False)
     path.write_text(json.dumps({"checkpoint": str(checkpoint), "data": "heldout", "options": older}))
     assert quality.cached_report(path, checkpoint, "heldout", settings) is not None
     path.write_text(json.dumps({"checkpoint": str(checkpoint), "data": "heldout", "options": {**older, "precision": "bf16"}}))
     assert quality.cached_report(path, checkpoint, "heldout", settings) is None
+
+
+def test_scores_of_nested_eval_options_are_reused_when_they_match(tmp_path):
+    """Reports with today's nested options: reused when equal (options added since count as their
+    defaults), rescored when any option differs."""
+    import dataclasses
+    import types
+
+    from egopress_core.evaluation import EvalOptions
+    from egopress_core.model.checkpoint import WEIGHTS_NAME
+
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    (checkpoint / WEIGHTS_NAME).write_bytes(b"weights")
+    options = dataclasses.asdict(EvalOptions())
+    settings = types.SimpleNamespace(eval_options=EvalOptions(), figures=False)
+    path = tmp_path / "eval.json"
+
+    def cached(saved) -> bool:
+        path.write_text(json.dumps({"checkpoint": str(checkpoint), "data": "heldout", "options": saved}))
+        return quality.cached_report(path, checkpoint, "heldout", settings) is not None
+
+    assert cached(options)
+    without_compile = {**options, "runtime": {k: v for k, v in options["runtime"].items() if k != "compile_mode"}}
+    assert cached(without_compile)
+    assert not cached({**options, "sampling": {**options["sampling"], "scheduler": "euler"}})
+    assert not cached({**options, "contact": {"contact_threshold_kpa": 2.0}})
+    assert not cached({**options, "unknown_option": 1})

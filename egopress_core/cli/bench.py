@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+# egopress_core.options imports no torch: `egopress --help` stays instant.
+from egopress_core.options import (
+    COMPILE_MODES,
+    COMPILE_OFF,
+    LIVE_SAMPLING,
+    PRECISIONS,
+    SCHEDULERS,
+    RuntimeOptions,
+    add_arguments,
+)
+
 
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -43,16 +54,21 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped compact model)")
     source.add_argument("--config", help="time an untrained preset instead (tiny, compact, paper): speed only")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    parser.add_argument("--schedulers", type=_names, help="comma-separated (default ddim,dpmsolver++,euler; "
+    add_arguments(parser, RuntimeOptions, names=("device",))
+    parser.add_argument("--schedulers", type=_names, help=f"comma-separated (default {','.join(SCHEDULERS)}; "
                         "--quick: ddim,dpmsolver++)")
     parser.add_argument("--steps", type=_integers, help="comma-separated step counts (default 4,8,25; --quick: 4,8)")
-    parser.add_argument("--headline", type=_headline, default=("dpmsolver++", 8), metavar="SCHEDULER:STEPS",
-                        help="streaming setting profiled by component, varied and scored (default dpmsolver++:8)")
-    parser.add_argument("--warm-start", type=float, default=0.25,
-                        help="streaming warm-start strength, fraction of the steps re-run per frame (default 0.25)")
+    # The headline streaming setting defaults to the live node's sampler.
+    headline = (LIVE_SAMPLING.scheduler, LIVE_SAMPLING.num_inference_steps)
+    parser.add_argument("--headline", type=_headline, default=headline, metavar="SCHEDULER:STEPS",
+                        help="streaming setting profiled by component, varied and scored "
+                             f"(default {headline[0]}:{headline[1]})")
+    parser.add_argument("--warm-start", type=float, default=LIVE_SAMPLING.warm_start_strength,
+                        help="streaming warm-start strength, fraction of the steps re-run per frame "
+                             f"(default {LIVE_SAMPLING.warm_start_strength})")
     parser.add_argument("--precisions", type=_names,
-                        help="streaming precisions to compare, of fp32,fp16,bf16 (default: fp32 on a CPU, all on CUDA)")
+                        help=f"streaming precisions to compare, of {','.join(PRECISIONS)} (default: fp32 on a CPU, "
+                             "all on CUDA)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="measure the channels-last variant (default: on CUDA only)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -60,7 +76,7 @@ def register(subparsers) -> None:
     parser.add_argument("--window-batch-sizes", type=_integers,
                         help="offline throughput at each number of windows denoised together (default: 1 on a CPU, "
                              "1,4,8 on CUDA)")
-    parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
+    parser.add_argument("--compile-mode", default="default", choices=[m for m in COMPILE_MODES if m != COMPILE_OFF],
                         help="torch.compile mode of the compile variant (reduce-overhead: CUDA graphs)")
     parser.add_argument("--hand-backend", default="keypoints", choices=("keypoints", "ground_truth"),
                         help="hand mesh of the streaming rows: fitted to the frame's keypoints as live (default), "
@@ -88,14 +104,14 @@ def register(subparsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    """:class:`~egopress_core.benchmarking.BenchOptions` of the parsed command line."""
-    from egopress_core.benchmarking import BenchOptions, quick_options
+    """:class:`~egopress_core.bench.BenchOptions` of the parsed command line."""
     from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.bench import BenchOptions, quick_options
 
     values = dict(
         checkpoint=args.checkpoint if args.checkpoint or args.config else str(SHIPPED_CHECKPOINT),
         config=args.config,
-        device=args.device,
+        device=RuntimeOptions(device=args.device).device,
         headline=args.headline,
         warm_start_strength=args.warm_start,
         channels_last=args.channels_last,
@@ -120,7 +136,7 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from egopress_core.benchmarking import format_report, run_benchmark, write_report
+    from egopress_core.bench import format_report, run_benchmark, write_report
 
     options = options_from_args(args)
     report = run_benchmark(options, progress=not args.no_progress)

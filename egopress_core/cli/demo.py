@@ -8,10 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.data.synthetic import HELD_OUT_SEED
 from egopress_core.options import OFFLINE_SAMPLING
-
-# Seeds at or above this are never used for training data, so demo sequences are held out.
-HELD_OUT_SEED = 90_000
 
 
 def register(subparsers) -> None:
