@@ -51,8 +51,9 @@ def tiny_checkpoint(directory: Path) -> Path:
 
 def decoded_frames(bag: Path, topics, sync_slop_s: float, max_gap_s: float):
     """The bag's synchronised frames in memory: (index, [(rgb, depth_m, K, vertices, joints)])."""
-    from egopress_core.rosbag import messages as m
+    from egopress_core import messages as m
     from egopress_core.rosbag.index import build_index
+    from egopress_core.rosbag.messages import color_to_rgb, depth_to_metres
     from egopress_core.rosbag.reader import BagReader
     from egopress_core.rosbag.typestore import egopress_typestore
 
@@ -73,8 +74,8 @@ def decoded_frames(bag: Path, topics, sync_slop_s: float, max_gap_s: float):
     for position, frame in enumerate(index.frames):
         item = parts[position]
         mesh = m.hand_mesh_from_msg(item["mesh"][1])
-        frames.append((m.color_to_rgb(item["color"][1], item["color"][0]),
-                       m.depth_to_metres(item["depth"][1], item["depth"][0]),
+        frames.append((color_to_rgb(item["color"][1], item["color"][0]),
+                       depth_to_metres(item["depth"][1], item["depth"][0]),
                        index.calibrations[frame.calibration].intrinsics, mesh.vertices if mesh.has_hand else None,
                        mesh.joints if mesh.has_hand else None))
     return index, frames

@@ -1,6 +1,7 @@
-"""``sensor_msgs/Image`` <-> numpy on the message's raw fields, shared by the live nodes
-(``egopress_ros.conversions``, rclpy messages) and the bag tools (``egopress_core.rosbag.messages``,
-rosbags messages). Neither ``cv_bridge`` nor rclpy is needed.
+"""``sensor_msgs/Image`` <-> numpy on the message's raw fields: the image half of
+:mod:`egopress_core.messages`, shared by the live nodes (rclpy messages) and the bag tools
+(rosbags messages). Neither ``cv_bridge`` nor rclpy is needed; where ``cv_bridge`` is installed,
+``test/test_ros_bridges.py`` checks that both agree.
 
 A "message" here is anything with the ``sensor_msgs/Image`` fields ``height``, ``width``,
 ``step``, ``encoding``, ``is_bigendian`` and ``data`` (bytes, ``array.array('B')``, a uint8 numpy
@@ -112,6 +113,19 @@ def image_pixels(msg, channels: int, dtype: str) -> np.ndarray:
     recorded = np.dtype((">" if msg.is_bigendian else "<") + dtype)
     pixels = np.ascontiguousarray(rows).view(recorded).reshape(height, width, channels)
     return pixels.astype(recorded.newbyteorder("="), copy=False)
+
+
+def decode_image(msg) -> np.ndarray:
+    """Pixels of an image in any supported encoding, as recorded: (H, W) for one channel, else
+    (H, W, C); the encoding's dtype in native byte order (what ``cv_bridge`` gives for
+    ``"passthrough"``). The inverse of :func:`encode_image`.
+
+    Raises:
+        ImageEncodingError: an unsupported encoding; see also :func:`check_layout`.
+    """
+    dtype, channels = pixel_format(str(msg.encoding))
+    pixels = image_pixels(msg, channels, dtype)
+    return pixels[:, :, 0] if channels == 1 else pixels
 
 
 def decode_color(msg, remap_hint: str = "check the topic remapping") -> np.ndarray:

@@ -1,10 +1,10 @@
 """sensor_msgs/PointCloud2 <-> NumPy structured arrays, on raw message fields (no rclpy).
 
-Shared by the live nodes (:mod:`egopress_ros.conversions`, rclpy messages) and the rosbag tools
-(:mod:`egopress_core.rosbag.messages`, rosbags messages): both build their message classes from
-:class:`PackedPointCloud` and read any object with the PointCloud2 fields through
-:func:`point_cloud_to_numpy`. Only unorganised clouds of scalar fields are written; reading
-accepts organised clouds without row padding.
+The numpy half of the PointCloud2 builders in :mod:`egopress_core.messages` (which turn a
+:class:`PackedPointCloud` into an rclpy or a rosbags message), and the readers of any object with
+the PointCloud2 fields (:func:`point_cloud_to_numpy`). Only unorganised clouds of scalar fields
+are written; reading accepts organised clouds without row padding. Where ``sensor_msgs_py`` is
+installed, ``test/test_ros_bridges.py`` checks that both agree with it.
 """
 
 from __future__ import annotations

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-from matplotlib import colormaps
 
 NEUTRAL_SKIN_RGB = (205.0, 192.0, 182.0)
+# Grey of entries outside the mask (off the hand's UV islands, depth holes): mid-grey stays apart
+# from both ends of the sequential colour maps used here (inferno, viridis run near-black to pale).
+MASKED_GREY = 128
 
 
-def colorize(values: np.ndarray, vmax: float, cmap: str = "inferno", mask: np.ndarray | None = None) -> np.ndarray:
-    """(...,) values -> (..., 3) uint8 colours, scaled to [0, vmax]; masked-out entries grey."""
-    scaled = np.clip(np.asarray(values, dtype=np.float64) / max(vmax, 1e-9), 0.0, 1.0)
-    rgb = (colormaps[cmap](scaled)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+@lru_cache(maxsize=8)
+def _colormap_table(name: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table of a matplotlib colour map (imported on first use only)."""
+    from matplotlib import colormaps
+
+    return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(values: np.ndarray, vmax: float, cmap: str = "inferno", mask: np.ndarray | None = None,
+             background: int = MASKED_GREY) -> np.ndarray:
+    """(...,) values -> (..., 3) uint8 colours on [0, vmax].
+
+    The one colour mapping of the package: the live ``uv_pressure/image`` and marker, the labelled
+    bag's mirrors, the benchmarks' message payload and the previews all use it, so the same frame
+    looks the same everywhere.
+
+    Args:
+        values: NaN counts as 0 (no pressure), not as a colour of its own.
+        vmax: value of the top colour; larger values clip to it.
+        mask: same shape as ``values``; entries where it is False get ``background``.
+        background: grey level of masked-out entries.
+    """
+    table = _colormap_table(cmap)
+    scaled = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)) / max(float(vmax), 1e-9), 0.0, 1.0)
+    colours = table[np.round(scaled * 255.0).astype(np.intp)]
     if mask is not None:
-        rgb[~mask] = 200
-    return rgb
+        colours[~np.asarray(mask, dtype=bool)] = background
+    return colours
 
 
 def render_mesh_values(

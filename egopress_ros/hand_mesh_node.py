@@ -28,14 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from egopress_core import messages as msgs
 from egopress_core.errors import ConfigError
-from egopress_ros.conversions import (
-    delete_marker,
-    hand_mesh_to_msg,
-    keypoints_from_point_cloud,
-    mesh_marker,
-    stamp_to_seconds,
-)
+from egopress_ros.conversions import RCLPY
 from egopress_ros.node_base import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
@@ -145,7 +140,7 @@ class HandMeshNode(PipelineNode):
             return
         names = self.topic_names()
         camera = self.camera_input(messages, without_depth="estimating from colour and keypoints alone")
-        stamp_s = stamp_to_seconds(camera.header.stamp)
+        stamp_s = msgs.stamp_to_seconds(camera.header.stamp)
         if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
             self.problems.report("time_backwards", (
                 f"input stamps went backwards by {self._last_stamp_s - stamp_s:.3f} s (bag loop or clock reset); "
@@ -156,7 +151,7 @@ class HandMeshNode(PipelineNode):
         keypoints = None
         if "keypoints" in messages:
             try:
-                data = keypoints_from_point_cloud(messages["keypoints"])
+                data = msgs.keypoints_from_point_cloud(messages["keypoints"])
                 if data.points_3d is not None and not np.isfinite(data.points_3d).any() and data.points_2d is None:
                     keypoints = None  # the tracker found no hand
                 else:
@@ -176,15 +171,16 @@ class HandMeshNode(PipelineNode):
         if estimate is None:
             self.frames_without_hand += 1
             self.last_failure = estimator.last_failure or ""
-        msg = hand_mesh_to_msg(estimate, camera.header, hand.side, hand.name, hand.topology_id, hand.num_vertices,
-                               estimator.name)
+        msg = msgs.hand_mesh(RCLPY, camera.header, hand.side, hand.name, hand.topology_id, hand.num_vertices,
+                             estimator.name, estimate)
         self.hand_publisher.publish(msg)
         self.record_output(camera.header.stamp)
         if self.wanted(self.marker_publisher):
             if estimate is None:
-                self.marker_publisher.publish(delete_marker(camera.header, MARKER_NAMESPACE))
+                self.marker_publisher.publish(msgs.delete_marker(RCLPY, camera.header, MARKER_NAMESPACE))
             else:
-                self.marker_publisher.publish(mesh_marker(estimate.vertices, self._faces, camera.header, MARKER_NAMESPACE))
+                self.marker_publisher.publish(msgs.mesh_marker(RCLPY, estimate.vertices, self._faces, camera.header,
+                                                               MARKER_NAMESPACE))
 
     def diagnostic_values(self) -> dict[str, Any]:
         return {"backend": self.config.get("backend", ""), "frames_without_hand": self.frames_without_hand,

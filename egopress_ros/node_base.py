@@ -35,14 +35,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from egopress_core.errors import DataError, EgoPressError
+from egopress_core.image_encodings import ImageEncodingError, decode_color, decode_depth
+from egopress_core.messages import camera_info_to_calibration, stamp_to_ns
 from egopress_ros import parameters as params
-from egopress_ros.conversions import (
-    ImageFormatError,
-    camera_info_to_intrinsics,
-    color_image_to_rgb,
-    depth_image_to_metres,
-    stamp_to_ns,
-)
 from egopress_ros.monitoring import LatencyStats, ProblemReporter, RateMeter
 from egopress_ros.sync import LatestSlot, Worker, make_synchronizer
 
@@ -51,6 +46,8 @@ COLOR_TOPIC = "color/image_raw"
 DEPTH_TOPIC = "aligned_depth_to_color/image_raw"
 CAMERA_INFO_TOPIC = "color/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+# What an image error on an input topic tells the user to check (a depth image on the colour topic...).
+_REMAP_HINT = "check the remapping"
 # An input is reported missing when another input received this many messages since its last one.
 MISSING_AFTER_MESSAGES = 5
 # A depth image with fewer valid readings than this fraction is reported.
@@ -90,19 +87,19 @@ def decode_camera(color_msg, depth_msg, info_msg, topics: dict[str, str]) -> Cam
     """Colour, depth and camera_info messages -> arrays; :class:`InputProblem` names what is wrong
     and on which topic."""
     try:
-        rgb = color_image_to_rgb(color_msg)
-    except ImageFormatError as error:
+        rgb = decode_color(color_msg, _REMAP_HINT)
+    except ImageEncodingError as error:
         raise InputProblem("color_image", f"colour image on '{topics['color']}': {error}") from None
     try:
-        depth = depth_image_to_metres(depth_msg)
-    except ImageFormatError as error:
+        depth = decode_depth(depth_msg, _REMAP_HINT)
+    except ImageEncodingError as error:
         raise InputProblem("depth_image", f"depth image on '{topics['depth']}': {error}") from None
     if depth.shape != rgb.shape[:2]:
         raise InputProblem("size_mismatch", f"depth image on '{topics['depth']}' is {depth.shape[1]}x{depth.shape[0]} but the "
                            f"colour image on '{topics['color']}' is {rgb.shape[1]}x{rgb.shape[0]}; subscribe to the depth "
                            "stream aligned to colour")
     try:
-        intrinsics = camera_info_to_intrinsics(info_msg, rgb.shape[:2])
+        intrinsics = camera_info_to_calibration(info_msg, rgb.shape[:2]).intrinsics
     except DataError as error:
         raise InputProblem("camera_info", f"camera_info on '{topics['camera_info']}': {error}") from None
     valid = np.isfinite(depth) & (depth > 0)

@@ -14,7 +14,7 @@ Outputs (all with the source colour image's header; reliable QoS):
 
 The four inputs are matched by stamp (the hand mesh node copies the colour image's header, so its
 HandMesh carries the colour stamp exactly). Each set goes through
-:class:`egopress_core.live.LivePressureEstimator`: the streaming EgoPressDiff window warm-starts
+:meth:`egopress_core.pipeline.EgoPressPipeline.stream`: the streaming EgoPressDiff window warm-starts
 from the previous frame. A HandMesh without a hand (confidence 0) produces no pressure message:
 a hand the tracker lost may still be pressing, so "no contact" would be a false label for a
 recorder; the HandMesh itself already says "no hand". A hand lost for longer than
@@ -24,21 +24,23 @@ window (and the warm start).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
+from egopress_core import messages as msgs
 from egopress_core.assets import SHIPPED_CHECKPOINT
 from egopress_core.errors import ConfigError, DataError
-from egopress_ros.conversions import (
-    colorize,
-    contact_point_cloud,
-    contact_to_msg,
-    delete_marker,
-    hand_mesh_from_msg,
-    mesh_marker,
-    numpy_to_image,
-    stamp_to_seconds,
-    uv_pressure_to_msg,
+from egopress_core.options import (
+    COMPILE_OFF,
+    LIVE_SAMPLING,
+    ContactOptions,
+    CropOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    StreamOptions,
 )
+from egopress_core.visualize import colorize
+from egopress_ros.conversions import RCLPY
 from egopress_ros.node_base import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
@@ -48,56 +50,34 @@ from egopress_ros.node_base import (
     PipelineNode,
     run,
 )
-from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec
+from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec, option_parameters
 
 NODE_NAME = "pressure_node"
 HAND_MESH_TOPIC = "hand_mesh"
 MARKER_NAMESPACE = "hand_contact"
-# egopress_core.model.egopressdiff.SCHEDULERS and egopress_core.inference.PRECISIONS, repeated
-# here so that reading this table does not import diffusers; the sampling defaults below are
-# StreamingPressureEstimator's (test_launch_file.py checks all of them agree).
-SCHEDULER_CHOICES = ("ddim", "dpmsolver++", "euler")
-PRECISION_CHOICES = ("fp32", "fp16", "bf16")
-COMPILE_CHOICES = ("off", "default", "reduce-overhead", "max-autotune")
 
+# Model options come from egopress_core.options (names, defaults, help, choices and ranges), so
+# the node, `egopress label-bag` / `eval` and config/pressure.yaml cannot disagree; the options
+# module imports no torch, so reading this table stays cheap.
 PARAMETERS = COMMON_PARAMETERS + (
-    ParameterSpec("device", "cpu", "Torch device of the model: cpu, cuda, cuda:<index>, mps, or auto (CUDA when "
-                  "available). Deactivating the node moves the model to the CPU and frees accelerator memory."),
     ParameterSpec("checkpoint", "", "EgoPressDiff checkpoint folder (config.json, model.safetensors, "
                   "hand_uv_mask.json). Empty: the compact checkpoint shipped in egopress_core/assets/checkpoints."),
     ParameterSpec("hand_model_path", "", "MANO-format .pkl of the checkpoint's hand when the folder has no "
                   "hand_uv_mask.json (empty: the bundled EgoPress hand)."),
-    ParameterSpec("num_inference_steps", 8, "Sampler steps of a full denoising run (the first window, and after a "
-                  "reset).", minimum=1, maximum=1000),
-    ParameterSpec("scheduler", "dpmsolver++", "Diffusion sampler.", choices=SCHEDULER_CHOICES),
-    ParameterSpec("warm_start_strength", 0.25, "Fraction of the steps re-run for each later window, which starts from "
-                  "the previous window's result shifted by one frame (lower: faster, smoother).",
-                  minimum=0.01, maximum=1.0),
-    ParameterSpec("guidance_scale", 1.0, "Classifier-free guidance weight (1: off, one U-Net pass per step).",
-                  minimum=1.0, maximum=20.0),
-    ParameterSpec("seed", 0, "Seed of the sampler noise (reset with the window).", minimum=0, maximum=2**31 - 1),
-    ParameterSpec("precision", "fp32", "Autocast precision of the model on the device: fp32, fp16 (GPU only) or bf16 "
-                  "(GPUs with bf16; CPUs with AVX512-BF16/AMX).", choices=PRECISION_CHOICES),
-    ParameterSpec("channels_last", False, "Channels-last convolution weights (faster tensor-core kernels on GPUs)."),
-    ParameterSpec("compile_mode", "off", "torch.compile the U-Net on activate: off, default, reduce-overhead (CUDA "
-                  "graphs: what makes the compact model real-time on a GPU) or max-autotune. The first frames "
-                  "after activation compile (up to a minute); on a CPU it needs a C++ compiler.",
-                  choices=COMPILE_CHOICES),
-    ParameterSpec("crop", "hand", "Model input crop: hand (box around the hand mesh, as in training) or full.",
-                  choices=("hand", "full")),
-    ParameterSpec("hand_margin", 0.3, "Margin around the hand box, fraction of its larger side (as in training).",
-                  minimum=0.0, maximum=5.0),
-    ParameterSpec("hold_crop", True, "Keep the crop box while the hand stays inside it (training windows share one "
-                  "box); false: a fresh box every frame."),
-    ParameterSpec("max_gap_s", 1.0, "A longer gap between processed frames restarts the window, seconds.",
-                  minimum=0.001),
-    ParameterSpec("hand_lost_reset_s", 0.5, "A hand missing for longer than this restarts the window, seconds.",
-                  minimum=0.0),
-    ParameterSpec("contact_threshold_kpa", 1.0, "A vertex is in contact above this pressure, kPa.", minimum=0.0),
+    *option_parameters(RuntimeOptions),
+    *option_parameters(SamplingOptions, LIVE_SAMPLING),
+    *option_parameters(CropOptions),
+    *option_parameters(StreamOptions),
+    *option_parameters(ContactOptions),
     ParameterSpec("visualization_max_kpa", 50.0, "Pressure shown as the top colour of uv_pressure/image and the "
                   "markers, kPa.", minimum=0.001),
     ParameterSpec("colormap", "inferno", "Matplotlib colour map of the visualisation mirrors."),
 )
+
+
+def options_of(config: dict[str, Any], cls: type) -> Any:
+    """The ``cls`` options of the node's checked parameter values."""
+    return cls(**{item.name: config[item.name] for item in dataclasses.fields(cls) if item.name in config})
 
 
 class PressureNode(PipelineNode):
@@ -108,7 +88,8 @@ class PressureNode(PipelineNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.live = None
+        self.pipeline = None
+        self.stream = None
         self.outputs: dict[str, Any] = {}
         self.frames_without_hand = 0
         self.checkpoint_path = ""
@@ -126,53 +107,48 @@ class PressureNode(PipelineNode):
     def load(self) -> None:
         from matplotlib import colormaps
 
-        from egopress_core.inference import check_compile, check_precision
-        from egopress_core.live import COMPILE_OFF, LiveConfig, LivePressureEstimator, resolve_device
+        from egopress_core.pipeline import EgoPressPipeline
+        from egopress_core.runtime import check_runtime
 
         config = self.config
         if config["colormap"] not in colormaps:
             raise ConfigError(f"colormap {config['colormap']!r} is not a matplotlib colour map")
-        checkpoint = config["checkpoint"] or str(SHIPPED_CHECKPOINT)
         if not config["checkpoint"] and not SHIPPED_CHECKPOINT.is_dir():
             raise ConfigError(f"no checkpoint parameter given and the shipped checkpoint {SHIPPED_CHECKPOINT} is missing; "
                               "set checkpoint to a trained EgoPressDiff folder")
-        live_config = LiveConfig(crop=config["crop"], hand_margin=config["hand_margin"], hold_crop=config["hold_crop"],
-                                 max_gap_s=config["max_gap_s"], hand_lost_reset_s=config["hand_lost_reset_s"],
-                                 contact_threshold_kpa=config["contact_threshold_kpa"])
-        # Fail at configure, not at activate, if the device, its precision or compiling is not usable.
-        device = resolve_device(config["device"])
-        check_precision(config["precision"], device)
-        if config["compile_mode"] != COMPILE_OFF:
-            check_compile(device, {"mode": config["compile_mode"]})
+        # Every option set is built (and validated) now, and the device checked, so that a bad
+        # value fails configure, not activate.
+        self.runtime = options_of(config, RuntimeOptions)
+        self.sampling = options_of(config, SamplingOptions)
+        self.stream_options = options_of(config, StreamOptions)
+        check_runtime(self.runtime)
         # Loaded on the CPU in fp32; activate moves it to the device at its precision (and
         # deactivate back).
-        self.live = LivePressureEstimator.from_checkpoint(
-            checkpoint, device="cpu", hand_side=config["hand_side"], hand_model_path=config["hand_model_path"] or None,
-            config=live_config, num_inference_steps=config["num_inference_steps"],
-            warm_start_strength=config["warm_start_strength"], scheduler=config["scheduler"],
-            guidance_scale=config["guidance_scale"], seed=config["seed"], precision="fp32",
-            channels_last=config["channels_last"])
-        self.checkpoint_path = checkpoint
-        model = self.live.model.config
-        self.get_logger().info(f"loaded {checkpoint}: window {model.num_frames} frames, images {tuple(model.image_size)}, "
-                               f"UV {tuple(model.uv_size)}, {self.live.hand_side} hand ({self.live.topology_id})")
+        self.pipeline = EgoPressPipeline.from_checkpoint(
+            config["checkpoint"] or None, runtime=RuntimeOptions(device="cpu"), sampling=self.sampling,
+            crop=options_of(config, CropOptions), contact=options_of(config, ContactOptions),
+            hand_side=config["hand_side"], hand_model_path=config["hand_model_path"] or None)
+        self.stream = self.pipeline.stream(self.sampling, self.stream_options)
+        self.checkpoint_path = str(self.pipeline.checkpoint)
+        self.get_logger().info(f"loaded {self.checkpoint_path}: window {self.pipeline.window_length} frames, images "
+                               f"{self.pipeline.image_size}, UV {self.pipeline.uv_size}, {self.pipeline.hand_side} hand "
+                               f"({self.pipeline.topology_id})")
 
     def to_device(self) -> None:
-        if self.live is not None:
-            self.live.to(self.config["device"], precision=self.config["precision"],
-                         compile_mode=self.config["compile_mode"])
+        if self.pipeline is not None:
+            self.pipeline.to(self.runtime)
+            self.stream = self.pipeline.stream(self.sampling, self.stream_options)
 
     def release(self) -> None:
-        from egopress_core.live import release_accelerator_memory
-
-        if self.live is not None and self.live.device.type != "cpu":
-            self.live.to("cpu", precision="fp32", compile_mode="off")
-            release_accelerator_memory()
+        if self.pipeline is not None and self.pipeline.device.type != "cpu":
+            self.pipeline.to(RuntimeOptions(device="cpu", compile_mode=COMPILE_OFF))
+            self.stream = self.pipeline.stream(self.sampling, self.stream_options)
 
     def unload(self) -> None:
-        from egopress_core.live import release_accelerator_memory
+        from egopress_core.runtime import release_accelerator_memory
 
-        self.live = None
+        self.pipeline = None
+        self.stream = None
         release_accelerator_memory()
 
     def create_outputs(self, qos) -> None:
@@ -193,13 +169,15 @@ class PressureNode(PipelineNode):
     # -- per frame -------------------------------------------------------------------------
 
     def process(self, messages: dict[str, Any]) -> None:
-        live = self.live
-        if live is None:
+        from egopress_core.stream import ResetCause
+
+        live, stream = self.pipeline, self.stream
+        if live is None or stream is None:
             return
         names = self.topic_names()
         camera = self.camera_input(messages, without_depth="the model sees no depth for this frame")
         try:
-            mesh = hand_mesh_from_msg(messages["hand_mesh"])
+            mesh = msgs.hand_mesh_from_msg(messages["hand_mesh"])
         except DataError as error:
             raise InputProblem("hand_mesh", f"HandMesh on '{names['hand_mesh']}': {error}") from None
         if mesh.hand_side != live.hand_side:
@@ -209,51 +187,53 @@ class PressureNode(PipelineNode):
         if has_hand and mesh.topology_id != live.topology_id:
             raise InputProblem("topology", f"HandMesh on '{names['hand_mesh']}' has topology {mesh.topology_id!r}; the "
                                f"checkpoint's hand is {live.topology_id!r} (set the same hand_model_path on both nodes)")
-        stamp_s = stamp_to_seconds(camera.header.stamp)
+        stamp_s = msgs.stamp_to_seconds(camera.header.stamp)
         try:
-            estimate = live.push(camera.rgb, camera.depth_m, camera.intrinsics, stamp_s,
+            estimate = stream.push(camera.rgb, camera.depth_m, camera.intrinsics, stamp_s,
                                  mesh.vertices if has_hand else None, mesh.joints if has_hand else None)
         except DataError as error:
             raise InputProblem("frame", f"frame at {stamp_s:.3f} s skipped: {error}") from None
-        reason = live.last_reset_reason
-        if reason is not None:
-            if "backwards" in reason:
-                self.problems.report("time_backwards", f"input stamps went backwards ({reason}); the window was restarted")
+        reset = stream.last_reset
+        if reset is not None:
+            if reset.cause is ResetCause.TIME_BACKWARDS:
+                self.problems.report("time_backwards", f"input stamps went backwards ({reset.message}); the window was restarted")
             else:
-                self.get_logger().info(f"window restarted: {reason}")
+                self.get_logger().info(f"window restarted: {reset.message}")
         if estimate is None:
             self.frames_without_hand += 1
             if self.wanted(self.outputs["marker"]):
-                self.outputs["marker"].publish(delete_marker(camera.header, MARKER_NAMESPACE))
+                self.outputs["marker"].publish(msgs.delete_marker(RCLPY, camera.header, MARKER_NAMESPACE))
             return
         self._publish(estimate, camera.header, mesh.vertices)
 
     def _publish(self, estimate, header, vertices) -> None:
-        live, config, outputs = self.live, self.config, self.outputs
+        live, config, outputs = self.pipeline, self.config, self.outputs
         side = live.hand_side
-        outputs["uv_pressure"].publish(uv_pressure_to_msg(
-            estimate.uv_pressure_kpa, header, side, live.uv_layout_id, config["contact_threshold_kpa"],
+        outputs["uv_pressure"].publish(msgs.uv_pressure(
+            RCLPY, estimate.uv_pressure_kpa, header, side, live.uv_layout_id, config["contact_threshold_kpa"],
             estimate.uv_total_force_n))
-        outputs["hand_contact"].publish(contact_to_msg(estimate.contact, header, side, live.topology_id))
+        outputs["hand_contact"].publish(msgs.hand_contact(RCLPY, estimate.contact, header, side, live.topology_id))
         self.record_output(header.stamp)
         vmax = config["visualization_max_kpa"]
         if self.wanted(outputs["image"]):
             colours = colorize(estimate.uv_pressure_kpa, vmax, config["colormap"], mask=live.uv_mask.mask)
-            outputs["image"].publish(numpy_to_image(colours, "rgb8", header))
+            outputs["image"].publish(msgs.image(RCLPY, colours, "rgb8", header))
         if self.wanted(outputs["image_raw"]):
-            outputs["image_raw"].publish(numpy_to_image(estimate.uv_pressure_kpa, "32FC1", header))
+            outputs["image_raw"].publish(msgs.image(RCLPY, estimate.uv_pressure_kpa, "32FC1", header))
         if self.wanted(outputs["points"]):
-            outputs["points"].publish(contact_point_cloud(vertices, estimate.contact, header))
+            outputs["points"].publish(msgs.contact_point_cloud(RCLPY, vertices, estimate.contact, header))
         if self.wanted(outputs["marker"]):
             colours = colorize(estimate.contact.vertex_pressure_kpa, vmax, config["colormap"])
-            outputs["marker"].publish(mesh_marker(vertices, live.faces, header, MARKER_NAMESPACE, colours=colours))
+            outputs["marker"].publish(msgs.mesh_marker(RCLPY, vertices, live.faces, header, MARKER_NAMESPACE,
+                                                       colours=colours))
 
     def diagnostic_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {"checkpoint": self.checkpoint_path, "frames_without_hand": self.frames_without_hand}
-        live = self.live
-        if live is not None:
-            values.update(window_length=live.window_length, window_resets=live.resets, model_device=str(live.device),
-                          last_reset_reason=live.last_reset_reason or "")
+        stream = self.stream
+        if stream is not None:
+            last = stream.last_reset
+            values.update(window_length=stream.window_length, window_resets=stream.resets,
+                          model_device=str(self.pipeline.device), last_reset_reason="" if last is None else last.message)
         return values
 
 

@@ -1,4 +1,5 @@
-"""Message <-> numpy conversions of egopress_ros.conversions, against hand-built messages.
+"""Message <-> numpy conversions of egopress_core.messages on rclpy's classes (the factory of
+egopress_ros.conversions), against hand-built messages.
 
 Image, CameraInfo, PointCloud2 and Marker come from the ROS wheels in the virtual environment;
 the package's own messages (HandMesh, UVPressure, HandContact) need the colcon install space on
@@ -20,7 +21,10 @@ from std_msgs.msg import Header  # noqa: E402
 
 from egopress_core.contact import summarize_contact  # noqa: E402
 from egopress_core.errors import DataError  # noqa: E402
-from egopress_ros import conversions as cv  # noqa: E402
+from egopress_core import image_encodings as enc  # noqa: E402
+from egopress_core import messages as msgs  # noqa: E402
+from egopress_core.visualize import colorize  # noqa: E402
+from egopress_ros.conversions import RCLPY  # noqa: E402
 
 
 def _header(sec: int = 12, nanosec: int = 345) -> Header:
@@ -52,68 +56,68 @@ RGB = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
     ("bgra8", np.concatenate([RGB[:, :, ::-1], np.full((5, 7, 1), 9, np.uint8)], axis=2)),
 ])
 def test_colour_encodings_decode_to_rgb(encoding, pixels):
-    np.testing.assert_array_equal(cv.color_image_to_rgb(_image(pixels, encoding)), RGB)
+    np.testing.assert_array_equal(enc.decode_color(_image(pixels, encoding)), RGB)
     # Rows padded to a 32-byte step read the same.
-    np.testing.assert_array_equal(cv.color_image_to_rgb(_image(pixels, encoding, step=32)), RGB)
+    np.testing.assert_array_equal(enc.decode_color(_image(pixels, encoding, step=32)), RGB)
 
 
 def test_mono8_becomes_grey_rgb():
     grey = RGB[:, :, 0]
-    decoded = cv.color_image_to_rgb(_image(grey, "mono8"))
+    decoded = enc.decode_color(_image(grey, "mono8"))
     assert decoded.shape == (5, 7, 3) and (decoded == grey[:, :, None]).all()
 
 
 def test_depth_encodings_decode_to_metres():
     millimetres = np.array([[0, 500, 1234], [65535, 1, 800]], dtype=np.uint16)
     for bigendian in (False, True):
-        metres = cv.depth_image_to_metres(_image(millimetres, "16UC1", bigendian=bigendian))
+        metres = enc.decode_depth(_image(millimetres, "16UC1", bigendian=bigendian))
         assert metres.dtype == np.float32
         np.testing.assert_allclose(metres, millimetres / 1000.0, rtol=1e-6)
     floats = np.array([[0.5, np.nan], [np.inf, 1.25]], dtype=np.float32)
-    decoded = cv.depth_image_to_metres(_image(floats, "32FC1"))
+    decoded = enc.decode_depth(_image(floats, "32FC1"))
     np.testing.assert_array_equal(np.isnan(decoded), np.isnan(floats))
     assert decoded[0, 0] == 0.5 and decoded[1, 1] == 1.25 and np.isinf(decoded[1, 0])
-    np.testing.assert_allclose(cv.depth_image_to_metres(_image(millimetres, "mono16")), millimetres / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(enc.decode_depth(_image(millimetres, "mono16")), millimetres / 1000.0, rtol=1e-6)
 
 
 def test_bad_images_raise_errors_naming_the_problem():
-    with pytest.raises(cv.ImageFormatError, match="'yuv422' is not supported"):
-        cv.color_image_to_rgb(_image(RGB[:, :, :2].copy(), "yuv422"))
-    with pytest.raises(cv.ImageFormatError, match="looks like a depth image"):
-        cv.color_image_to_rgb(_image(np.zeros((4, 4), np.uint16), "16UC1"))
-    with pytest.raises(cv.ImageFormatError, match="looks like a colour image"):
-        cv.depth_image_to_metres(_image(RGB, "rgb8"))
+    with pytest.raises(enc.ImageEncodingError, match="'yuv422' is not supported"):
+        enc.decode_color(_image(RGB[:, :, :2].copy(), "yuv422"))
+    with pytest.raises(enc.ImageEncodingError, match="looks like a depth image"):
+        enc.decode_color(_image(np.zeros((4, 4), np.uint16), "16UC1"))
+    with pytest.raises(enc.ImageEncodingError, match="looks like a colour image"):
+        enc.decode_depth(_image(RGB, "rgb8"))
     short = _image(RGB, "rgb8")
     short.step = 7 * 3 - 1
-    with pytest.raises(cv.ImageFormatError, match="shorter than a row"):
-        cv.color_image_to_rgb(short)
+    with pytest.raises(enc.ImageEncodingError, match="shorter than a row"):
+        enc.decode_color(short)
     truncated = _image(RGB, "rgb8")
     truncated.data = bytes(truncated.data)[:-1]
-    with pytest.raises(cv.ImageFormatError, match="image data has 104 bytes"):
-        cv.color_image_to_rgb(truncated)
-    with pytest.raises(cv.ImageFormatError, match="empty"):
-        cv.color_image_to_rgb(Image(encoding="rgb8"))
+    with pytest.raises(enc.ImageEncodingError, match="image data has 104 bytes"):
+        enc.decode_color(truncated)
+    with pytest.raises(enc.ImageEncodingError, match="empty"):
+        enc.decode_color(Image(encoding="rgb8"))
 
 
 def test_numpy_to_image_round_trips_and_checks_types():
-    image = cv.numpy_to_image(RGB, "rgb8", _header())
+    image = msgs.image(RCLPY, RGB, "rgb8", _header())
     assert (image.height, image.width, image.step, image.header.stamp.sec) == (5, 7, 21, 12)
-    np.testing.assert_array_equal(cv.color_image_to_rgb(image), RGB)
+    np.testing.assert_array_equal(enc.decode_color(image), RGB)
     floats = np.linspace(0, 3, 12, dtype=np.float32).reshape(3, 4)
-    np.testing.assert_array_equal(cv.depth_image_to_metres(cv.numpy_to_image(floats, "32FC1")), floats)
-    with pytest.raises(cv.ImageFormatError, match="32FC1 needs 1-channel float32"):
-        cv.numpy_to_image(floats.astype(np.float64), "32FC1")
+    np.testing.assert_array_equal(enc.decode_depth(msgs.image(RCLPY, floats, "32FC1", None)), floats)
+    with pytest.raises(enc.ImageEncodingError, match="32FC1 needs 1-channel float32"):
+        msgs.image(RCLPY, floats.astype(np.float64), "32FC1", None)
 
 
 def test_camera_info_intrinsics_and_size_check():
     info = CameraInfo(height=480, width=640)
     info.k = [600.0, 0.0, 320.0, 0.0, 601.0, 240.0, 0.0, 0.0, 1.0]
-    matrix = cv.camera_info_to_intrinsics(info, (480, 640))
+    matrix = msgs.camera_info_to_calibration(info, (480, 640)).intrinsics
     assert matrix[0, 0] == 600.0 and matrix[1, 2] == 240.0
     with pytest.raises(DataError, match="camera_info is for 640x480 images but the colour image is 320x240"):
-        cv.camera_info_to_intrinsics(info, (240, 320))
+        msgs.camera_info_to_calibration(info, (240, 320))
     with pytest.raises(DataError, match="not a calibrated pinhole matrix"):
-        cv.camera_info_to_intrinsics(CameraInfo(), None)
+        msgs.camera_info_to_calibration(CameraInfo(), None)
 
 
 def test_point_cloud_round_trip_and_keypoints():
@@ -122,10 +126,10 @@ def test_point_cloud_round_trip_and_keypoints():
     points["z"] = 0.4
     points["confidence"] = 0.5
     points["x"][3] = np.nan
-    cloud = cv.numpy_to_point_cloud(points, _header())
+    cloud = msgs.point_cloud(RCLPY, points, _header())
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "confidence"] and not cloud.is_dense
     assert all(f.datatype == PointField.FLOAT32 for f in cloud.fields) and cloud.point_step == 16
-    keypoints = cv.keypoints_from_point_cloud(cloud)
+    keypoints = msgs.keypoints_from_point_cloud(cloud)
     assert keypoints.points_2d is None and keypoints.points_3d.shape == (21, 3)
     assert np.isnan(keypoints.points_3d[3, 0]) and keypoints.points_3d[4, 0] == pytest.approx(0.04)
     np.testing.assert_allclose(keypoints.confidence, 0.5)
@@ -135,41 +139,41 @@ def test_point_cloud_round_trip_and_keypoints():
     raw = np.zeros((21, 5), dtype="<f4")
     raw[:, 1], raw[:, 3] = np.arange(21), 2 * np.arange(21)
     padded.data = raw.tobytes()
-    read = cv.keypoints_from_point_cloud(padded)
+    read = msgs.keypoints_from_point_cloud(padded)
     assert read.points_3d is None and read.points_2d[5].tolist() == [5.0, 10.0]
     with pytest.raises(DataError, match="expected 21"):
-        cv.keypoints_from_point_cloud(cv.numpy_to_point_cloud(points[:20], _header()))
+        msgs.keypoints_from_point_cloud(msgs.point_cloud(RCLPY, points[:20], _header()))
 
 
 def test_contact_point_cloud_and_marker():
     vertices = np.array([[0, 0, 0.4], [0.01, 0, 0.4], [0, 0.01, 0.4], [0.01, 0.01, 0.41]], dtype=np.float32)
     faces = np.array([[0, 1, 2], [1, 3, 2]])
     summary = summarize_contact([0.0, 3.0, 0.5, 8.0], vertices, np.full(4, 1e-5), 1.0)
-    cloud = cv.contact_point_cloud(vertices, summary, _header())
-    read = cv.point_cloud_to_numpy(cloud)
+    cloud = msgs.contact_point_cloud(RCLPY, vertices, summary, _header())
+    read = msgs.point_cloud_to_numpy(cloud)
     assert read.dtype.names == ("x", "y", "z", "pressure", "contact") and cloud.point_step == 17
     np.testing.assert_allclose(read["pressure"], [0, 3, 0.5, 8])
     assert read["contact"].tolist() == [0, 1, 0, 1]
-    colours = cv.colorize(summary.vertex_pressure_kpa, 8.0)
-    marker = cv.mesh_marker(vertices, faces, _header(), "hand", colours=colours)
+    colours = colorize(summary.vertex_pressure_kpa, 8.0)
+    marker = msgs.mesh_marker(RCLPY, vertices, faces, _header(), "hand", colours=colours)
     assert marker.type == marker.TRIANGLE_LIST and len(marker.points) == len(marker.colors) == 6
     assert marker.points[4].x == pytest.approx(0.01) and marker.points[4].z == pytest.approx(0.41)
     assert marker.colors[4].r == pytest.approx(colours[3, 0] / 255) and marker.header.frame_id == "camera_color_optical_frame"
-    assert cv.delete_marker(_header(), "hand").action == marker.DELETE
+    assert msgs.delete_marker(RCLPY, _header(), "hand").action == marker.DELETE
 
 
 def test_colorize_maps_range_and_mask():
-    colours = cv.colorize(np.array([0.0, 5.0, 10.0, 50.0, np.nan]), 10.0, mask=np.array([1, 1, 1, 1, 0], bool))
+    colours = colorize(np.array([0.0, 5.0, 10.0, 50.0, np.nan]), 10.0, mask=np.array([1, 1, 1, 1, 0], bool))
     assert colours.dtype == np.uint8 and colours.shape == (5, 3)
     np.testing.assert_array_equal(colours[2], colours[3])  # clipped at vmax
     assert (colours[4] == 128).all() and not np.array_equal(colours[0], colours[2])
 
 
 def test_stamps():
-    assert cv.stamp_to_ns(_header(3, 7).stamp) == 3_000_000_007
-    stamp = cv.ns_to_stamp(5_000_000_123)
+    assert msgs.stamp_to_ns(_header(3, 7).stamp) == 3_000_000_007
+    stamp = msgs.time(RCLPY, 5_000_000_123)
     assert (stamp.sec, stamp.nanosec) == (5, 123)
-    assert cv.stamp_to_seconds(stamp) == pytest.approx(5.000000123)
+    assert msgs.stamp_to_seconds(stamp) == pytest.approx(5.000000123)
 
 
 @pytest.fixture(scope="module")
@@ -187,32 +191,32 @@ def test_hand_mesh_message_from_estimate_and_for_no_hand(messages):
         mano=ManoParams(rng.normal(size=3), rng.normal(size=45), rng.normal(size=10), np.array([0.01, -0.02, 0.4])),
         vertices=rng.normal(size=(30, 3)), joints=rng.normal(size=(21, 3)), confidence=0.75, estimator="keypoints",
         hand_side="left", hand_model="egopress_hand_v1", topology_id="egopress_hand_v1:30v:abc")
-    msg = cv.hand_mesh_to_msg(estimate, _header(), "left", "egopress_hand_v1", "egopress_hand_v1:30v:abc", 30, "keypoints")
+    msg = msgs.hand_mesh(RCLPY, _header(), "left", "egopress_hand_v1", "egopress_hand_v1:30v:abc", 30, "keypoints", estimate)
     assert msg.hand_side == messages.HandMesh.HAND_LEFT and msg.confidence == 0.75 and msg.header.stamp.sec == 12
     np.testing.assert_allclose(msg.hand_pose, estimate.hand_pose, rtol=1e-6)
     assert msg.translation.z == pytest.approx(0.4)
-    data = cv.hand_mesh_from_msg(msg)
+    data = msgs.hand_mesh_from_msg(msg)
     assert data.has_hand and data.hand_side == "left" and data.vertices.shape == (30, 3)
     np.testing.assert_allclose(data.vertices, estimate.vertices, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(data.joints, estimate.joints, rtol=1e-6, atol=1e-7)
 
-    none = cv.hand_mesh_to_msg(None, _header(), "right", "egopress_hand_v1", "egopress_hand_v1:30v:abc", 30, "keypoints")
+    none = msgs.hand_mesh(RCLPY, _header(), "right", "egopress_hand_v1", "egopress_hand_v1:30v:abc", 30, "keypoints")
     assert none.confidence == 0.0 and len(none.vertices) == 30 and math.isnan(none.vertices[0].x)
-    assert not cv.hand_mesh_from_msg(none).has_hand and math.isnan(none.translation.x)
+    assert not msgs.hand_mesh_from_msg(none).has_hand and math.isnan(none.translation.x)
 
 
 def test_uv_pressure_and_contact_messages(messages):
     pressure = np.zeros((6, 8), dtype=np.float32)
     pressure[2:4, 3:6] = [[1.0, 2.5, 0.0], [4.0, 0.5, 3.0]]
-    msg = cv.uv_pressure_to_msg(pressure, _header(), "right", "layout:6x8:123", 1.0, 0.75)
+    msg = msgs.uv_pressure(RCLPY, pressure, _header(), "right", "layout:6x8:123", 1.0, 0.75)
     assert msg.map.encoding == "32FC1" and msg.map.header.stamp == msg.header.stamp
     assert msg.max_pressure_kpa == 4.0 and msg.total_force_n == 0.75 and msg.hand_side == messages.UVPressure.HAND_RIGHT
-    np.testing.assert_array_equal(cv.uv_pressure_from_msg(msg), pressure)
+    np.testing.assert_array_equal(msgs.uv_pressure_from_msg(msg), pressure)
 
     vertices = np.array([[0, 0, 0.4], [0.02, 0, 0.4], [0, 0.02, 0.4]])
     summary = summarize_contact([5.0, 0.0, 5.0], vertices, np.full(3, 1e-4), 1.0)
-    contact = cv.contact_to_msg(summary, _header(), "right", "topo")
+    contact = msgs.hand_contact(RCLPY, summary, _header(), "right", "topo")
     assert list(contact.vertex_contact) == [True, False, True] and contact.in_contact
     assert contact.center_of_pressure.y == pytest.approx(0.01) and contact.total_force_n == pytest.approx(1.0)
-    empty = cv.contact_to_msg(summarize_contact(np.zeros(3), vertices, np.full(3, 1e-4)), _header(), "right", "topo")
+    empty = msgs.hand_contact(RCLPY, summarize_contact(np.zeros(3), vertices, np.full(3, 1e-4)), _header(), "right", "topo")
     assert not empty.in_contact and math.isnan(empty.center_of_pressure.x)

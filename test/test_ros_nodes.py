@@ -57,7 +57,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.live import UV_MASK_FILE
+    from egopress_core.pipeline import UV_MASK_FILE
     from egopress_core.model import EgoPressDiff, tiny_config
 
     mask = hand_uv_mask((16, 16), "right")

@@ -210,8 +210,9 @@ def test_sample_bag_holds_realsense_topics_and_the_ground_truth(tmp_path_factory
     ("scheduler", "ddpm", "scheduler must be one of"),
 ])
 def test_label_options_name_the_bad_field(field, value, message):
+    from rosbag_helpers import nested_label_options
+
     from egopress_core.errors import ConfigError
-    from egopress_core.rosbag.labeller import LabelOptions
 
     with pytest.raises(ConfigError, match=message):
-        LabelOptions(backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC), **{field: value})
+        nested_label_options(backend="ground_truth", topics=TopicSelection(hand_mesh=GROUND_TRUTH_MESH_TOPIC), **{field: value})

@@ -1,5 +1,6 @@
 """The rosbags type store and message conversions: custom types as the ROS build generates them,
-definitions embedded in written bags, image / depth / point-cloud / mesh conversions."""
+definitions embedded in written bags, image / depth / point-cloud / mesh conversions of
+egopress_core.messages on the rosbags factory, and the bag-only image decoders."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from egopress_core import messages as msgs
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.rosbag import messages as m
 from egopress_core.rosbag.reader import BagReader
@@ -34,7 +36,7 @@ def store():
 
 
 def header(store, stamp_ns=1_234_567_890_123):
-    return m.header_msg(store, stamp_ns, "camera_color_optical_frame")
+    return msgs.header(m.bag_factory(store), stamp_ns, "camera_color_optical_frame")
 
 
 def test_custom_types_hash_as_the_ros_build_generates_them(store):
@@ -57,7 +59,7 @@ def test_message_definitions_travel_with_the_bag(store, tmp_path):
 
     with BagWriter(tmp_path / "bag", store, storage="mcap") as writer:
         connection = writer.add_topic("/hand_mesh", HAND_MESH)
-        writer.write_message(connection, 5, m.hand_mesh_msg(store, header(store), "left", "hand", "hand:10v:abc", 10, "test"))
+        writer.write_message(connection, 5, msgs.hand_mesh(m.bag_factory(store), header(store), "left", "hand", "hand:10v:abc", 10, "test"))
     # A reader that knows none of the package's types reads it from the bag's definitions.
     with AnyReader([tmp_path / "bag"], default_typestore=get_typestore(Stores.EMPTY)) as reader:
         (item,) = list(reader.messages())
@@ -80,7 +82,7 @@ def test_colour_encodings_decode_to_rgb_with_padded_rows(store, encoding):
     rgb = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
     channels = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, np.full((5, 7), 9, np.uint8)]),
                 "bgra8": np.dstack([rgb[:, :, ::-1], np.full((5, 7), 9, np.uint8)]), "mono8": rgb[:, :, 0]}[encoding]
-    message = m.image_msg(store, channels, encoding, header(store))
+    message = msgs.image(m.bag_factory(store), channels, encoding, header(store))
     row = message.step
     padded = np.zeros((5, row + 3), np.uint8)
     padded[:, :row] = message.data.reshape(5, row)
@@ -92,28 +94,28 @@ def test_colour_encodings_decode_to_rgb_with_padded_rows(store, encoding):
 
 def test_depth_encodings_give_metres_with_holes_as_zero(store):
     millimetres = np.array([[0, 500], [1234, 65535]], dtype=np.uint16)
-    message = m.image_msg(store, millimetres, "16UC1", header(store))
+    message = msgs.image(m.bag_factory(store), millimetres, "16UC1", header(store))
     np.testing.assert_allclose(m.depth_to_metres(message), millimetres / 1000.0, rtol=1e-6)
-    big = m.image_msg(store, millimetres.byteswap(), "16UC1", header(store))
+    big = msgs.image(m.bag_factory(store), millimetres.byteswap(), "16UC1", header(store))
     big.is_bigendian = 1
     np.testing.assert_allclose(m.depth_to_metres(big), millimetres / 1000.0, rtol=1e-6)
     metres = np.array([[np.nan, 0.5], [np.inf, -1.0]], dtype=np.float32)
-    np.testing.assert_array_equal(m.depth_to_metres(m.image_msg(store, metres, "32FC1", header(store))), [[0, 0.5], [0, 0]])
+    np.testing.assert_array_equal(m.depth_to_metres(msgs.image(m.bag_factory(store), metres, "32FC1", header(store))), [[0, 0.5], [0, 0]])
 
 
 def test_unsupported_images_raise_named_errors(store):
-    message = m.image_msg(store, np.zeros((2, 2), np.uint16), "16UC1", header(store))
+    message = msgs.image(m.bag_factory(store), np.zeros((2, 2), np.uint16), "16UC1", header(store))
     with pytest.raises(m.UnsupportedEncoding, match="looks like a depth image"):
         m.color_to_rgb(message)
     message.encoding = "yuv422"
     with pytest.raises(m.UnsupportedEncoding, match="'yuv422' is not supported"):
         m.depth_to_metres(message)
-    message = m.image_msg(store, np.zeros((2, 2, 3), np.uint8), "rgb8", header(store))
+    message = msgs.image(m.bag_factory(store), np.zeros((2, 2, 3), np.uint8), "rgb8", header(store))
     message.data = message.data[:-1]
     with pytest.raises(m.UnsupportedEncoding, match="image data has 11 bytes"):
         m.color_to_rgb(message)
     with pytest.raises(DataError, match="needs 3-channel uint8"):
-        m.image_msg(store, np.zeros((2, 2), np.uint8), "rgb8", header(store))
+        msgs.image(m.bag_factory(store), np.zeros((2, 2), np.uint8), "rgb8", header(store))
 
 
 @pytest.mark.parametrize("image_format", ["png", "jpeg"])
@@ -137,14 +139,14 @@ def test_compressed_colour_images_decode(store, image_format):
 def test_point_clouds_and_keypoints_round_trip(store):
     joints = np.random.default_rng(1).normal(size=(21, 3)).astype(np.float32)
     joints[4] = np.nan
-    cloud = m.keypoints_point_cloud(store, joints, header(store), np.linspace(0, 1, 21, dtype=np.float32))
+    cloud = msgs.keypoints_point_cloud(m.bag_factory(store), joints, header(store), np.linspace(0, 1, 21, dtype=np.float32))
     cloud = store.deserialize_cdr(store.serialize_cdr(cloud, "sensor_msgs/msg/PointCloud2"), "sensor_msgs/msg/PointCloud2")
-    fields = m.keypoints_from_point_cloud(cloud)
+    fields = msgs.keypoints_from_point_cloud(cloud)
     np.testing.assert_array_equal(fields.points_3d, joints.astype(np.float64))
     assert fields.points_2d is None and fields.confidence[4] == pytest.approx(0.2) and fields.has_hand
     assert not cloud.is_dense
     with pytest.raises(DataError, match="expected 21"):
-        m.keypoints_from_point_cloud(m.keypoints_point_cloud(store, joints[:5], header(store)))
+        msgs.keypoints_from_point_cloud(msgs.keypoints_point_cloud(m.bag_factory(store), joints[:5], header(store)))
 
 
 def test_pressure_messages_carry_the_source_header(store):
@@ -152,13 +154,13 @@ def test_pressure_messages_carry_the_source_header(store):
 
     uv_map = np.zeros((4, 6), np.float32)
     uv_map[1, 2] = 12.5
-    message = m.uv_pressure_msg(store, uv_map, header(store), "right", "atlas:4x6:abc", 1.0, 3.25)
+    message = msgs.uv_pressure(m.bag_factory(store), uv_map, header(store), "right", "atlas:4x6:abc", 1.0, 3.25)
     message = store.deserialize_cdr(store.serialize_cdr(message, "egopress_ros/msg/UVPressure"), "egopress_ros/msg/UVPressure")
     assert message.map.header.stamp == message.header.stamp and message.max_pressure_kpa == 12.5
-    np.testing.assert_array_equal(m.uv_pressure_from_msg(message), uv_map)
+    np.testing.assert_array_equal(msgs.uv_pressure_from_msg(message), uv_map)
     vertices = np.eye(3)
     summary = summarize_contact(np.array([0.5, 2.0, 3.0]), vertices, np.array([1e-4, 1e-4, 2e-4]))
-    contact = m.hand_contact_msg(store, summary, header(store), "left", "t")
+    contact = msgs.hand_contact(m.bag_factory(store), summary, header(store), "left", "t")
     contact = store.deserialize_cdr(store.serialize_cdr(contact, "egopress_ros/msg/HandContact"), "egopress_ros/msg/HandContact")
     np.testing.assert_array_equal(contact.vertex_contact, [False, True, True])
     assert contact.hand_side == 1 and contact.total_force_n == pytest.approx(summary.total_force_n)

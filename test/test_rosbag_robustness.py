@@ -164,7 +164,8 @@ def test_unknown_encodings_unmatched_frames_and_gaps_are_skipped_and_reported(tm
 
 def test_depth_in_metres_with_nan_holes_is_labelled_and_unknown_depth_encodings_are_skipped(tmp_path_factory, tmp_path,
                                                                                           checkpoint):
-    from egopress_core.rosbag import messages as m
+    from egopress_core import messages
+    from egopress_core.rosbag.messages import bag_factory
     from egopress_core.rosbag.typestore import egopress_typestore
 
     store = egopress_typestore()
@@ -178,7 +179,7 @@ def test_depth_in_metres_with_nan_holes_is_labelled_and_unknown_depth_encodings_
         metres = np.where(millimetres > 0, millimetres / 1000.0, np.nan).astype(np.float32)
         if index in all_nan:
             metres[:] = np.nan
-        converted = m.image_msg(store, metres, "32FC1", message.header)
+        converted = messages.image(bag_factory(store), metres, "32FC1", message.header)
         if index in unknown:
             converted.encoding = "16SC1"
         return converted

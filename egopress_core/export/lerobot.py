@@ -164,8 +164,8 @@ def _read_labels(reader, store, options: LeRobotExportOptions, progress: bool) -
     import torch
     from tqdm.auto import tqdm
 
+    from egopress_core import messages as m
     from egopress_core.data.windows import area_resize
-    from egopress_core.rosbag import messages as m
 
     topics = {options.topic("hand_mesh"): "hand_mesh", options.topic("hand_contact"): "hand_contact",
               options.topic("uv_pressure"): "uv_pressure"}
@@ -586,7 +586,8 @@ class _Exporter:
     def _export_episodes(self, reader, store, labels: dict[int, _FrameLabels], episodes: list[list[int]]) -> None:
         from tqdm.auto import tqdm
 
-        from egopress_core.rosbag import messages as m
+        from egopress_core import messages as m
+        from egopress_core.rosbag.messages import color_to_rgb
 
         wanted = {stamp for episode in episodes for stamp in episode}
         order = [stamp for episode in episodes for stamp in episode]
@@ -637,7 +638,7 @@ class _Exporter:
                 if stamp not in wanted or stamp in pending:
                     continue
                 try:
-                    pending[stamp] = m.color_to_rgb(msg, connection.msgtype)
+                    pending[stamp] = color_to_rgb(msg, connection.msgtype)
                 except DataError:
                     continue
                 while cursor < len(order) and (order[cursor] in pending or len(pending) > max_pending):

@@ -3,8 +3,9 @@
 
 - :mod:`~egopress_core.rosbag.typestore`: rosbags type store with the package's messages,
   registered from ``msg/*.msg``;
-- :mod:`~egopress_core.rosbag.messages`: numpy <-> rosbags message objects (images through
-  :mod:`egopress_core.image_encodings`, the code the live nodes use too);
+- :mod:`~egopress_core.rosbag.messages`: the rosbags message factory for the shared builders of
+  :mod:`egopress_core.messages` (the live nodes use the same builders with rclpy's classes), and
+  bag-only decoding (CompressedImage, depth with holes as 0);
 - :mod:`~egopress_core.rosbag.reader` / :mod:`~egopress_core.rosbag.writer`: reading bags
   read-only (surviving damaged chunks) and writing bags with embedded message definitions;
 - :mod:`~egopress_core.rosbag.index`: topics, synchronised frames, segments, the skip report;

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from egopress_core.errors import DataError
 from egopress_core.image_encodings import COLOR_ENCODINGS, DEPTH_ENCODINGS, check_layout, pixel_format
-from egopress_core.rosbag import messages as m
+from egopress_core import messages as m
+from egopress_core.rosbag.messages import UnsupportedEncoding
 from egopress_core.rosbag.typestore import CAMERA_INFO, COMPRESSED_IMAGE, HAND_MESH, IMAGE, POINT_CLOUD2
 
 COLOR_TYPES = (IMAGE, COMPRESSED_IMAGE)
@@ -160,7 +161,7 @@ def _check_image_layout(msg, msgtype: str, role: str) -> tuple[int, int] | None:
     if encoding not in encodings:
         kind, other, option = ("colour", DEPTH_ENCODINGS, "--camera-topic") if role == "color" else ("depth", COLOR_ENCODINGS, "--depth-topic")
         hint = f"; this looks like a {'depth' if role == 'color' else 'colour'} image: check {option}" if encoding in other else ""
-        raise m.UnsupportedEncoding(f"{kind} encoding {encoding!r} is not supported (expected one of {sorted(encodings)}){hint}")
+        raise UnsupportedEncoding(f"{kind} encoding {encoding!r} is not supported (expected one of {sorted(encodings)}){hint}")
     dtype, channels = pixel_format(encoding)
     return check_layout(msg, channels, dtype)
 

@@ -30,10 +30,9 @@ How it runs:
    equal length are batched ``batch_size`` at a time into one model call.
 3. **Label** each batch: read its frames back by bag time, estimate the hand mesh (backend
    ``ground_truth`` | ``keypoints`` | ``mediapipe``), crop and resize each frame as the live node
-   does (:func:`egopress_core.live.preprocess_frame`, :class:`~egopress_core.live.HandCropTracker`),
-   and run offline EgoPressDiff over the whole span
-   (:func:`egopress_core.inference.estimate_sequence`: overlapping windows blended with tent
-   weights, noise seeded by ``seed`` and the batch number). The batch's results are saved in the
+   does (:mod:`egopress_core.preprocessing`), and run the checkpoint's
+   :class:`~egopress_core.pipeline.EgoPressPipeline` offline over the whole span (overlapping
+   windows blended with tent weights, noise seeded by ``seed`` and the batch number). The batch's results are saved in the
    work folder ``.<OUT>.labelling/`` next to the output, atomically.
 4. **Write** the output bag into the work folder, then rename it to ``OUT`` and delete the work
    folder. A report (``OUT.report.json``) lists what was skipped and why.
@@ -52,19 +51,27 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from egopress_core.assets import SHIPPED_CHECKPOINT
-from egopress_core.errors import CheckpointError, ConfigError, DataError, EgoPressError
+from egopress_core.errors import ConfigError, DataError, EgoPressError
+from egopress_core.options import (
+    OFFLINE_SAMPLING,
+    ContactOptions,
+    CropOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    StreamOptions,
+)
 from egopress_core.rosbag.index import BagIndex, FrameRef, TopicSelection
 
 BACKENDS = ("ground_truth", "keypoints", "mediapipe")
 STATE_FORMAT = "egopress-label-state"
-STATE_VERSION = 1
+# 2: options nested by concern (sampling, runtime, crop, contact).
+STATE_VERSION = 2
 OUTPUT_TOPICS = {
     "hand_mesh": "hand_mesh",
     "uv_pressure": "uv_pressure",
@@ -117,19 +124,16 @@ class LabelOptions:
         topics: input topics.
         hand_model_path: MANO-format hand of the estimator (default: the checkpoint's hand).
         depth_refinement, min_hand_confidence: keypoint-fitting options (keypoints, mediapipe).
-        device: "auto", "cpu", "cuda", "cuda:1", ...
-        num_inference_steps, scheduler, guidance_scale, seed: sampler settings.
-        stride: window step of the offline estimate (None: half a window).
+        sampling: the offline sampler (stride, window batching; the seed is offset by the batch
+            number).
+        runtime: device, precision, channels-last, compile.
+        crop: model input crop, as the live node.
+        contact: per-vertex contact threshold.
         chunk_frames: frames per chunk (None: 8 model windows).
         context_frames: context on each side of a chunk (None: half a window).
         batch_size: chunks of equal length per model call.
-        window_batch_size: windows of a chunk denoised together (accelerator throughput; the
-            result equals 1 up to float rounding with "ddim" and "dpmsolver++").
-        precision: autocast precision of the model: "fp32", "fp16" (GPU only) or "bf16".
-        crop, hand_margin, hold_crop: model input crop, as the live node.
         sync_slop_s: largest stamp difference of frames matched across topics.
-        max_gap_s: a longer stamp jump starts a new segment.
-        contact_threshold_kpa: per-vertex contact threshold.
+        max_gap_s: a longer stamp jump starts a new segment (as it restarts a live stream's window).
         namespace: prefix of the output topics.
         mirrors: also write the visualisation mirrors (UV images, point cloud).
         visualization_max_kpa, colormap: colour scale of ``uv_pressure/image``.
@@ -144,23 +148,15 @@ class LabelOptions:
     hand_model_path: str | None = None
     depth_refinement: bool = False
     min_hand_confidence: float = 0.25
-    device: str = "auto"
-    num_inference_steps: int = 10
-    scheduler: str = "ddim"
-    guidance_scale: float = 1.0
-    stride: int | None = None
-    seed: int = 0
+    sampling: SamplingOptions = OFFLINE_SAMPLING
+    runtime: RuntimeOptions = RuntimeOptions()
+    crop: CropOptions = CropOptions()
+    contact: ContactOptions = ContactOptions()
     chunk_frames: int | None = None
     context_frames: int | None = None
     batch_size: int = 1
-    window_batch_size: int = 1
-    precision: str = "fp32"
-    crop: str = "hand"
-    hand_margin: float = 0.3
-    hold_crop: bool = True
     sync_slop_s: float = 0.02
-    max_gap_s: float = 1.0
-    contact_threshold_kpa: float = 1.0
+    max_gap_s: float = StreamOptions().max_gap_s
     namespace: str = "/egopress"
     mirrors: bool = True
     visualization_max_kpa: float = 50.0
@@ -170,39 +166,25 @@ class LabelOptions:
     bag_version: int = 8
 
     def __post_init__(self) -> None:
-        from egopress_core.model.egopressdiff import SCHEDULERS
         from egopress_core.rosbag.writer import check_output_options
 
+        for name, cls in (("sampling", SamplingOptions), ("runtime", RuntimeOptions), ("crop", CropOptions),
+                          ("contact", ContactOptions)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"LabelOptions.{name} must be a {cls.__name__}. Got {type(getattr(self, name)).__name__}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}. Got {self.backend!r}")
         if self.backend == "ground_truth" and not self.topics.hand_mesh:
             raise ConfigError("the ground_truth backend reads hand meshes from a HandMesh topic: set the hand-mesh topic")
         if self.backend == "keypoints" and not self.topics.keypoints:
             raise ConfigError("the keypoints backend reads 21 keypoints per frame from a PointCloud2 topic: set the keypoints topic")
-        if not isinstance(self.num_inference_steps, int) or isinstance(self.num_inference_steps, bool) or self.num_inference_steps < 1:
-            raise ConfigError(f"num_inference_steps must be an integer >= 1. Got {self.num_inference_steps!r}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {tuple(SCHEDULERS)}. Got {self.scheduler!r}")
-        if isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float)) or not self.guidance_scale >= 1.0:
-            raise ConfigError(f"guidance_scale must be a number >= 1. Got {self.guidance_scale!r}")
-        _optional_int("stride", self.stride, 1)
         _optional_int("chunk_frames", self.chunk_frames, 1)
         _optional_int("context_frames", self.context_frames, 0)
-        for name in ("batch_size", "window_batch_size"):
-            value = getattr(self, name)
-            if value is None:
-                raise ConfigError(f"{name} must be an integer >= 1. Got None")
-            _optional_int(name, value, 1)
-        from egopress_core.inference import PRECISIONS
-
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}. Got {self.precision!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0. Got {self.seed!r}")
+        if self.batch_size is None:
+            raise ConfigError("batch_size must be an integer >= 1. Got None")
+        _optional_int("batch_size", self.batch_size, 1)
         for name in ("sync_slop_s", "max_gap_s", "visualization_max_kpa"):
             _positive_number(name, getattr(self, name))
-        for name in ("contact_threshold_kpa", "hand_margin"):
-            _positive_number(name, getattr(self, name), allow_zero=True)
         _positive_number("min_hand_confidence", self.min_hand_confidence, allow_zero=True)
         if self.min_hand_confidence > 1:
             raise ConfigError(f"min_hand_confidence must be in [0, 1]. Got {self.min_hand_confidence!r}")
@@ -226,9 +208,7 @@ class LabelOptions:
         return {key: self.output_topic(key) for key in keys}
 
     def to_dict(self) -> dict:
-        values = asdict(self)
-        values["topics"] = asdict(self.topics)
-        return values
+        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,7 +466,7 @@ class BagLabeller:
                 self.report.unreadable = reader.unreadable_report()
             self.timer.add("index", time.perf_counter() - started)
             self._describe_index()
-            window = self.model.config.num_frames
+            window = self.pipeline.window_length
             chunk_frames = options.chunk_frames or 8 * window
             context = window // 2 if options.context_frames is None else options.context_frames
             self.groups = plan_chunks(self.index.segments, chunk_frames, context, options.batch_size)
@@ -501,37 +481,24 @@ class BagLabeller:
     # -- model and estimator ---------------------------------------------------------------
 
     def _load_model(self) -> None:
-        from egopress_core.live import LiveConfig, LivePressureEstimator, resolve_device
+        from egopress_core.pipeline import EgoPressPipeline
 
         options = self.options
-        checkpoint = Path(options.checkpoint) if options.checkpoint else SHIPPED_CHECKPOINT
-        if not checkpoint.is_dir():
-            hint = ("" if options.checkpoint else " (no --checkpoint given and the shipped compact checkpoint is missing; "
-                    "train one with `egopress train` and pass --checkpoint)")
-            raise CheckpointError(f"checkpoint folder {checkpoint} does not exist{hint}")
-        device = resolve_device(options.device)
-        live_config = LiveConfig(crop=options.crop, hand_margin=options.hand_margin, hold_crop=options.hold_crop,
-                                 max_gap_s=options.max_gap_s, contact_threshold_kpa=options.contact_threshold_kpa)
-        # The live estimator validates the checkpoint against its hand's UV atlas and holds the
-        # model, mask, hand and atlas; its streaming half is not used offline.
-        self.live = LivePressureEstimator.from_checkpoint(checkpoint, device=device, hand_model_path=options.hand_model_path,
-                                                          config=live_config, precision=options.precision)
-        self.model = self.live.model
-        self.checkpoint = checkpoint
-        config = self.model.config
-        self.report.model = {"checkpoint": str(checkpoint), "device": str(device), "window": config.num_frames,
-                             "image_size": list(config.image_size), "uv_size": list(config.uv_size),
-                             "uv_layout_id": self.live.uv_layout_id, "topology_id": self.live.topology_id,
-                             "hand_side": self.live.hand_side}
-        if options.stride is not None and options.stride > config.num_frames:
-            raise ConfigError(f"stride must be at most the model's window ({config.num_frames}). Got {options.stride}")
+        self.pipeline = EgoPressPipeline.from_checkpoint(options.checkpoint, runtime=options.runtime,
+                                                         sampling=options.sampling, crop=options.crop,
+                                                         contact=options.contact, hand_model_path=options.hand_model_path)
+        self.checkpoint = self.pipeline.checkpoint
+        self.report.model = self.pipeline.describe()
+        window = self.pipeline.window_length
+        if options.sampling.stride is not None and options.sampling.stride > window:
+            raise ConfigError(f"stride must be at most the model's window ({window}). Got {options.sampling.stride}")
 
     def _build_estimator(self):
         from egopress_core.perception import build_estimator
 
         options = self.options
-        model_path = options.hand_model_path or self.live.uv_mask.hand_model_path
-        side = self.live.hand_side
+        model_path = options.hand_model_path or self.pipeline.uv_mask.hand_model_path
+        side = self.pipeline.hand_side
         if options.backend == "ground_truth":
             return build_estimator("ground_truth", side=side, model_path=model_path)
         extra = {"depth_refinement": options.depth_refinement, "min_confidence": options.min_hand_confidence}
@@ -614,27 +581,14 @@ class BagLabeller:
         """Estimates every chunk of the group; returns the arrays saved for its core frames."""
         import torch
 
-        from egopress_core.conditioning import build_conditions
-        from egopress_core.inference import estimate_sequence
-
         spans = [self._prepare_span(chunk) for chunk in group.chunks]
-        config = self.model.config
-        uv_size = tuple(config.uv_size)
+        pipeline = self.pipeline
         started = time.perf_counter()
         if any(span["valid"].any() for span in spans):
             batch = {key: torch.stack([span[key] for span in spans]) for key in ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")}
-            batch["uv_mask"] = self.live.uv_mask.tensor()
-            if self.live.uv_geometry is not None:
-                batch["uv_geometry"] = self.live.uv_geometry(batch)
-            conditions = build_conditions(batch, pose_sigma_px=config.pose_sigma_px, depth_clip_m=config.depth_clip_m)
-            pressure = estimate_sequence(
-                self.model, conditions, stride=self.options.stride, num_inference_steps=self.options.num_inference_steps,
-                scheduler=self.options.scheduler, guidance_scale=self.options.guidance_scale,
-                seed=self.options.seed + group.number, progress=False,
-                window_batch_size=self.options.window_batch_size, precision=self.options.precision,
-            )[:, :, 0].float().cpu().numpy()  # (B, N, Hu, Wu)
+            pressure = pipeline(batch, seed=self.options.sampling.seed + group.number).uv_pressure_kpa  # (B, N, Hu, Wu)
         else:
-            pressure = np.zeros((len(spans), spans[0]["valid"].shape[0], *uv_size), dtype=np.float32)
+            pressure = np.zeros((len(spans), spans[0]["valid"].shape[0], *pipeline.uv_size), dtype=np.float32)
         self.timer.add("model", time.perf_counter() - started)
 
         rows: dict[str, list] = {key: [] for key in spans[0]["frames"]}
@@ -653,11 +607,11 @@ class BagLabeller:
         """Reads, estimates and preprocesses the frames of one chunk's span, in stamp order."""
         import torch
 
-        from egopress_core.live import HandCropTracker
+        from egopress_core.preprocessing import HandCropTracker
 
         frames = self.index.frames[chunk.span_start: chunk.span_stop]
-        config = self.model.config
-        num_vertices, (height, width) = self.live.hand.num_vertices, tuple(config.image_size)
+        pipeline = self.pipeline
+        num_vertices, (height, width) = pipeline.hand.num_vertices, pipeline.image_size
         count = len(frames)
         tensors = {"rgb": torch.zeros(count, 3, height, width), "depth_m": torch.zeros(count, 1, height, width),
                    "intrinsics": torch.eye(3).repeat(count, 1, 1), "joints": torch.zeros(count, 21, 3),
@@ -668,7 +622,7 @@ class BagLabeller:
                      "vertices": np.full((count, num_vertices, 3), np.nan, np.float32),
                      "joints": np.full((count, 21, 3), np.nan, np.float32), "problem": np.array([""] * count, dtype=object)}
         self.estimator.reset()
-        tracker = HandCropTracker(tuple(config.image_size), self.live.config)
+        tracker = HandCropTracker(pipeline.image_size, pipeline.crop)
         for offset, parts in self._read_span(frames):
             frame = frames[offset]
             try:
@@ -683,7 +637,7 @@ class BagLabeller:
     def _read_span(self, frames: list[FrameRef]):
         """(offset in ``frames``, {role: (msgtype, message)}) for each frame, in order; a frame
         whose messages could not be read comes with the parts found (possibly none)."""
-        from egopress_core.rosbag.messages import stamp_to_ns
+        from egopress_core.messages import stamp_to_ns
 
         wanted: dict[tuple[str, int], list[tuple[int, str]]] = {}
         deadline = []
@@ -722,15 +676,15 @@ class BagLabeller:
     def _prepare_frame(self, frame: FrameRef, parts: dict, offset: int, tracker, tensors: dict, per_frame: dict) -> None:
         import torch
 
-        from egopress_core.live import preprocess_frame, project_edge_coordinates
-        from egopress_core.rosbag import messages as m
+        from egopress_core.preprocessing import preprocess_frame, project_edge_coordinates
+        from egopress_core.rosbag.messages import color_to_rgb, depth_to_metres
 
         missing = [role for role in ("color", "depth") if role not in parts]
         if missing:
             raise DataError(f"its {' and '.join(missing)} message could not be read again (damaged bag region)")
         started = time.perf_counter()
-        rgb = m.color_to_rgb(parts["color"][1], parts["color"][0])
-        depth = m.depth_to_metres(parts["depth"][1], parts["depth"][0])
+        rgb = color_to_rgb(parts["color"][1], parts["color"][0])
+        depth = depth_to_metres(parts["depth"][1], parts["depth"][0])
         calibration = self.index.calibrations[frame.calibration]
         if depth.shape != rgb.shape[:2]:
             raise DataError(f"depth image {depth.shape[1]}x{depth.shape[0]} is not aligned to the colour image "
@@ -751,9 +705,9 @@ class BagLabeller:
         self.timer.add("hand", time.perf_counter() - started)
         started = time.perf_counter()
         if estimate is not None:
-            if estimate.topology_id != self.live.topology_id:
+            if estimate.topology_id != self.pipeline.topology_id:
                 raise HandTopologyError(f"the {self.options.backend} hand mesh has topology {estimate.topology_id!r} but the "
-                                        f"checkpoint's hand is {self.live.topology_id!r}; pass --hand-model of the checkpoint's hand")
+                                        f"checkpoint's hand is {self.pipeline.topology_id!r}; pass --hand-model of the checkpoint's hand")
             per_frame["has_hand"][offset] = True
             per_frame["confidence"][offset] = estimate.confidence
             for name in ("global_orient", "hand_pose", "betas", "transl"):
@@ -765,7 +719,7 @@ class BagLabeller:
             per_frame["problem"][offset] = f"no hand: {reason}" if reason else "no hand"
             points = None
         box = tracker.update(rgb.shape[:2], points)
-        inputs = preprocess_frame(rgb, depth, intrinsics, box, tuple(self.model.config.image_size), self.live.config.depth_resize)
+        inputs = preprocess_frame(rgb, depth, intrinsics, box, self.pipeline.image_size, self.pipeline.crop.depth_resize)
         tensors["rgb"][offset] = inputs.rgb
         tensors["depth_m"][offset] = inputs.depth_m
         tensors["intrinsics"][offset] = inputs.intrinsics
@@ -779,8 +733,8 @@ class BagLabeller:
     def _estimate_hand(self, frame: FrameRef, parts: dict, rgb, depth, intrinsics):
         """(HandMeshEstimate or None, reason for None)."""
         from egopress_core.data.records import FrameRecord, ManoParams
+        from egopress_core import messages as m
         from egopress_core.perception import HandKeypoints, RGBDFrame
-        from egopress_core.rosbag import messages as m
 
         backend, estimator = self.options.backend, self.estimator
         stamp = frame.stamp_ns / 1e9
@@ -789,9 +743,9 @@ class BagLabeller:
                 return None, "no hand mesh message for this frame"
             fields = m.hand_mesh_from_msg(parts["hand_mesh"][1])
             has_hand = fields.has_hand
-            if has_hand and fields.topology_id != self.live.topology_id:
+            if has_hand and fields.topology_id != self.pipeline.topology_id:
                 raise HandTopologyError(f"the hand meshes on {self.options.topics.hand_mesh} have topology {fields.topology_id!r} but "
-                                        f"the checkpoint's hand is {self.live.topology_id!r}; label with a checkpoint of that hand")
+                                        f"the checkpoint's hand is {self.pipeline.topology_id!r}; label with a checkpoint of that hand")
             record = FrameRecord(
                 sequence=str(self.input.name), index=0, timestamp_s=stamp, rgb=rgb, depth_m=depth, intrinsics=intrinsics,
                 hand_side=fields.hand_side, has_annotation=has_hand,
@@ -879,25 +833,18 @@ class BagLabeller:
         """A saved batch's arrays plus its contact summaries (computed once, batched)."""
         if number in self._group_cache:
             return self._group_cache[number]
-        from egopress_core.contact import summarize_contact
-
         if len(self._group_cache) >= 2:  # frames are written in time order: older batches are done
             del self._group_cache[next(iter(self._group_cache))]
         path = self._group_path(self.groups[number])
         with np.load(path, allow_pickle=False) as saved:
             arrays = {key: saved[key] for key in saved.files}
-        atlas = self.live.atlas
         hand = arrays["has_hand"]
         summaries: list = [None] * len(hand)
         forces = np.zeros(len(hand))
         if hand.any():
-            uv = arrays["uv_pressure_kpa"][hand].astype(np.float64)
-            vertices = arrays["vertices"][hand].astype(np.float64)
-            vertex_pressure = np.clip(atlas.uv_to_vertex(uv), 0.0, None)
-            areas = atlas.vertex_area(vertices)
-            forces[hand] = atlas.total_force(uv, vertices)
-            for row, k in zip(np.flatnonzero(hand), range(len(uv))):
-                summaries[row] = summarize_contact(vertex_pressure[k], vertices[k], areas[k], self.options.contact_threshold_kpa)
+            frames = self.pipeline.readout(arrays["uv_pressure_kpa"][hand], arrays["vertices"][hand])
+            for row, frame in zip(np.flatnonzero(hand), frames):
+                summaries[row], forces[row] = frame.contact, frame.uv_total_force_n
         arrays["summaries"] = summaries
         arrays["uv_force_n"] = forces
         arrays["row_of"] = {int(p): i for i, p in enumerate(arrays["position"])}
@@ -914,8 +861,9 @@ class BagLabeller:
 
     def _write_frame(self, writer, outputs: dict, bag_ns: int, position: int, group: int) -> None:
         from egopress_core.data.records import ManoParams
+        from egopress_core import messages as m
         from egopress_core.perception.types import HandMeshEstimate
-        from egopress_core.rosbag import messages as m
+        from egopress_core.rosbag.messages import bag_factory
         from egopress_core.visualize import colorize
 
         arrays = self._group_results(group)
@@ -923,8 +871,9 @@ class BagLabeller:
         if not arrays["has_frame"][row]:
             return
         frame = self.index.frames[position]
-        store, live, options = self.store, self.live, self.options
-        header = m.header_msg(store, frame.stamp_ns, frame.frame_id)
+        store, live, options = self.store, self.pipeline, self.options
+        factory = bag_factory(store)
+        header = m.header(factory, frame.stamp_ns, frame.frame_id)
         hand = live.hand
         estimate = None
         if arrays["has_hand"][row]:
@@ -935,20 +884,20 @@ class BagLabeller:
                 estimator=options.backend, hand_side=live.hand_side, hand_model=hand.name, topology_id=hand.topology_id,
                 stamp=frame.stamp_ns / 1e9,
             )  # fmt: skip
-        writer.write_message(outputs["hand_mesh"], bag_ns, m.hand_mesh_msg(
-            store, header, live.hand_side, hand.name, hand.topology_id, hand.num_vertices, options.backend, estimate))
+        writer.write_message(outputs["hand_mesh"], bag_ns, m.hand_mesh(
+            factory, header, live.hand_side, hand.name, hand.topology_id, hand.num_vertices, options.backend, estimate))
         if estimate is None:
             return
         uv_map = arrays["uv_pressure_kpa"][row]
         summary = arrays["summaries"][row]
-        writer.write_message(outputs["uv_pressure"], bag_ns, m.uv_pressure_msg(
-            store, uv_map, header, live.hand_side, live.uv_layout_id, options.contact_threshold_kpa, float(arrays["uv_force_n"][row])))
-        writer.write_message(outputs["hand_contact"], bag_ns, m.hand_contact_msg(store, summary, header, live.hand_side, hand.topology_id))
+        writer.write_message(outputs["uv_pressure"], bag_ns, m.uv_pressure(
+            factory, uv_map, header, live.hand_side, live.uv_layout_id, options.contact.contact_threshold_kpa, float(arrays["uv_force_n"][row])))
+        writer.write_message(outputs["hand_contact"], bag_ns, m.hand_contact(factory, summary, header, live.hand_side, hand.topology_id))
         if options.mirrors:
             colours = colorize(uv_map, options.visualization_max_kpa, options.colormap, mask=live.uv_mask.mask)
-            writer.write_message(outputs["image"], bag_ns, m.image_msg(store, colours, "rgb8", header))
-            writer.write_message(outputs["image_raw"], bag_ns, m.image_msg(store, uv_map.astype(np.float32), "32FC1", header))
-            writer.write_message(outputs["points"], bag_ns, m.contact_point_cloud(store, arrays["vertices"][row], summary, header))
+            writer.write_message(outputs["image"], bag_ns, m.image(factory, colours, "rgb8", header))
+            writer.write_message(outputs["image_raw"], bag_ns, m.image(factory, uv_map.astype(np.float32), "32FC1", header))
+            writer.write_message(outputs["points"], bag_ns, m.contact_point_cloud(factory, arrays["vertices"][row], summary, header))
 
 
 def label_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,

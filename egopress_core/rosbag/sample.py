@@ -95,7 +95,8 @@ def sequence_to_bag(
 
     from egopress_core.contact import summarize_contact
     from egopress_core.hand.hand_model import load_hand_model
-    from egopress_core.rosbag import messages as m
+    from egopress_core import messages as m
+    from egopress_core.rosbag.messages import bag_factory
     from egopress_core.rosbag.typestore import CAMERA_INFO, HAND_CONTACT, HAND_MESH, IMAGE, POINT_CLOUD2, egopress_typestore
     from egopress_core.rosbag.writer import BagWriter
     from egopress_core.perception.types import HandMeshEstimate
@@ -115,6 +116,7 @@ def sequence_to_bag(
     # Vertex areas (a third of each adjacent face) do not depend on the atlas resolution.
     atlas = UVAtlas.from_obj(hand.uv_obj_path, resolution=(16, 16), name=hand.uv_layout_name)
     store = egopress_typestore()
+    factory = bag_factory(store)
     rng = np.random.default_rng(seed)
     fps = float(sequence.fps)
     intrinsics = np.asarray(sequence.array("intrinsics"), dtype=np.float64)
@@ -145,14 +147,14 @@ def sequence_to_bag(
                                                                "transl", "vertex_pressure_kpa")}
             for index in tqdm(range(frames), desc="sample bag", unit="frame", disable=not progress):
                 stamp = stamps[index]
-                header = m.header_msg(store, stamp, COLOR_FRAME_ID)
+                header = m.header(factory, stamp, COLOR_FRAME_ID)
                 pending = [
-                    (received("color", stamp), color, m.image_msg(store, np.asarray(rgb[index]), "rgb8", header)),
-                    (received("depth", stamp), depth, m.image_msg(store, np.asarray(depth_mm[index]), "16UC1", header)),
+                    (received("color", stamp), color, m.image(factory, np.asarray(rgb[index]), "rgb8", header)),
+                    (received("depth", stamp), depth, m.image(factory, np.asarray(depth_mm[index]), "16UC1", header)),
                 ]
                 info_time = received("info", stamp)
-                pending.append((info_time, info, m.camera_info_msg(store, intrinsics, image_hw, header)))
-                pending.append((info_time, depth_info, m.camera_info_msg(store, intrinsics, image_hw, header)))
+                pending.append((info_time, info, m.camera_info(factory, intrinsics, image_hw, header)))
+                pending.append((info_time, depth_info, m.camera_info(factory, intrinsics, image_hw, header)))
                 vertices = np.asarray(arrays["vertices"][index], dtype=np.float32)
                 joints = np.asarray(arrays["joints"][index], dtype=np.float32)
                 estimate = HandMeshEstimate(
@@ -162,12 +164,12 @@ def sequence_to_bag(
                     hand_model=hand.name, topology_id=hand.topology_id, stamp=stamp / 1e9,
                 )  # fmt: skip
                 truth_time = received("ground_truth", stamp)
-                pending.append((truth_time, mesh, m.hand_mesh_msg(store, header, sequence.hand_side, hand.name, hand.topology_id,
-                                                                  hand.num_vertices, "ground_truth", estimate)))
-                pending.append((truth_time, keypoints, m.keypoints_point_cloud(store, joints, header, np.ones(len(joints), np.float32))))
+                pending.append((truth_time, mesh, m.hand_mesh(factory, header, sequence.hand_side, hand.name, hand.topology_id,
+                                                              hand.num_vertices, "ground_truth", estimate)))
+                pending.append((truth_time, keypoints, m.keypoints_point_cloud(factory, joints, header, np.ones(len(joints), np.float32))))
                 vertices64 = vertices.astype(np.float64)
                 summary = summarize_contact(np.asarray(arrays["vertex_pressure_kpa"][index]), vertices64, atlas.vertex_area(vertices64))
-                pending.append((truth_time, contact, m.hand_contact_msg(store, summary, header, sequence.hand_side, hand.topology_id)))
+                pending.append((truth_time, contact, m.hand_contact(factory, summary, header, sequence.hand_side, hand.topology_id)))
                 for timestamp, connection, message in sorted(pending, key=lambda item: item[0]):
                     writer.write_message(connection, timestamp, message)
         os.replace(staging / out.name, out)
