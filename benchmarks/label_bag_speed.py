@@ -116,7 +116,9 @@ def main() -> None:
     from egopress_core.assets import SHIPPED_CHECKPOINT
     from egopress_core.options import OFFLINE_SAMPLING, RuntimeOptions
     from egopress_core.rosbag.index import TopicSelection
-    from egopress_core.rosbag.labeller import BagLabeller, LabelOptions, plan_chunks
+    from egopress_core.rosbag.label_options import LabelOptions
+    from egopress_core.rosbag.label_plan import plan_chunks
+    from egopress_core.rosbag.labeller import BagLabeller
     from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC, write_sample_bag
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

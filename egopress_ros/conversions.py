@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from egopress_core import messages
 from egopress_core.messages import MessageFactory
 
 # rosidl basic type -> (numpy dtype, array.array type code) of numeric array fields.

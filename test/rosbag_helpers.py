@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from egopress_core.rosbag.index import TopicSelection
-from egopress_core.rosbag.labeller import LabelOptions
+from egopress_core.rosbag.label_options import LabelOptions
 from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC
 
 SAMPLE_FRAMES = 40

@@ -19,7 +19,8 @@ from rosbag_helpers import (
 )
 
 from egopress_core.rosbag.index import TopicSelection
-from egopress_core.rosbag.labeller import label_bag, report_path_for, work_dir_for
+from egopress_core.rosbag.label_options import report_path_for, work_dir_for
+from egopress_core.rosbag.labeller import label_bag
 from egopress_core.rosbag.sample import (
     COLOR_TOPIC,
     GROUND_TRUTH_CONTACT_TOPIC,

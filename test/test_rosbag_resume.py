@@ -7,7 +7,8 @@ import pytest
 from rosbag_helpers import label_options, read_bag, sample_bag, tiny_checkpoint
 
 from egopress_core.errors import DataError
-from egopress_core.rosbag.labeller import label_bag, report_path_for, work_dir_for
+from egopress_core.rosbag.label_options import report_path_for, work_dir_for
+from egopress_core.rosbag.labeller import label_bag
 
 
 class Interrupted(Exception):

@@ -64,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
 def label_sample_bag(out: Path, checkpoint: str, frames: int, steps: int, seed: int):
     """Writes ``out/sample_bag`` (``frames`` of a held-out synthetic sequence) and labels it into
     ``out/sample_bag_labelled`` with the ground-truth hand meshes it carries (both replaced if
-    there); returns the :class:`~egopress_core.rosbag.labeller.LabelReport`."""
+    there); returns the :class:`~egopress_core.rosbag.label_plan.LabelReport`."""
     import shutil
 
     from egopress_core.data.synthetic.generator import FPS
     from egopress_core.rosbag.index import TopicSelection
-    from egopress_core.rosbag.labeller import LabelOptions, label_bag, work_dir_for
+    from egopress_core.rosbag.label_options import LabelOptions, work_dir_for
+    from egopress_core.rosbag.labeller import label_bag
     from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC, write_sample_bag
 
     bag, labelled = out / "sample_bag", out / "sample_bag_labelled"

@@ -14,7 +14,7 @@ from egopress_core.options import (
     SamplingOptions,
     StreamOptions,
 )
-from egopress_core.rosbag.labeller import BACKENDS
+from egopress_core.rosbag.label_options import BACKENDS
 from egopress_core.rosbag.topics import (
     CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
@@ -81,7 +81,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from egopress_core.errors import EgoPressError
     from egopress_core.rosbag.index import TopicSelection
-    from egopress_core.rosbag.labeller import LabelOptions, label_bag, report_path_for
+    from egopress_core.rosbag.label_options import LabelOptions, report_path_for
+    from egopress_core.rosbag.labeller import label_bag
 
     topics = TopicSelection(
         color=args.camera_topic, depth=args.depth_topic, camera_info=args.info_topic,

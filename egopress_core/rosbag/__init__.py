@@ -9,7 +9,9 @@
 - :mod:`~egopress_core.rosbag.reader` / :mod:`~egopress_core.rosbag.writer`: reading bags
   read-only (surviving damaged chunks) and writing bags with embedded message definitions;
 - :mod:`~egopress_core.rosbag.index`: topics, synchronised frames, segments, the skip report;
-- :mod:`~egopress_core.rosbag.labeller`: the labelling run (resumable);
+- :mod:`~egopress_core.rosbag.label_options` / :mod:`~egopress_core.rosbag.label_plan` /
+  :mod:`~egopress_core.rosbag.labeller`: what a labelling run is asked to do, its plan and
+  report, and the run itself (resumable);
 - :mod:`~egopress_core.rosbag.sample`: the synthetic sample bag;
 - :mod:`~egopress_core.rosbag.topics`: the sample bag's topic names (the command-line defaults).
 """

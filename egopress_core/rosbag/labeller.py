@@ -45,314 +45,37 @@ resumed output is identical to an uninterrupted one. The input bag is only ever 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
-from egopress_core.options import (
-    OFFLINE_SAMPLING,
-    ContactOptions,
-    CropOptions,
-    RuntimeOptions,
-    SamplingOptions,
-    StreamOptions,
+from egopress_core.rosbag.index import FrameRef
+from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
+from egopress_core.rosbag.label_plan import (
+    Chunk,
+    ChunkGroup,
+    LabelReport,
+    checkpoint_fingerprint,
+    files_fingerprint,
+    plan_chunks,
+    plan_hash,
 )
-from egopress_core.rosbag.index import BagIndex, FrameRef, TopicSelection
 
-BACKENDS = ("ground_truth", "keypoints", "mediapipe")
 STATE_FORMAT = "egopress-label-state"
 # 2: options nested by concern (sampling, runtime, crop, contact).
 STATE_VERSION = 2
-OUTPUT_TOPICS = {
-    "hand_mesh": "hand_mesh",
-    "uv_pressure": "uv_pressure",
-    "hand_contact": "hand_contact",
-    "image": "uv_pressure/image",
-    "image_raw": "uv_pressure/image_raw",
-    "points": "hand_contact/points",
-}
-MIRRORS = ("image", "image_raw", "points")
 
 
 class HandTopologyError(DataError):
     """The estimated hand meshes follow another topology than the checkpoint's hand (fatal)."""
 
 
-def work_dir_for(output: str | os.PathLike) -> Path:
-    """The work folder of a labelling run writing ``output``: results per batch, the bag being written."""
-    output = Path(output)
-    return output.parent / f".{output.name}.labelling"
-
-
-def report_path_for(output: str | os.PathLike) -> Path:
-    output = Path(output)
-    return output.parent / f"{output.name}.report.json"
-
-
-# ----------------------------------------------------------------------------------------------
-# Options
-# ----------------------------------------------------------------------------------------------
-
-
-def _positive_number(name: str, value: Any, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number. Got {value!r}")
-
-
-def _optional_int(name: str, value: Any, minimum: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-        raise ConfigError(f"{name} must be an integer >= {minimum} or None. Got {value!r}")
-
-
-@dataclass(frozen=True)
-class LabelOptions:
-    """How a bag is labelled (the ``egopress label-bag`` options).
-
-    Attributes:
-        checkpoint: EgoPressDiff checkpoint folder; None: the shipped compact checkpoint.
-        backend: hand-mesh estimator, one of ``BACKENDS``. ``ground_truth`` reads ``topics.hand_mesh``,
-            ``keypoints`` fits to ``topics.keypoints``, ``mediapipe`` detects in the colour image.
-        topics: input topics.
-        hand_model_path: MANO-format hand of the estimator (default: the checkpoint's hand).
-        depth_refinement, min_hand_confidence: keypoint-fitting options (keypoints, mediapipe).
-        sampling: the offline sampler (stride, window batching; the seed is offset by the batch
-            number).
-        runtime: device, precision, channels-last, compile.
-        crop: model input crop, as the live node.
-        contact: per-vertex contact threshold.
-        chunk_frames: frames per chunk (None: 8 model windows).
-        context_frames: context on each side of a chunk (None: half a window).
-        batch_size: chunks of equal length per model call.
-        sync_slop_s: largest stamp difference of frames matched across topics.
-        max_gap_s: a longer stamp jump starts a new segment (as it restarts a live stream's window).
-        namespace: prefix of the output topics.
-        mirrors: also write the visualisation mirrors (UV images, point cloud).
-        visualization_max_kpa, colormap: colour scale of ``uv_pressure/image``.
-        storage: output storage, "sqlite3" or "mcap" (None: as the input).
-        compression: output compression: "none", "message", "file" or "storage" (mcap chunks).
-        bag_version: rosbag2 metadata version of the output, 8 or 9.
-    """
-
-    checkpoint: str | None = None
-    backend: str = "mediapipe"
-    topics: TopicSelection = field(default_factory=TopicSelection)
-    hand_model_path: str | None = None
-    depth_refinement: bool = False
-    min_hand_confidence: float = 0.25
-    sampling: SamplingOptions = OFFLINE_SAMPLING
-    runtime: RuntimeOptions = RuntimeOptions()
-    crop: CropOptions = CropOptions()
-    contact: ContactOptions = ContactOptions()
-    chunk_frames: int | None = None
-    context_frames: int | None = None
-    batch_size: int = 1
-    sync_slop_s: float = 0.02
-    max_gap_s: float = StreamOptions().max_gap_s
-    namespace: str = "/egopress"
-    mirrors: bool = True
-    visualization_max_kpa: float = 50.0
-    colormap: str = "inferno"
-    storage: str | None = None
-    compression: str = "none"
-    bag_version: int = 8
-
-    def __post_init__(self) -> None:
-        from egopress_core.rosbag.writer import check_output_options
-
-        for name, cls in (("sampling", SamplingOptions), ("runtime", RuntimeOptions), ("crop", CropOptions),
-                          ("contact", ContactOptions)):
-            if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"LabelOptions.{name} must be a {cls.__name__}. Got {type(getattr(self, name)).__name__}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}. Got {self.backend!r}")
-        if self.backend == "ground_truth" and not self.topics.hand_mesh:
-            raise ConfigError("the ground_truth backend reads hand meshes from a HandMesh topic: set the hand-mesh topic")
-        if self.backend == "keypoints" and not self.topics.keypoints:
-            raise ConfigError("the keypoints backend reads 21 keypoints per frame from a PointCloud2 topic: set the keypoints topic")
-        _optional_int("chunk_frames", self.chunk_frames, 1)
-        _optional_int("context_frames", self.context_frames, 0)
-        if self.batch_size is None:
-            raise ConfigError("batch_size must be an integer >= 1. Got None")
-        _optional_int("batch_size", self.batch_size, 1)
-        for name in ("sync_slop_s", "max_gap_s", "visualization_max_kpa"):
-            _positive_number(name, getattr(self, name))
-        _positive_number("min_hand_confidence", self.min_hand_confidence, allow_zero=True)
-        if self.min_hand_confidence > 1:
-            raise ConfigError(f"min_hand_confidence must be in [0, 1]. Got {self.min_hand_confidence!r}")
-        if not isinstance(self.namespace, str) or not self.namespace.startswith("/") or (
-            self.namespace.endswith("/") and self.namespace != "/"
-        ):
-            raise ConfigError(f"namespace must be an absolute ROS name like '/egopress'. Got {self.namespace!r}")
-        from matplotlib import colormaps
-
-        if self.colormap not in colormaps:
-            raise ConfigError(f"colormap must be a matplotlib colour map name. Got {self.colormap!r}")
-        check_output_options(self.storage or "mcap", self.compression, self.bag_version)
-        if self.compression == "storage" and self.storage not in (None, "mcap"):
-            raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'")
-
-    def output_topic(self, key: str) -> str:
-        return ("" if self.namespace == "/" else self.namespace) + "/" + OUTPUT_TOPICS[key]
-
-    def output_topics(self) -> dict[str, str]:
-        keys = [k for k in OUTPUT_TOPICS if self.mirrors or k not in MIRRORS]
-        return {key: self.output_topic(key) for key in keys}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# ----------------------------------------------------------------------------------------------
-# Plan
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Frames [start, stop) of ``index.frames`` estimated with frames [span_start, span_stop)."""
-
-    number: int
-    segment: int
-    start: int
-    stop: int
-    span_start: int
-    span_stop: int
-
-    @property
-    def span_length(self) -> int:
-        return self.span_stop - self.span_start
-
-
-@dataclass(frozen=True)
-class ChunkGroup:
-    """Chunks of equal span length estimated in one model call (one saved result)."""
-
-    number: int
-    chunks: tuple[Chunk, ...]
-
-    @property
-    def frames(self) -> int:
-        return sum(chunk.stop - chunk.start for chunk in self.chunks)
-
-
-def plan_chunks(segments: list[tuple[int, int]], chunk_frames: int, context_frames: int, batch_size: int) -> list[ChunkGroup]:
-    """Chunks of every segment (the last one of a segment may be shorter), grouped by equal span
-    length in order, at most ``batch_size`` per group."""
-    chunks: list[Chunk] = []
-    for segment_number, (segment_start, segment_stop) in enumerate(segments):
-        for start in range(segment_start, segment_stop, chunk_frames):
-            stop = min(start + chunk_frames, segment_stop)
-            chunks.append(Chunk(len(chunks), segment_number, start, stop, max(segment_start, start - context_frames),
-                                min(segment_stop, stop + context_frames)))
-    groups: list[ChunkGroup] = []
-    current: list[Chunk] = []
-    for chunk in chunks:
-        if current and (len(current) == batch_size or current[0].span_length != chunk.span_length):
-            groups.append(ChunkGroup(len(groups), tuple(current)))
-            current = []
-        current.append(chunk)
-    if current:
-        groups.append(ChunkGroup(len(groups), tuple(current)))
-    return groups
-
-
-def _plan_hash(index: BagIndex, groups: list[ChunkGroup]) -> str:
-    digest = hashlib.sha1()
-    for frame in index.frames:
-        digest.update(f"{frame.stamp_ns},{frame.color.bag_ns},{frame.depth.bag_ns};".encode())
-    for group in groups:
-        digest.update(repr([(c.start, c.stop, c.span_start, c.span_stop) for c in group.chunks]).encode())
-    return digest.hexdigest()
-
-
-def _files_fingerprint(files: list[Path]) -> list[list]:
-    return [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files]
-
-
-def _checkpoint_fingerprint(directory: Path) -> dict:
-    digest = hashlib.sha1()
-    for path in sorted(directory.iterdir()):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    config = directory / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    return {"path": str(directory.resolve()), "sha1": digest.hexdigest()}
-
-
-# ----------------------------------------------------------------------------------------------
-# Report
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LabelReport:
-    """What a labelling run did (written as ``OUT.report.json``)."""
-
-    input: str
-    output: str
-    status: str = "running"
-    error: str | None = None
-    storage: str = ""
-    frames: dict = field(default_factory=dict)
-    segments: list = field(default_factory=list)
-    gaps: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    unreadable: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-    topics_written: dict = field(default_factory=dict)
-    batches: dict = field(default_factory=dict)
-    timings_s: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path: Path) -> None:
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")
-        os.replace(temporary, path)
-
-    def summary(self) -> str:
-        """A few lines for the terminal."""
-        f = self.frames
-        lines = [f"{self.status}: {self.input} -> {self.output}"]
-        if f:
-            lines.append(f"  frames: {f.get('colour_messages', 0)} colour images, {f.get('synchronised', 0)} synchronised, "
-                         f"{f.get('with_pressure', 0)} labelled with pressure, {f.get('without_hand', 0)} without a hand, "
-                         f"{len(self.segments)} segment(s)")
-        if self.timings_s.get("total"):
-            labelled = f.get("synchronised", 0)
-            lines.append(f"  time: {self.timings_s['total']:.1f} s ({labelled / self.timings_s['total']:.2f} frames/s); "
-                         + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items() if k != "total"))
-        for entry in self.skipped:
-            lines.append(f"  skipped {entry['count']} on {entry['topic']}: {entry['reason']}")
-        for gap in self.gaps:
-            lines.append(f"  gap of {gap['seconds']:.3f} s (~{gap['missing_frames']} frames) after stamp {gap['after_stamp_ns']}"
-                         + (" -> new segment" if gap["split"] else ""))
-        for item in self.unreadable:
-            lines.append(f"  unreadable bag time {item['start_ns']}..{item['stop_ns']} ({item['seconds']:.3f} s) on "
-                         f"{', '.join(item['topics'])}: {item['error']}")
-        lines.extend(f"  note: {note}" for note in self.notes)
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# The run
-# ----------------------------------------------------------------------------------------------
 
 
 class _Timer:
@@ -520,10 +243,10 @@ class BagLabeller:
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "input": str(self.input.resolve()),
-            "input_files": _files_fingerprint(self.reader.files()),
-            "checkpoint": _checkpoint_fingerprint(self.checkpoint),
+            "input_files": files_fingerprint(self.reader.files()),
+            "checkpoint": checkpoint_fingerprint(self.checkpoint),
             "options": json.loads(json.dumps(self.options.to_dict())),
-            "plan": _plan_hash(self.index, self.groups),
+            "plan": plan_hash(self.index, self.groups),
         }
 
     def _prepare_work_folder(self) -> None:
