@@ -1,9 +1,20 @@
 """Session fixtures shared by the test modules, and the import path of the test helpers.
 
-pytest puts this folder on ``sys.path`` (it holds a conftest.py and no ``__init__.py``), which is
-how the test modules import ``ros_workspace``, ``fixtures`` and the other helpers here by bare
-name. Helpers that are not tests of anything but only produce test inputs live in ``support/``;
-that folder is added below, so they import by bare name too (``from synthetic_hands import ...``).
+The tests are laid out by layer: ``unit/`` (the library on its own: no build, no processes),
+``integration/ros/`` (the colcon build, the nodes over rclpy, the launch file, messages between
+processes), ``integration/bags/`` (rosbag labelling, replay, LeRobot export) and
+``integration/training/`` (training, evaluation and benchmark runs end to end).
+
+``support/`` holds what is not a test: helpers that produce test inputs (``synthetic_hands``,
+``model_batches``, ``fixtures``), build or drive the package (``ros_workspace``, ``rosbag_helpers``)
+and the scripts the tests start as processes of their own (``ros_node_driver``, ``ros_peer``,
+``rosbag_replay_player``: the tests locate them through their module's ``__file__``). That folder
+is put on ``sys.path`` below, so the test modules import them by bare name
+(``from ros_workspace import ...``, ``from fixtures.fake_source import ...``).
+
+Inputs that cost seconds to make and are only read by the tests are built once per session here
+(``colcon_build``, ``synthetic``, ``tiny_checkpoint``); a module fixture makes what one module alone
+uses. ``-m "not slow"`` leaves out what takes more than ~10 s (pytest.ini).
 """
 
 from __future__ import annotations
@@ -41,11 +52,22 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 synthetic sequences x 16 frames of 64x64 RGB-D (bundled hand, 224x224 UV maps), per module."""
+    """3 synthetic sequences x 16 frames of 64x64 RGB-D (bundled hand, 224x224 UV maps), generated
+    once per session: tests read it (a test that needs to change it works on a copy)."""
     from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
 
     root = tmp_path_factory.mktemp("synth")
     generate_dataset(SynthConfig(sequences=3, frames=16, image_sizes=((64, 64),), seed=3), root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained EgoPressDiff on the bundled right hand's UV layout (seed 0), saved as
+    training saves it, with its UV mask; once per session, read-only. The same folder the bag
+    tests get from ``rosbag_helpers.tiny_checkpoint(tmp_path_factory)``."""
+    from tiny_checkpoints import tiny_checkpoint as build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory)

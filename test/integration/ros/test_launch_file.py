@@ -94,6 +94,7 @@ def test_every_launch_argument_is_declared_and_used(tree):
         assert required in declared
 
 
+@pytest.mark.slow  # needs the colcon build (~35 s once per session)
 def test_launched_executables_are_installed_entry_points(tree, colcon_build: ColconBuild):
     nodes = _egopress_nodes(tree)
     assert set(nodes) == {"hand_mesh_node", "pressure_node"}

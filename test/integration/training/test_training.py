@@ -182,6 +182,7 @@ def test_egopressure_layout_needs_its_hand_model(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~11 s of training
 def test_cli_trains_tiny_end_to_end(synthetic, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_cli("--config", "tiny", "--data", synthetic, "--out", out, "--max-steps", 20,

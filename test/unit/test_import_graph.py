@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # test/unit/<this file>
 PACKAGES = ("egopress_core", "egopress_ros")
 # Top-level names the ROS-free library must never import (besides any ``*_msgs`` package): the
 # library runs on training servers without ROS (docs/design.md, "Layers and imports").

@@ -130,18 +130,10 @@ def test_contact_summary_rejects_bad_input():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny EgoPressDiff on the bundled right hand's UV layout, saved as training does."""
-    from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.model import EgoPressDiff, tiny_config
-
-    mask = hand_uv_mask((16, 16), "right")
-    torch.manual_seed(0)
-    model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id))
-    directory = tmp_path_factory.mktemp("tiny_checkpoint")
-    model.save_pretrained(directory)
-    mask.save(directory / UV_MASK_FILE)
-    return directory
+def checkpoint(tiny_checkpoint):
+    """A tiny EgoPressDiff on the bundled right hand's UV layout, saved as training does (the
+    session's, test/conftest.py)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

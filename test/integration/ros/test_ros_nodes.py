@@ -31,7 +31,8 @@ import pytest
 import ros_node_driver
 from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, kill_nodes
 
-pytestmark = pytest.mark.ros
+# slow: the colcon build, then the nodes and the driver (~35 s).
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 DRIVER_SCRIPT = Path(ros_node_driver.__file__).resolve()
 DRIVER_TIMEOUT_S = 240.0
@@ -49,23 +50,6 @@ def synthetic_sequence(tmp_path_factory) -> Path:
     assert main(["synth", "--out", str(out), "--sequences", "1", "--frames", str(NUM_FRAMES),
                  "--image-size", "128", "128", "--no-progress"]) == 0
     return out / "seq_00000"
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny EgoPressDiff on the bundled right hand's UV layout, saved as training saves it."""
-    import torch
-
-    from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.pipeline import UV_MASK_FILE
-    from egopress_core.model import EgoPressDiff, tiny_config
-
-    mask = hand_uv_mask((16, 16), "right")
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("checkpoint") / "tiny"
-    EgoPressDiff(tiny_config(uv_layout=mask.layout_id)).save_pretrained(directory)
-    mask.save(directory / UV_MASK_FILE)
-    return directory
 
 
 def _parameters_file(path: Path, missing_checkpoint: Path) -> Path:

@@ -872,7 +872,7 @@ def test_methods_reject_bad_input():
 # --------------------------------------------------------------------------- bundled hand
 
 
-HAND_DIR = Path(__file__).resolve().parents[1] / "egopress_core" / "assets" / "hand"
+HAND_DIR = Path(__file__).resolve().parents[2] / "egopress_core" / "assets" / "hand"
 
 
 @pytest.mark.parametrize("obj_path", sorted(HAND_DIR.glob("*.obj")), ids=lambda path: path.stem)

@@ -27,7 +27,7 @@ from egopress_core.rosbag.typestore import (
 )
 from egopress_core.rosbag.writer import BagWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # test/integration/<layer>/<this file>
 
 
 @pytest.fixture(scope="module")

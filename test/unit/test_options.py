@@ -26,7 +26,7 @@ from egopress_core.options import (
     option_fields,
 )
 
-CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "pressure.yaml"
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "pressure.yaml"
 # What the live node uses for each option set (the sampler has a live default of its own).
 LIVE_DEFAULTS = {SamplingOptions: LIVE_SAMPLING, RuntimeOptions: RuntimeOptions(), CropOptions: CropOptions(),
                  StreamOptions: StreamOptions(), ContactOptions: ContactOptions()}

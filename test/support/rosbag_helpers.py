@@ -1,5 +1,6 @@
-"""Shared pieces of the rosbag / LeRobot tests: a tiny checkpoint, small sample bags (generated
-once per test session under pytest's base temp folder), bag rewriting and reading."""
+"""Shared pieces of the rosbag / LeRobot tests: a tiny checkpoint (``tiny_checkpoints``), small
+sample bags (generated once per test session under pytest's base temp folder), bag rewriting and
+reading."""
 
 from __future__ import annotations
 
@@ -9,37 +10,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from egopress_core.rosbag.index import TopicSelection
 from egopress_core.rosbag.label_options import LabelOptions
 from egopress_core.rosbag.sample import GROUND_TRUTH_MESH_TOPIC
+from tiny_checkpoints import session_dir as _session_dir
+from tiny_checkpoints import tiny_checkpoint  # noqa: F401  (the bag tests import it from here)
 
 SAMPLE_FRAMES = 40
 SAMPLE_IMAGE_SIZE = (108, 144)
-
-
-def _session_dir(tmp_path_factory, name: str) -> Path:
-    """A folder shared by every test file of the session (created once)."""
-    return tmp_path_factory.getbasetemp() / name
-
-
-def tiny_checkpoint(tmp_path_factory, **overrides) -> Path:
-    """A tiny untrained EgoPressDiff on the bundled right hand's UV layout, saved as training does
-    (``overrides``: EgoPressDiffConfig keys, e.g. ``use_uv_geometry=True``)."""
-    from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.pipeline import UV_MASK_FILE
-    from egopress_core.model import EgoPressDiff, tiny_config
-
-    name = "_".join(["rosbag_tiny_checkpoint", *(f"{k}_{v}" for k, v in sorted(overrides.items()))])
-    directory = _session_dir(tmp_path_factory, name)
-    if not (directory / "config.json").is_file():
-        mask = hand_uv_mask((16, 16), "right")
-        torch.manual_seed(0)
-        model = EgoPressDiff(tiny_config(uv_layout=mask.layout_id, **overrides))
-        model.save_pretrained(directory)
-        mask.save(directory / UV_MASK_FILE)
-    return directory
 
 
 def synthetic_sequence(tmp_path_factory):

@@ -48,6 +48,7 @@ def smoke(tmp_path_factory):
     return json.loads(out.read_text()), printed.getvalue(), out
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_report_names_machine_model_and_yardstick(smoke):
     report = smoke[0]
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["torch_threads"] == 1
@@ -58,6 +59,7 @@ def test_report_names_machine_model_and_yardstick(smoke):
     assert report["memory"]["rss_peak_mb"] > 0
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_sampling_rows_cover_the_grid_and_agree(smoke):
     report = smoke[0]
     rows = {(row["scheduler"], row["steps"]): row for row in report["sampling"]}
@@ -72,6 +74,7 @@ def test_sampling_rows_cover_the_grid_and_agree(smoke):
         assert row["frames_per_s"] == pytest.approx(report["model"]["num_frames"] / row["window_s"])
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_streaming_rows_break_each_frame_down(smoke):
     report = smoke[0]
     rows = {row["name"]: row for row in report["streaming"]}
@@ -96,6 +99,7 @@ def test_streaming_rows_break_each_frame_down(smoke):
         assert row["model_fps"] > row["end_to_end_fps"] and row["rss_mb"] > 0 and row["cpu_s"] > 0
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_quality_compares_fast_settings_with_the_reference(smoke):
     report = smoke[0]
     quality = report["quality"]
@@ -118,6 +122,7 @@ def test_quality_compares_fast_settings_with_the_reference(smoke):
             assert row["within_5_percent"] == (row["vol_iou_ratio"] >= 0.95)
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_offline_throughput_by_window_batch(smoke):
     rows = smoke[0]["offline_window_batches"]
     assert [row["window_batch_size"] for row in rows] == [1, 2]
@@ -128,6 +133,7 @@ def test_offline_throughput_by_window_batch(smoke):
     assert rows[0]["speedup_vs_one_window"] == 1.0
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_annotated_hand_meshes_time_the_pressure_node_alone(smoke, tmp_path, monkeypatch):
     import sys
 
@@ -147,6 +153,7 @@ def test_annotated_hand_meshes_time_the_pressure_node_alone(smoke, tmp_path, mon
     assert all(row["frames_measured"] == 1 for row in report["streaming"])
 
 
+@pytest.mark.slow  # the `smoke` run (~17 s once per module)
 def test_printed_tables(smoke):
     report, printed, out = smoke
     assert printed == f"{format_report(report)}\nreport: {out}\n"

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # test/unit/<this file>
 DOCS = REPO / "docs"
 SKIPPED_DIRS = {".git", ".venv", "build", "install", "log", "__pycache__", "outputs"}
 CITING_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".in", ".sh", ".cfg", ".toml"}

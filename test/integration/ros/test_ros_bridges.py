@@ -18,7 +18,7 @@ import pytest
 from egopress_core import image_encodings as enc
 from egopress_core import messages as msgs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # test/integration/<layer>/<this file>
 # Every encoding egopress_core.image_encodings reads and writes, with pixels of its type.
 _RNG = np.random.default_rng(7)
 _RGB = _RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)

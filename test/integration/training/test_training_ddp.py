@@ -13,7 +13,10 @@ import pytest
 from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
 from egopress_core.model import EgoPressDiff
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # test/integration/training/<this file>
+
+# slow: torchrun starts two training processes (~20 s).
+pytestmark = pytest.mark.slow
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

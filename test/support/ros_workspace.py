@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # test/support/ros_workspace.py
 PACKAGE_NAME = "egopress_ros"
 
 # Never copied into the build's source tree: VCS data, environments, build outputs, run outputs

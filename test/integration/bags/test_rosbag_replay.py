@@ -42,7 +42,8 @@ from ros_workspace import PACKAGE_NAME, REPO_ROOT, ColconBuild, interrupt_nodes,
 from egopress_core.rosbag.sample import COLOR_TOPIC, GROUND_TRUTH_KEYPOINTS_TOPIC, GROUND_TRUTH_MESH_TOPIC
 from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, UV_PRESSURE
 
-pytestmark = pytest.mark.ros
+# slow: the colcon build, then the nodes and a live replay (~20 s besides the build).
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 pytest.importorskip("rclpy", reason="the ROS 2 wheels are not installed (make setup)")
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "pressure.launch.py"

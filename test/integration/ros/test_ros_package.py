@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from ros_workspace import INSTALL_PROBES, PACKAGE_NAME, REPO_ROOT, ColconBuild
 
-pytestmark = pytest.mark.ros
+# slow: every test needs the colcon build (~35 s once per session).
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 MESSAGES = ("HandMesh", "UVPressure", "HandContact")
 

@@ -20,7 +20,8 @@ import pytest
 import ros_peer
 from ros_workspace import ColconBuild
 
-pytestmark = pytest.mark.ros
+# slow: every test needs the colcon build (~35 s once per session).
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 PEER_SCRIPT = Path(ros_peer.__file__).resolve()
 PEER_TIMEOUT_S = 40.0
