@@ -1,7 +1,7 @@
 """``sensor_msgs/Image`` <-> numpy on the message's raw fields: the image half of
 :mod:`egopress_core.messages`, shared by the live nodes (rclpy messages) and the bag tools
 (rosbags messages). Neither ``cv_bridge`` nor rclpy is needed; where ``cv_bridge`` is installed,
-``test/test_ros_bridges.py`` checks that both agree.
+``test/integration/ros/test_ros_bridges.py`` checks that both agree.
 
 A "message" here is anything with the ``sensor_msgs/Image`` fields ``height``, ``width``,
 ``step``, ``encoding``, ``is_bigendian`` and ``data`` (bytes, ``array.array('B')``, a uint8 numpy

@@ -2,7 +2,7 @@
 
 Every message the nodes publish and the labeller writes has exactly one builder here, and every
 message they read has one reader, so a live topic and a labelled bag hold the same bytes for the
-same frame (``test/test_message_layer.py`` serialises both and compares them):
+same frame (``test/unit/test_message_layer.py`` serialises both and compares them):
 
 - ``builtin_interfaces/Time``: :func:`time`; read by :func:`stamp_to_ns`, :func:`stamp_to_seconds`;
 - ``std_msgs/Header``: :func:`header`, :func:`copy_header`;

@@ -4,7 +4,7 @@ The numpy half of the PointCloud2 builders in :mod:`egopress_core.messages` (whi
 :class:`PackedPointCloud` into an rclpy or a rosbags message), and the readers of any object with
 the PointCloud2 fields (:func:`point_cloud_to_numpy`). Only unorganised clouds of scalar fields
 are written; reading accepts organised clouds without row padding. Where ``sensor_msgs_py`` is
-installed, ``test/test_ros_bridges.py`` checks that both agree with it.
+installed, ``test/integration/ros/test_ros_bridges.py`` checks that both agree with it.
 """
 
 from __future__ import annotations

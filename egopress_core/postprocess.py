@@ -4,7 +4,8 @@ The one post-processing step of every runtime path (live stream, bag labeller, e
 ``docs/design.md`` ("Pressure readout") gives the conventions, :mod:`egopress_core.contact` the
 per-frame summary. Least squares (:meth:`UVAtlas.uv_to_vertex`) can undershoot next to sharp
 contact edges; pressure is never negative, so per-vertex values are clamped at 0 before anything
-is summed. Arithmetic is float64 whatever the maps' dtype.
+is summed. The per-frame readout (:meth:`PressureReadout.__call__`) works in float64; the batch
+helpers keep the precision they are given (evaluation scores float32 maps as it always has).
 """
 
 from __future__ import annotations
@@ -51,13 +52,12 @@ class PressureReadout:
         self.options = options or ContactOptions()
 
     def vertex_pressure(self, uv_maps: np.ndarray) -> np.ndarray:
-        """(N, Hu, Wu) kPa -> (N, V) float64 kPa, >= 0."""
-        return np.clip(self.atlas.uv_to_vertex(np.asarray(uv_maps, dtype=np.float64)), 0.0, None)
+        """(N, Hu, Wu) kPa -> (N, V) kPa, >= 0, in the maps' precision."""
+        return np.clip(self.atlas.uv_to_vertex(np.asarray(uv_maps)), 0.0, None)
 
     def uv_force(self, uv_maps: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-        """(N, Hu, Wu) kPa and (N, V, 3) m -> (N,) float64 total force, N."""
-        return np.asarray(self.atlas.total_force(np.asarray(uv_maps, dtype=np.float64),
-                                                 np.asarray(vertices, dtype=np.float64)), dtype=np.float64)
+        """(N, Hu, Wu) kPa and (N, V, 3) m -> (N,) total force, N, in the inputs' precision."""
+        return np.asarray(self.atlas.total_force(np.asarray(uv_maps), np.asarray(vertices)))
 
     def __call__(self, uv_maps: np.ndarray, vertices: np.ndarray) -> list[FramePressure]:
         """Per-frame pressure of N frames.
@@ -71,9 +71,10 @@ class PressureReadout:
         vertices = np.asarray(vertices, dtype=np.float64)
         if not len(uv_maps):
             return []
-        vertex_pressure = self.vertex_pressure(uv_maps)
+        maps64 = uv_maps.astype(np.float64)
+        vertex_pressure = self.vertex_pressure(maps64)
         areas = self.atlas.vertex_area(vertices)
-        forces = self.uv_force(uv_maps, vertices)
+        forces = self.uv_force(maps64, vertices)
         threshold = self.options.contact_threshold_kpa
         return [
             FramePressure(uv_pressure_kpa=np.asarray(uv_maps[k], dtype=np.float32), uv_total_force_n=float(forces[k]),

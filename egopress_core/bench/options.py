@@ -231,7 +231,7 @@ def resolved_precisions(options: BenchOptions, device: torch.device) -> tuple[st
         return tuple(options.precisions)
     if device.type != "cuda":
         return ("fp32",)
-    return ("fp32", "fp16", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    return tuple(p for p in PRECISIONS if p != "bf16" or torch.cuda.is_bf16_supported())
 
 
 def stream_settings(options: BenchOptions, device: torch.device) -> list[StreamSetting]:

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--video-codec", choices=("av1", "h264"), default="av1", help="mp4 video codec")
     parser.add_argument("--crf", type=int, default=30, help="video quality (lower is better)")
     parser.add_argument("--robot-type", help="info.json robot_type (default: none, human demonstrations)")
+    parser.add_argument("--accept-loss", action="store_true",
+                        help="export even if some messages of a bag cannot be read (damaged regions); the report lists them")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(handler=run)
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         camera_topic=args.camera_topic, namespace=args.namespace, task=args.task, uv_size=tuple(args.uv_size),
         max_gap_s=args.max_gap, fps=args.fps, video_codec=args.video_codec, crf=args.crf, robot_type=args.robot_type,
     )  # fmt: skip
-    report = export_lerobot(args.bags, args.output, options, progress=not args.no_progress)
+    report = export_lerobot(args.bags, args.output, options, progress=not args.no_progress, accept_loss=args.accept_loss)
     print(f"wrote {report.output}: {report.episodes} episode(s), {report.frames} frames at {report.fps} fps, "
           f"video {report.image_size[1]}x{report.image_size[0]}, UV maps {report.uv_size[0]}x{report.uv_size[1]}, "
           f"{report.num_vertices} vertices")

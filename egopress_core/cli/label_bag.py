@@ -74,6 +74,9 @@ def register(subparsers) -> None:
                         help="zstd per message, per file, or per mcap chunk (storage)")
     output.add_argument("--bag-version", type=int, choices=(8, 9), default=8, help="rosbag2 metadata version")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    parser.add_argument("--accept-loss", action="store_true",
+                        help="keep the output even if some input messages could not be read into it (damaged regions); "
+                             "without it such a run fails, naming the topics and counts, and stays resumable")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(handler=run)
 
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap, storage=args.storage, compression=args.compression, bag_version=args.bag_version,
     )  # fmt: skip
     try:
-        report = label_bag(args.input, args.output, settings, resume=args.resume, progress=not args.no_progress)
+        report = label_bag(args.input, args.output, settings, resume=args.resume, progress=not args.no_progress,
+                           accept_loss=args.accept_loss)
     except (EgoPressError, KeyboardInterrupt):
         path = report_path_for(args.output)
         if path.is_file():

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.rosbag import accounting
 from egopress_core.rosbag.topics import COLOR_TOPIC
 
 CODEBASE_VERSION = "v3.0"
@@ -159,8 +160,10 @@ class _FrameLabels:
     in_contact: bool = False
 
 
-def _read_labels(reader, store, options: LeRobotExportOptions, progress: bool) -> tuple[dict[int, _FrameLabels], dict]:
-    """stamp -> labels of one labelled bag, and what the labels look like (sizes, layout)."""
+def _read_labels(reader, store, options: LeRobotExportOptions, progress: bool,
+                 decoded: dict[str, int]) -> tuple[dict[int, _FrameLabels], dict]:
+    """stamp -> labels of one labelled bag, and what the labels look like (sizes, layout);
+    ``decoded`` counts the messages read and decoded per topic."""
     import torch
     from tqdm.auto import tqdm
 
@@ -183,8 +186,9 @@ def _read_labels(reader, store, options: LeRobotExportOptions, progress: bool) -
                                     desc=f"labels {reader.path.name}", unit="msg", disable=not progress, leave=False):
         try:
             msg = store.deserialize_cdr(data, connection.msgtype)
-        except Exception:  # noqa: BLE001 - a damaged message is left out like a missing one
+        except Exception:  # noqa: BLE001 - a damaged message is left out, and counted as lost
             continue
+        decoded[connection.topic] = decoded.get(connection.topic, 0) + 1
         stamp = m.stamp_to_ns(msg.header.stamp)
         kind = topics[connection.topic]
         if kind == "hand_mesh":
@@ -476,7 +480,8 @@ def _episode_columns(frames: list[_FrameLabels], num_vertices: int, uv_size: tup
 
 
 class _Exporter:
-    def __init__(self, root: Path, options: LeRobotExportOptions, progress: bool) -> None:
+    def __init__(self, root: Path, options: LeRobotExportOptions, progress: bool, accept_loss: bool = False) -> None:
+        self.accept_loss = accept_loss
         self.root, self.options, self.progress = root, options, progress
         self.features: dict | None = None
         self.fps: int | None = options.fps
@@ -548,7 +553,8 @@ class _Exporter:
         with BagReader(path) as reader:
             if self.options.camera_topic not in reader.topics:
                 raise DataError(f"{path}: no colour topic {self.options.camera_topic!r} (pass --camera-topic)")
-            labels, shape = _read_labels(reader, store, self.options, self.progress)
+            decoded: dict[str, int] = {}
+            labels, shape = _read_labels(reader, store, self.options, self.progress, decoded)
             if not labels:
                 raise DataError(f"{path}: no HandMesh message on {self.options.topic('hand_mesh')}; nothing to export")
             stamps = sorted(labels)
@@ -558,10 +564,17 @@ class _Exporter:
             self._check_shapes(path, shape)
             episodes = _episodes(stamps, self.options.max_gap_s)
             before = (len(self.episode_rows), self.total_frames)
-            self._export_episodes(reader, store, labels, episodes)
+            self._export_episodes(reader, store, labels, episodes, decoded)
             unreadable = reader.unreadable_report()
+            # Every message of the topics the data set is made of is read, or the export says so.
+            used = {topic: counts for topic, counts in reader.topic_counts().items() if topic in decoded
+                    or topic in {self.options.camera_topic, *(self.options.topic(k) for k in ("hand_mesh", "hand_contact",
+                                                                                              "uv_pressure"))}}
+            accounts = accounting.account(used, read=decoded, written=decoded)
+            summary = accounting.check(accounts, self.accept_loss, f"{path}: nothing was exported; pass --accept-loss "
+                                       "to export without them")
         return {"bag": str(path), "episodes": len(self.episode_rows) - before[0], "frames": self.total_frames - before[1],
-                "unreadable": unreadable}
+                "unreadable": unreadable, "accounting": [item.to_dict() for item in accounts], "accepted_loss": summary}
 
     def _check_shapes(self, path: Path, shape: dict) -> None:
         num_vertices = shape.get("num_vertices")
@@ -583,7 +596,8 @@ class _Exporter:
         elif shape.get("uv_layout_id") and self.uv_layout_id and shape["uv_layout_id"] != self.uv_layout_id:
             raise DataError(f"{path}: UV layout {shape['uv_layout_id']} differs from the data set's {self.uv_layout_id}")
 
-    def _export_episodes(self, reader, store, labels: dict[int, _FrameLabels], episodes: list[list[int]]) -> None:
+    def _export_episodes(self, reader, store, labels: dict[int, _FrameLabels], episodes: list[list[int]],
+                         decoded: dict[str, int]) -> None:
         from tqdm.auto import tqdm
 
         from egopress_core import messages as m
@@ -632,8 +646,9 @@ class _Exporter:
             for connection, _, data in reader.messages(connections):
                 try:
                     msg = store.deserialize_cdr(data, connection.msgtype)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - counted as lost
                     continue
+                decoded[connection.topic] = decoded.get(connection.topic, 0) + 1
                 stamp = m.stamp_to_ns(msg.header.stamp)
                 if stamp not in wanted or stamp in pending:
                     continue
@@ -732,12 +747,17 @@ def _dataset_card(info: dict, options: LeRobotExportOptions, bags: list[dict], u
 
 
 def export_lerobot(bags: list[str | os.PathLike], out: str | os.PathLike, options: LeRobotExportOptions | None = None,
-                   progress: bool = True) -> ExportReport:
+                   progress: bool = True, accept_loss: bool = False) -> ExportReport:
     """Writes the labelled ``bags`` as one LeRobot v3.0 dataset folder ``out`` (created
     atomically: written under a temporary name, renamed when complete).
 
+    Every message of the topics the data set is made of (colour, hand mesh, contact, UV
+    pressure) is accounted for per bag (:mod:`egopress_core.rosbag.accounting`): one that could
+    not be read makes the export fail unless ``accept_loss``; the report lists them either way.
+
     Raises:
         DataError: an input is not a labelled bag, sizes differ between bags, or nothing to export.
+        MessageLossError: input messages could not be read and the loss was not accepted.
     """
     options = options or LeRobotExportOptions()
     out = Path(out)
@@ -751,7 +771,7 @@ def export_lerobot(bags: list[str | os.PathLike], out: str | os.PathLike, option
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
-    exporter = _Exporter(staging, options, progress)
+    exporter = _Exporter(staging, options, progress, accept_loss)
     try:
         summaries = [exporter.add_bag(Path(bag)) for bag in bags]
         exporter.finish(summaries)

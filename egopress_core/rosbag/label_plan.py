@@ -103,6 +103,8 @@ class LabelReport:
     gaps: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     unreadable: list = field(default_factory=list)
+    integrity: list = field(default_factory=list)
+    accounting: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     topics_written: dict = field(default_factory=dict)
     batches: dict = field(default_factory=dict)
@@ -112,6 +114,17 @@ class LabelReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @staticmethod
+    def was_written_for(path: Path, output: Path) -> bool:
+        """Whether ``path`` is the report of an earlier labelling run into ``output`` (a file the
+        labeller may replace), not someone else's file."""
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return (isinstance(saved, dict) and saved.get("output") == str(output)
+                and {"input", "status", "options"} <= set(saved))
 
     def save(self, path: Path) -> None:
         temporary = path.with_name(f".{path.name}.tmp")
@@ -138,6 +151,14 @@ class LabelReport:
         for item in self.unreadable:
             lines.append(f"  unreadable bag time {item['start_ns']}..{item['stop_ns']} ({item['seconds']:.3f} s) on "
                          f"{', '.join(item['topics'])}: {item['error']}")
+        for item in self.integrity:
+            for chunk in item["damaged_chunks"]:
+                lines.append(f"  damaged chunk in {item['file']}, bag time {chunk['start_ns']}..{chunk['end_ns']} "
+                             f"({sum(chunk['messages'].values())} messages): {chunk['error']}")
+        for item in self.accounting:
+            if item["lost"]:
+                lines.append(f"  lost {item['lost']} of {item['expected']} on {item['topic']} (metadata "
+                             f"{item['metadata']}, storage {item['storage']}, written {item['written']})")
         lines.extend(f"  note: {note}" for note in self.notes)
         if self.error:
             lines.append(f"  error: {self.error}")

@@ -55,6 +55,7 @@ from typing import Any, Callable
 import numpy as np
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
+from egopress_core.rosbag import accounting
 from egopress_core.rosbag.index import FrameRef
 from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
 from egopress_core.rosbag.label_plan import (
@@ -70,6 +71,17 @@ from egopress_core.rosbag.label_plan import (
 STATE_FORMAT = "egopress-label-state"
 # 2: options nested by concern (sampling, runtime, crop, contact).
 STATE_VERSION = 2
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """Nested option dicts as ``{"sampling.seed": 3, ...}`` (what a changed-options message names)."""
+    flat: dict = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class HandTopologyError(DataError):
@@ -98,14 +110,19 @@ class BagLabeller:
         batch_callback: called with the batch number after each batch's results are saved
             (hook for tests and progress reporting; an exception raised there stops the run and
             leaves it resumable).
+        accept_loss: keep the output even when input messages could not be copied into it
+            (damaged regions); the report lists them either way. Without it such a run fails
+            and stays resumable.
     """
 
     def __init__(self, input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,
-                 resume: bool = False, progress: bool = True, batch_callback: Callable[[int], None] | None = None) -> None:
+                 resume: bool = False, progress: bool = True, batch_callback: Callable[[int], None] | None = None,
+                 accept_loss: bool = False) -> None:
         self.input = Path(input_bag)
         self.output = Path(output_bag)
         self.options = options or LabelOptions()
         self.resume = bool(resume)
+        self.accept_loss = bool(accept_loss)
         self.progress = bool(progress)
         self.batch_callback = batch_callback
         self.work = work_dir_for(self.output)
@@ -142,6 +159,7 @@ class BagLabeller:
         finally:
             if getattr(self, "reader", None) is not None:
                 self.report.unreadable = self.reader.unreadable_report()
+                self.report.integrity = self.reader.integrity_report()
             self.report.timings_s = {name: round(value, 3) for name, value in self.timer.totals.items()}
             self.report.timings_s["total"] = round(time.perf_counter() - started, 3)
             if self.output.parent.is_dir():
@@ -161,6 +179,11 @@ class BagLabeller:
         if self.work.exists() and not self.resume:
             raise DataError(f"an interrupted labelling into {self.output} left {self.work}; run the same command with "
                             "--resume to continue it, or delete that folder to start over")
+        report = report_path_for(self.output)
+        if report.exists() and not LabelReport.was_written_for(report, self.output):
+            # Only the report of an earlier run into this same output (failed or interrupted) is replaced.
+            raise DataError(f"{report} exists already and the labeller never overwrites a file it did not make; move it "
+                            "or choose another output")
 
     def _run(self) -> None:
         from egopress_core.rosbag.index import build_index
@@ -174,6 +197,13 @@ class BagLabeller:
         self.estimator = self._build_estimator()
         with BagReader(self.input) as reader:
             self.reader = reader
+            for item in reader.integrity_report():
+                if item.get("damaged_chunks"):
+                    self.report.notes.append(f"{item['file']}: {len(item['damaged_chunks'])} chunk(s) fail their CRC; their "
+                                             "messages cannot be trusted and are not read")
+                elif item.get("chunks") and not item.get("chunks_with_crc"):
+                    self.report.notes.append(f"{item['file']} carries no chunk CRCs (written without them): damage inside "
+                                             "its chunks cannot be detected")
             storage = options.storage or reader.storage_identifier
             if options.compression == "storage" and storage != "mcap":
                 raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'; the input is "
@@ -263,8 +293,8 @@ class BagLabeller:
                 if saved.get(key) != state[key]:
                     detail = ""
                     if key == "options":
-                        changed = sorted(k for k in state["options"] if saved.get("options", {}).get(k) != state["options"][k])
-                        detail = f" ({', '.join(changed)})"
+                        before, now = _flat(saved.get("options", {})), _flat(state["options"])
+                        detail = f" ({', '.join(sorted(k for k in now if before.get(k) != now[k]))})"
                     raise DataError(f"cannot resume into {self.output}: the {meaning} changed since the interrupted run{detail}; "
                                     f"rerun with the same input and options, or delete {self.work} to start over")
             done = sum(1 for group in self.groups if self._group_path(group).is_file())
@@ -522,6 +552,7 @@ class BagLabeller:
         try:
             with BagWriter(temporary, self.store, storage=storage, compression=options.compression, version=options.bag_version) as writer:
                 copies = {}
+                copied: dict[str, int] = {}
                 for connection in reader.connections:
                     copies[connection.id], note = writer.add_copy_of(connection)
                     if note:
@@ -536,6 +567,7 @@ class BagLabeller:
                             cursor += 1
                             bar.update()
                         writer.write(copies[connection.id], bag_ns, data)
+                        copied[connection.topic] = copied.get(connection.topic, 0) + 1
                         bar.update()
                     for item in order[cursor:]:
                         self._write_frame(writer, outputs, *item)
@@ -550,6 +582,13 @@ class BagLabeller:
         skipped.merge(self._problems.entries())
         self.report.skipped = skipped.entries()
         self.report.frames.update(self._stats)
+        # Every input message must be in the output, or the run says which are not.
+        accounts = accounting.account(reader.topic_counts(), read=copied, written=copied)
+        self.report.accounting = [item.to_dict() for item in accounts]
+        summary = accounting.check(accounts, self.accept_loss, "The labelled bag was not saved; run the same command "
+                                   "with --resume --accept-loss to keep it without them (the report lists them)")
+        if summary is not None:
+            self.report.notes.append(f"accepted loss (--accept-loss): {summary}")
         os.replace(temporary, self.output)
 
     def _group_results(self, number: int) -> dict:
@@ -625,6 +664,7 @@ class BagLabeller:
 
 def label_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,
               resume: bool = False, progress: bool = True,
-              batch_callback: Callable[[int], None] | None = None) -> LabelReport:
+              batch_callback: Callable[[int], None] | None = None, accept_loss: bool = False) -> LabelReport:
     """Labels ``input_bag`` into the new bag ``output_bag``; see :class:`BagLabeller`."""
-    return BagLabeller(input_bag, output_bag, options, resume=resume, progress=progress, batch_callback=batch_callback).run()
+    return BagLabeller(input_bag, output_bag, options, resume=resume, progress=progress, batch_callback=batch_callback,
+                       accept_loss=accept_loss).run()

@@ -54,6 +54,9 @@ class BagWriter:
         compression: "none", "message" (zstd per message), "file" (zstd per storage file) or
             "storage" (zstd mcap chunks, mcap only).
         version: rosbag2 metadata version, 8 (Jazzy and later read it) or 9 (Kilted).
+
+    mcap files get their chunk and data-section CRCs when the bag is closed
+    (:func:`~egopress_core.rosbag.mcap_integrity.add_crcs`), so damage to them can be detected.
     """
 
     def __init__(self, path: str | os.PathLike, store, storage: str = "sqlite3", compression: str = "none",
@@ -64,6 +67,7 @@ class BagWriter:
         check_output_options(storage, compression, version)
         self.path = Path(path)
         self.store = store
+        self.storage = storage
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(self.path, version=version, storage_plugin=plugin)
         if compression != "none":
@@ -118,6 +122,12 @@ class BagWriter:
         if not self._closed:
             self._closed = True
             self._writer.close()
+            if self.storage == "mcap":
+                from egopress_core.rosbag.mcap_integrity import add_crcs
+
+                # Whole-file zstd (.mcap.zstd) is checksummed by its zstd frame instead.
+                for path in sorted(self.path.glob("*.mcap")):
+                    add_crcs(path)
 
     def abort(self) -> None:
         """Close without finishing (the caller deletes the folder)."""

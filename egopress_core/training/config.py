@@ -45,11 +45,10 @@ from typing import Any
 import yaml
 
 from egopress_core.errors import ConfigError
-from egopress_core.options import PRECISIONS
+from egopress_core.options import PRECISIONS, SCHEDULERS
 
 DEVICES = ("auto", "cpu")
 LR_SCHEDULES = ("cosine", "constant_with_warmup", "linear")
-VALIDATION_SAMPLERS = ("ddim", "dpmsolver++", "euler")
 SPLITS = ("train", "test", "all")
 HAND_SIDES = ("right", "left")
 
@@ -404,7 +403,7 @@ class ValidationConfig(_Section):
                 raise ConfigError(f"validation.{name} must be >= 1; got {getattr(self, name)}")
         if self.every_steps < 0:
             raise ConfigError(f"validation.every_steps must be >= 0; got {self.every_steps}")
-        _choice("validation.scheduler", self.scheduler, VALIDATION_SAMPLERS)
+        _choice("validation.scheduler", self.scheduler, SCHEDULERS)
         if not self.guidance_scale >= 1.0:
             raise ConfigError(f"validation.guidance_scale must be >= 1; got {self.guidance_scale}")
 

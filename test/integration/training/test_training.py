@@ -84,7 +84,7 @@ def test_overrides_are_typed():
     ("model.overrides.num_frame=3", r"model.overrides.num_frame is not a EgoPressDiffConfig field"),
     ("model.overrides.num_frames=0", r"model.overrides: num_frames must be a positive integer"),
     ("model.preset=huge", r"model.preset must be one of"),
-    ("precision=fp32", r"precision must be one of \['no', 'fp16', 'bf16'\]"),
+    ("precision=fp64", r"precision must be one of \['fp32', 'fp16', 'bf16'\]"),
     ("optim.betas=[0.9]", r"optim.betas must have 2 entries"),
     ("optim.batch_size=0", r"optim.batch_size must be >= 1"),
     ("validation.scheduler=pndm", r"validation.scheduler must be one of"),
