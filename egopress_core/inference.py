@@ -20,6 +20,7 @@ preprocessing, and is what applications use.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import fields, replace
@@ -181,6 +182,9 @@ class StreamingPressureEstimator:
         self.precision = precision
         self.record_timings = bool(record_timings)
         self.last_timings: dict[str, float] = {}
+        # add() (camera rate) and denoise() (whenever the model is free) may run on two threads.
+        self._lock = threading.Lock()
+        self._epoch = 0
         self.reset()
 
     @property
@@ -198,12 +202,19 @@ class StreamingPressureEstimator:
 
     def reset(self) -> None:
         """Forget all frames (new sequence); the noise stream restarts from ``seed``."""
+        with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._epoch += 1  # a pass running across a reset must not write into the new window
         self._frames: deque[FrameFeatures] = deque(maxlen=self.window_length)
         self._conditions: deque[EgoPressConditions] = deque(maxlen=self.window_length)
         self._latents: torch.Tensor | None = None
         self._reference_depth: float | None = None
         self._generator = torch.Generator().manual_seed(self.seed)
         self.frames_seen = 0
+        self.pending = 0  # frames added since the last denoising pass
+        self.last_timings = {}
 
     def _frame_batch(self, frame: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         required = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")
@@ -236,26 +247,28 @@ class StreamingPressureEstimator:
         pad = self.window_length - available
         return torch.cat([torch.zeros(pad, dtype=torch.long), torch.arange(available)])
 
-    def _window_frames(self, conditions: EgoPressConditions) -> FrameFeatures:
-        """(1, T) per-frame features of the window ending at the newest frame."""
-        model = self.model
+    def _window_frames(self, parts: list) -> FrameFeatures:
+        """(1, T) per-frame features of the window from a snapshot of the cached features (or, without
+        the cache, of the frames' conditions)."""
         if self.cache_frame_features:
-            self._frames.append(model.encode_frames(conditions))
-            window = FrameFeatures.cat(list(self._frames))
+            window = FrameFeatures.cat(parts)
         else:
-            self._conditions.append(conditions)
-            window = model.encode_frames(_cat_conditions(list(self._conditions)))
+            window = self.model.encode_frames(_cat_conditions(parts))
         if window.num_frames < self.window_length:
             window = window.frames(self._padded_index(window.num_frames).to(window.image_tokens.device))
         return window
 
-    @torch.no_grad()
-    def push(self, frame: Mapping[str, Any]) -> torch.Tensor:
-        """Add the newest camera frame and estimate its pressure.
+    def strength_for(self, shift: int) -> float:
+        """Warm-start strength of a pass whose window advanced ``shift`` frames: the configured
+        strength, raised to the fraction of the window that is new (new frames start from a copy
+        of the last known one, so a window that is mostly new gets mostly fresh steps)."""
+        return min(1.0, max(float(self.warm_start_strength), shift / self.window_length))
 
-        Returns:
-            (1, Hu, Wu) kPa on the model's device, >= 0, zero outside the UV mask.
-        """
+    @torch.no_grad()
+    def add(self, frame: Mapping[str, Any]) -> None:
+        """Add the newest camera frame to the window: its conditions and per-frame features (the
+        cheap part, run at camera rate). :meth:`denoise` estimates the frames added since the last
+        pass."""
         model, config = self.model, self.model.config
         timer = _StageTimer(model.device, self.record_timings)
         # 1. Conditions of this frame; depth is normalised around the latest known hand depth.
@@ -272,19 +285,48 @@ class StreamingPressureEstimator:
         )
         conditions = model.check_conditions(conditions, check_window=False)
         timer.lap("conditions")
-
-        with autocast_context(model.device, self.precision):
-            # 2. Per-frame encoders run once per frame (with the cache); the window reuses them.
-            window = self._window_frames(conditions)
+        # 2. Per-frame encoders run once per frame (with the cache); every window reuses them.
+        features = None
+        if self.cache_frame_features:
+            with autocast_context(model.device, self.precision):
+                features = model.encode_frames(conditions)
+        timer.lap("encode_frames")
+        with self._lock:
+            if features is not None:
+                self._frames.append(features)
+            else:
+                self._conditions.append(conditions)
             self.frames_seen += 1
-            timer.lap("encode_frames")
-            features = model.encode_window(window)
-            timer.lap("encode_window")
+            self.pending += 1
+        self._add_timings = timer.timings
 
-            # 3. Warm start from the previous window shifted by one frame, or a full run.
+    @torch.no_grad()
+    def denoise(self) -> tuple[int, torch.Tensor]:
+        """Denoise the newest window and decode the frames added since the last pass.
+
+        The window is warm-started from the previous pass's latents shifted by the frames it
+        advanced (:meth:`strength_for`); frames added while this pass runs wait for the next one.
+
+        Returns:
+            (frames added since the last pass, (1, k, Hu, Wu) kPa of the newest k of them on the
+            model's device, k = min(that number, T)). Frames that left the window before a pass
+            reached them are not estimated (the count says how many were added).
+        """
+        model = self.model
+        timer = _StageTimer(model.device, self.record_timings)
+        with self._lock:
+            added, self.pending = self.pending, 0
+            if not added:
+                return 0, torch.zeros(1, 0, *model.config.uv_size, device=model.device)
+            parts = list(self._frames if self.cache_frame_features else self._conditions)
+            previous, epoch = self._latents, self._epoch
+        with autocast_context(model.device, self.precision):
+            features = model.encode_window(self._window_frames(parts))
+            timer.lap("encode_window")
+            # Warm start from the previous window shifted by the frames it advanced, or a full run.
             init = None
-            if self.warm_start_strength is not None and self._latents is not None:
-                init = shift_latents(self._latents, 1)
+            if self.warm_start_strength is not None and previous is not None:
+                init = shift_latents(previous, added)
             latents = model.denoise(
                 features,
                 num_inference_steps=self.num_inference_steps,
@@ -292,16 +334,30 @@ class StreamingPressureEstimator:
                 guidance_scale=self.guidance_scale,
                 generator=self._generator,
                 init_latents=init,
-                strength=1.0 if init is None else self.warm_start_strength,
+                strength=1.0 if init is None else self.strength_for(added),
             )
-            self._latents = latents
+            with self._lock:
+                if epoch == self._epoch:
+                    self._latents = latents
             timer.lap("denoise")
-
-            # 4. Decode only the newest frame.
-            pressure = model.decode_latents(latents[:, -1:], self.uv_mask)[0, 0].float()
+            # Decode only the frames this pass is for.
+            newest = min(added, self.window_length)
+            pressure = model.decode_latents(latents[:, -newest:], self.uv_mask)[:, :, 0].float()
         timer.lap("decode")
-        self.last_timings = timer.timings
-        return pressure
+        self.last_timings = {**getattr(self, "_add_timings", {}), **timer.timings}
+        return added, pressure
+
+    @torch.no_grad()
+    def push(self, frame: Mapping[str, Any]) -> torch.Tensor:
+        """Add the newest camera frame and estimate its pressure (:meth:`add`, then
+        :meth:`denoise`).
+
+        Returns:
+            (1, Hu, Wu) kPa on the model's device, >= 0, zero outside the UV mask.
+        """
+        self.add(frame)
+        _, pressure = self.denoise()
+        return pressure[:, -1]
 
 
 @torch.no_grad()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,17 @@ class WindowReset:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """A frame in the window that no pass has estimated yet."""
+
+    stamp_s: float
+    box: tuple[int, int, int, int]
+    vertices: np.ndarray
+    preprocess_s: float
+    encode_s: float
+
+
+@dataclass(frozen=True)
 class StreamEstimate:
     """Pressure of one streamed frame.
 
@@ -66,7 +79,9 @@ class StreamEstimate:
         contact: per-vertex pressure and its summary.
         crop_box: (x0, y0, w, h) the image crop the model saw.
         window_frames: frames in the model's window (including this one), up to T.
-        timings_s: wall time of "preprocess", "inference", "contact".
+        timings_s: wall time of "preprocess" (crop, resize, UV geometry of this frame), "inference"
+            (this frame's conditions and encoders, plus the pass that estimated it, which its block
+            shares) and "contact" (its share of the block's readout).
     """
 
     stamp_s: float
@@ -108,7 +123,11 @@ class PressureStream:
         self.cache_frame_features = bool(cache_frame_features)
         self.crop_tracker = HandCropTracker(pipeline.image_size, pipeline.crop)
         self.resets = 0
+        self.frames_skipped = 0
         self.last_reset: WindowReset | None = None
+        # add() (camera rate) and step() (whenever the model is free) may run on two threads.
+        self._lock = threading.RLock()
+        self._epoch = 0
         self._build_policy()
         self._forget()
 
@@ -127,7 +146,9 @@ class PressureStream:
             record_timings=self.record_timings)
 
     def _forget(self) -> None:
+        self._epoch += 1
         self.policy.reset()
+        self._pending: deque[_Pending] = deque()
         self.crop_tracker.reset()
         self._last_stamp: float | None = None
         self._hand_lost_since: float | None = None
@@ -156,14 +177,20 @@ class PressureStream:
     # -- state -----------------------------------------------------------------------------
 
     def reset(self, cause: ResetCause = ResetCause.REQUESTED, message: str = "reset") -> None:
-        """Forget the window, the warm start and the crop (a new scene)."""
-        self._forget()
-        self.resets += 1
-        self.last_reset = WindowReset(cause, message)
+        """Forget the window, the warm start, the crop and frames not estimated yet (a new scene)."""
+        with self._lock:
+            self._forget()
+            self.resets += 1
+            self.last_reset = WindowReset(cause, message)
+
+    @property
+    def pending(self) -> int:
+        """Frames added since the last pass (what the next :meth:`step` estimates)."""
+        return len(self._pending)
 
     # -- per frame -------------------------------------------------------------------------
 
-    def push(
+    def add(
         self,
         rgb: np.ndarray,
         depth_m: np.ndarray,
@@ -171,8 +198,10 @@ class PressureStream:
         stamp_s: float,
         vertices: np.ndarray | None,
         joints: np.ndarray | None,
-    ) -> StreamEstimate | None:
-        """Add the newest frame; return its pressure, or None when it shows no hand.
+    ) -> bool:
+        """Add a camera frame to the window (the cheap part: crop, conditions, per-frame features);
+        :meth:`step` estimates the frames added since its last pass. Safe to call from another
+        thread while :meth:`step` runs.
 
         Args:
             rgb: (H, W, 3) uint8. depth_m: (H, W) metres aligned to rgb; NaN / inf / <= 0 are
@@ -183,9 +212,9 @@ class PressureStream:
             joints: (21, 3) OpenPose-order joints, metres; None with ``vertices``.
 
         Returns:
-            :class:`StreamEstimate`, or None for a frame without a hand. After the call,
-            :attr:`last_reset` says whether (and why) this frame restarted the window (None: it
-            did not).
+            Whether the frame entered the window (False: it shows no hand, and will get no
+            estimate). After the call, :attr:`last_reset` says whether (and why) this frame
+            restarted the window (None: it did not).
 
         Raises:
             DataError: images, intrinsics or mesh with wrong shapes or values (naming them);
@@ -198,55 +227,94 @@ class PressureStream:
         if has_hand:
             vertices, joints = self._check_mesh(vertices, joints)
 
-        self.last_reset = None
-        if self._runtime is not self.pipeline.runtime:
-            self._build_policy()
-            self.reset(ResetCause.RUNTIME_CHANGED, f"the model moved to {self.pipeline.device}")
-        if self._last_stamp is not None:
-            step = stamp_s - self._last_stamp
-            if step < 0:
-                self.reset(ResetCause.TIME_BACKWARDS, f"time went backwards by {-step:.3f} s")
-            elif step > self.options.max_gap_s:
-                self.reset(ResetCause.GAP, f"{step:.3f} s passed since the previous frame "
-                                           f"(max_gap_s={self.options.max_gap_s})")
-        self._last_stamp = float(stamp_s)
+        with self._lock:
+            self.last_reset = None
+            if self._runtime is not self.pipeline.runtime:
+                self._build_policy()
+                self.reset(ResetCause.RUNTIME_CHANGED, f"the model moved to {self.pipeline.device}")
+            if self._last_stamp is not None:
+                step = stamp_s - self._last_stamp
+                if step < 0:
+                    self.reset(ResetCause.TIME_BACKWARDS, f"time went backwards by {-step:.3f} s")
+                elif step > self.options.max_gap_s:
+                    self.reset(ResetCause.GAP, f"{step:.3f} s passed since the previous frame "
+                                               f"(max_gap_s={self.options.max_gap_s})")
+            self._last_stamp = float(stamp_s)
 
-        if not has_hand:
-            if self._hand_lost_since is None:
-                self._hand_lost_since = float(stamp_s)
-            elif self.frames_seen and stamp_s - self._hand_lost_since > self.options.hand_lost_reset_s:
-                self.reset(ResetCause.HAND_LOST, f"the hand was lost for more than {self.options.hand_lost_reset_s} s")
-                self._last_stamp = float(stamp_s)
-                self._hand_lost_since = float(stamp_s)
-            return None
-        self._hand_lost_since = None
+            if not has_hand:
+                if self._hand_lost_since is None:
+                    self._hand_lost_since = float(stamp_s)
+                elif self.frames_seen and stamp_s - self._hand_lost_since > self.options.hand_lost_reset_s:
+                    self.reset(ResetCause.HAND_LOST,
+                               f"the hand was lost for more than {self.options.hand_lost_reset_s} s")
+                    self._last_stamp = float(stamp_s)
+                    self._hand_lost_since = float(stamp_s)
+                return False
+            self._hand_lost_since = None
 
-        pipeline = self.pipeline
+            pipeline = self.pipeline
+            started = time.perf_counter()
+            box = self.crop_tracker.update(rgb.shape[:2], project_edge_coordinates(vertices, matrix))
+            inputs = preprocess_frame(rgb, depth, matrix, box, pipeline.image_size, pipeline.crop.depth_resize)
+            frame = {"rgb": inputs.rgb, "depth_m": inputs.depth_m, "intrinsics": inputs.intrinsics,
+                     "joints": torch.from_numpy(joints), "vertices": torch.from_numpy(vertices), "valid": True}
+            if pipeline.uv_geometry is not None:
+                window = {key: value[None, None] for key, value in frame.items() if isinstance(value, torch.Tensor)}
+                frame["uv_geometry"] = pipeline.uv_geometry(window)[0, 0]
+            prepared = time.perf_counter()
+            self.policy.add(frame)
+            self._pending.append(_Pending(float(stamp_s), box, vertices, prepared - started,
+                                          time.perf_counter() - prepared))
+        return True
+
+    def step(self) -> list[StreamEstimate]:
+        """Denoise the newest window and estimate every frame added since the last pass, in order.
+
+        Frames that left the window (more than T were added while the model was busy) get no
+        estimate and are counted in :attr:`frames_skipped`: the window keeps consecutive frames,
+        so temporal context is never lost, but a slow machine emits blocks further apart.
+        """
+        with self._lock:
+            policy, epoch = self.policy, self._epoch
         started = time.perf_counter()
-        box = self.crop_tracker.update(rgb.shape[:2], project_edge_coordinates(vertices, matrix))
-        inputs = preprocess_frame(rgb, depth, matrix, box, pipeline.image_size, pipeline.crop.depth_resize)
-        frame = {"rgb": inputs.rgb, "depth_m": inputs.depth_m, "intrinsics": inputs.intrinsics,
-                 "joints": torch.from_numpy(joints), "vertices": torch.from_numpy(vertices), "valid": True}
-        if pipeline.uv_geometry is not None:
-            window = {key: value[None, None] for key, value in frame.items() if isinstance(value, torch.Tensor)}
-            frame["uv_geometry"] = pipeline.uv_geometry(window)[0, 0]
-        prepared = time.perf_counter()
-
-        pressure = self.policy.push(frame)  # (1, Hu, Wu) on the model's device
-        uv_map = pressure[0].float().cpu().numpy()
+        added, pressure = policy.denoise()
         inferred = time.perf_counter()
-
-        (readout,) = pipeline.readout(uv_map[None], vertices[None])
+        with self._lock:
+            if epoch != self._epoch or not added:
+                return []  # reset while this pass ran: its frames belong to the old window
+            pending = [self._pending.popleft() for _ in range(added)]
+            estimated = pending[len(pending) - pressure.shape[1]:]
+            self.frames_skipped += len(pending) - len(estimated)
+            window_frames = min(self.frames_seen, self.window_length)
+        maps = pressure[0].float().cpu().numpy()
+        readouts = self.pipeline.readout(maps, np.stack([item.vertices for item in estimated]))
         finished = time.perf_counter()
-        return StreamEstimate(
-            stamp_s=float(stamp_s),
-            uv_pressure_kpa=readout.uv_pressure_kpa,
-            uv_total_force_n=readout.uv_total_force_n,
-            contact=readout.contact,
-            crop_box=box,
-            window_frames=min(self.frames_seen, self.window_length),
-            timings_s={"preprocess": prepared - started, "inference": inferred - prepared, "contact": finished - inferred},
-        )
+        return [
+            StreamEstimate(
+                stamp_s=item.stamp_s, uv_pressure_kpa=readout.uv_pressure_kpa,
+                uv_total_force_n=readout.uv_total_force_n, contact=readout.contact, crop_box=item.box,
+                window_frames=window_frames,
+                timings_s={"preprocess": item.preprocess_s, "inference": item.encode_s + inferred - started,
+                           "contact": (finished - inferred) / len(estimated)},
+            )
+            for item, readout in zip(estimated, readouts)
+        ]
+
+    def push(
+        self,
+        rgb: np.ndarray,
+        depth_m: np.ndarray,
+        intrinsics: np.ndarray,
+        stamp_s: float,
+        vertices: np.ndarray | None,
+        joints: np.ndarray | None,
+    ) -> StreamEstimate | None:
+        """Add the newest frame and estimate it at once (:meth:`add`, then :meth:`step`): one
+        pass per frame. Returns its pressure, or None when it shows no hand."""
+        if not self.add(rgb, depth_m, intrinsics, stamp_s, vertices, joints):
+            return None
+        estimates = self.step()
+        return estimates[-1] if estimates else None
 
     def _check_mesh(self, vertices, joints) -> tuple[np.ndarray, np.ndarray]:
         vertices = np.asarray(vertices, dtype=np.float32)

@@ -311,8 +311,8 @@ def test_uv_geometry_model_gets_the_training_evidence_live(scene, tmp_path):
     mask.save(tmp_path / "geometry" / UV_MASK_FILE)
     stream = _stream(tmp_path / "geometry", num_inference_steps=1)
     seen = []
-    original = stream.policy.push
-    stream.policy.push = lambda frame: seen.append(frame["uv_geometry"]) or original(frame)
+    original = stream.policy.add
+    stream.policy.add = lambda frame: seen.append(frame["uv_geometry"]) or original(frame)
     assert _push(stream, scene, 1.0) is not None
     assert seen[0].shape == (6, 16, 16) and seen[0][4].sum() > 0  # the flat hand faces the camera
 
@@ -356,3 +356,72 @@ def test_shipped_checkpoint_loads_and_estimates_with_its_uv_geometry(scene):
     estimate = _push(stream, scene, 0.0)
     assert estimate.uv_pressure_kpa.shape == tuple(pipeline.model.config.uv_size)
     assert np.isfinite(estimate.uv_pressure_kpa).all() and estimate.uv_pressure_kpa.min() >= 0
+
+
+def test_step_estimates_every_frame_added_since_the_last_pass_in_order(checkpoint, scene):
+    stream = _stream(checkpoint, num_inference_steps=2, warm_start_strength=0.5)
+    assert stream.step() == []  # nothing added yet
+    stamps = [1.0 + index / 30 for index in range(3)]
+    for stamp in stamps:
+        assert stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+    assert stream.pending == 3
+    block = stream.step()
+    assert [estimate.stamp_s for estimate in block] == stamps and stream.pending == 0
+    assert all(estimate.window_frames == 3 for estimate in block)
+    # A frame without a hand enters nothing and gets nothing.
+    assert not stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 1.2, None, None)
+    assert stream.step() == []
+    # More frames than the window holds: the oldest leave before a pass reaches them (counted), the
+    # newest T are estimated, and the window still holds consecutive frames (no restart).
+    window = stream.window_length
+    newer = [1.3 + index / 30 for index in range(window + 2)]
+    for stamp in newer:
+        stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+    block = stream.step()
+    assert [estimate.stamp_s for estimate in block] == newer[2:]
+    assert stream.frames_skipped == 2 and stream.resets == 0
+
+
+def test_adding_and_stepping_one_frame_at_a_time_is_push(checkpoint, scene):
+    pushed, stepped = _stream(checkpoint, num_inference_steps=2), _stream(checkpoint, num_inference_steps=2)
+    for index in range(3):
+        stamp = 2.0 + index / 30
+        expected = _push(pushed, scene, stamp)
+        stepped.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+        (estimate,) = stepped.step()
+        np.testing.assert_array_equal(estimate.uv_pressure_kpa, expected.uv_pressure_kpa)
+
+
+def test_frames_added_while_a_pass_runs_wait_for_the_next_one(checkpoint, scene):
+    import threading
+
+    stream = _stream(checkpoint, num_inference_steps=2)
+    for index in range(2):
+        stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 3.0 + index / 30, scene["vertices"], scene["joints"])
+    original = stream.policy.denoise
+    added_during_pass = threading.Event()
+
+    def denoise_while_a_frame_arrives():
+        result = original()
+        thread = threading.Thread(target=stream.add, args=(scene["rgb"], scene["depth_m"], scene["intrinsics"], 3.1,
+                                                            scene["vertices"], scene["joints"]))
+        thread.start()
+        thread.join()
+        added_during_pass.set()
+        return result
+
+    stream.policy.denoise = denoise_while_a_frame_arrives
+    first = stream.step()
+    assert added_during_pass.is_set() and [e.stamp_s for e in first] == [3.0, 3.0 + 1 / 30]
+    stream.policy.denoise = original
+    assert [e.stamp_s for e in stream.step()] == [3.1]
+    # A reset while a pass runs drops that pass's frames: they belong to the old window.
+    stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 3.2, scene["vertices"], scene["joints"])
+
+    def denoise_then_reset():
+        result = original()
+        stream.reset()
+        return result
+
+    stream.policy.denoise = denoise_then_reset
+    assert stream.step() == [] and stream.pending == 0
