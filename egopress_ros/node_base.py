@@ -34,11 +34,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from egopress_core.errors import DataError, EgoPressError
+from egopress_core.errors import ConfigError, DataError, EgoPressError
 from egopress_core.image_encodings import ImageEncodingError, decode_color, decode_depth
 from egopress_core.messages import camera_info_to_calibration, stamp_to_ns
 from egopress_ros import parameters as params
-from egopress_ros.monitoring import LatencyStats, ProblemReporter, RateMeter
+from egopress_ros.monitoring import FractionMeter, LatencyStats, ProblemReporter, RateMeter, threshold_warnings
 from egopress_ros.sync import LatestSlot, Worker, make_synchronizer
 
 # Input topic names, relative (resolved in the node's namespace; remap them to the camera's).
@@ -52,6 +52,10 @@ _REMAP_HINT = "check the remapping"
 MISSING_AFTER_MESSAGES = 5
 # A depth image with fewer valid readings than this fraction is reported.
 MIN_VALID_DEPTH_FRACTION = 0.01
+# The drop fraction that warn_drop_fraction bounds is that of the sets of this many last seconds.
+DROP_WINDOW_S = 10.0
+# /diagnostics statuses of other nodes kept (WATCH_DIAGNOSTICS); the longest silent go first.
+MAX_WATCHED_STATUSES = 256
 
 
 class InputProblem(DataError):
@@ -118,13 +122,27 @@ class PipelineNode(_lifecycle_base()):
     ``load`` / ``to_device`` / ``release`` / ``unload`` / ``create_outputs`` / ``process``."""
 
     PARAMETERS: tuple = ()
+    # Keep the latest /diagnostics status of every other node (see :meth:`peer_status`).
+    WATCH_DIAGNOSTICS = False
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.clock import Clock, ClockType
 
         super().__init__(node_name, **kwargs)
-        params.declare(self, self.PARAMETERS)
+        # A start-up value of the wrong type or out of range does not end the node: it is
+        # declared with its default and configure fails, naming it, until it is set again.
+        self.parameter_errors: dict[str, str] = params.declare(self, self.PARAMETERS)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self.unknown_parameters = params.unknown_overrides(self, self.PARAMETERS)
+        if self.unknown_parameters:
+            self.get_logger().warning(
+                f"ignoring start-up parameters that {self.get_name()} does not declare: "
+                f"{params.describe_unknown(self.unknown_parameters)} "
+                f"({getattr(self, 'EXECUTABLE', node_name)} --help lists its parameters)")
+        if self.parameter_errors and not self.get_parameter("autostart").value:
+            # With autostart the failing configure says it; without, nobody would until then.
+            self.get_logger().error(f"{self._parameter_error_text()}; configure will fail until it is set")
         self.config: dict[str, Any] = {}
         self.configure_error: str | None = None
         self.problems = ProblemReporter(self.get_logger().warning, period_s=5.0)
@@ -135,9 +153,11 @@ class PipelineNode(_lifecycle_base()):
         self._arrivals: dict[str, int] = {}
         self._arrivals_at_last: dict[str, dict[str, int]] = {}
         self._activated_at = time.monotonic()
+        self._last_set_at: float | None = None
         self._input_rates: dict[str, RateMeter] = {}
         self.set_rate = RateMeter()
         self.output_rate = RateMeter()
+        self.drops = FractionMeter(window_s=DROP_WINDOW_S)
         self.latency = LatencyStats()
         self.processing = LatencyStats()
         self.slot = LatestSlot()
@@ -149,6 +169,9 @@ class PipelineNode(_lifecycle_base()):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         # /diagnostics is a plain publisher: it reports in every state, configure errors included.
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self._peer_statuses: dict[str, Any] = {}
+        if self.WATCH_DIAGNOSTICS:
+            self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
         self._diagnostics_timer = None
         self._watchdog_timer = self.create_timer(1.0, self._check_inputs, clock=self._steady)
         self._start_diagnostics(float(self.get_parameter("diagnostics_period_s").value))
@@ -221,6 +244,27 @@ class PipelineNode(_lifecycle_base()):
         now_ns = self.get_clock().now().nanoseconds
         self.latency.add((now_ns - stamp_to_ns(stamp)) * 1e-9)
 
+    def peer_status(self, node_fqn: str):
+        """The latest /diagnostics status of the node ``node_fqn`` (a ``DiagnosticStatus`` named
+        ``"<fqn>: ..."``), or None (never seen, or WATCH_DIAGNOSTICS is off)."""
+        return self._peer_statuses.get(node_fqn)
+
+    def _on_diagnostics(self, array) -> None:
+        own = self.get_fully_qualified_name()
+        for status in array.status:
+            fqn = status.name.split(": ", 1)[0]
+            if fqn == own:
+                continue
+            self._peer_statuses.pop(fqn, None)
+            self._peer_statuses[fqn] = status
+            while len(self._peer_statuses) > MAX_WATCHED_STATUSES:
+                self._peer_statuses.pop(next(iter(self._peer_statuses)))
+
+    def missing_input_message(self, key: str, age_s: float, flowing: str, flowing_count: int) -> str | None:
+        """The warning for input ``key`` silent for ``age_s`` while ``flowing_count`` messages
+        arrived on input ``flowing``; None: the generic one (check the topic name / QoS)."""
+        return None
+
     @staticmethod
     def wanted(publisher) -> bool:
         """Build a message only if someone listens (visualisation mirrors)."""
@@ -239,6 +283,8 @@ class PipelineNode(_lifecycle_base()):
         from rclpy.lifecycle import TransitionCallbackReturn
 
         try:
+            if self.parameter_errors:
+                raise ConfigError(self._parameter_error_text())
             self.config = params.read(self, self.PARAMETERS)
             self.problems.period_s = self.config["warn_period_s"]
             if self.config["torch_threads"] > 0:
@@ -260,6 +306,15 @@ class PipelineNode(_lifecycle_base()):
         self.configure_error = None
         self.get_logger().info("configured")
         return super().on_configure(state)
+
+    def _parameter_error_text(self) -> str:
+        return "; ".join(self.parameter_errors.values())
+
+    def _on_parameters_set(self, parameters) -> None:
+        """A parameter refused at start-up is good again once it is set (rclpy checked its type
+        and range; configure checks the rest)."""
+        for parameter in parameters:
+            self.parameter_errors.pop(parameter.name, None)
 
     def on_activate(self, state):
         from rclpy.lifecycle import TransitionCallbackReturn
@@ -351,6 +406,7 @@ class PipelineNode(_lifecycle_base()):
             self._input_rates.setdefault(spec.key, RateMeter())
             self._last_arrival.pop(spec.key, None)
         self._activated_at = now
+        self._last_set_at = None
         self._arrivals = {}
         self._arrivals_at_last = {}
 
@@ -366,12 +422,13 @@ class PipelineNode(_lifecycle_base()):
         if matched is None:
             return
         self.set_rate.tick()
+        self._last_set_at = time.monotonic()
         self._set_count += 1
         stride = self.config["frame_stride"]
         if stride > 1 and (self._set_count - 1) % stride:
             self.sets_skipped_by_stride += 1
             return
-        self.slot.put(dict(zip(sync.names, matched)))
+        self.drops.add(self.slot.put(dict(zip(sync.names, matched))))
 
     def _on_incompatible_qos(self, topic: str, info) -> None:
         from rclpy.qos import qos_policy_name_from_kind
@@ -441,7 +498,8 @@ class PipelineNode(_lifecycle_base()):
             others = {other: count - before.get(other, 0) for other, count in self._arrivals.items() if other != key}
             if others and max(others.values()) >= MISSING_AFTER_MESSAGES:
                 flowing = max(others, key=others.get)
-                self.problems.report(f"missing_{key}", (
+                message = self.missing_input_message(key, age, flowing, others[flowing])
+                self.problems.report(f"missing_{key}", message or (
                     f"no message on '{names[key]}' for {age:.1f} s while {others[flowing]} arrived on '{names[flowing]}'; "
                     "no frame can be processed (check the topic name / remapping, and "
                     f"input_reliability={self.config['input_reliability']!r})"))
@@ -455,6 +513,7 @@ class PipelineNode(_lifecycle_base()):
         """Everything the diagnostics report, as plain values."""
         p50, p95 = self.latency.percentiles_ms(50, 95)
         w50, w95 = self.processing.percentiles_ms(50, 95)
+        drop_fraction = self.drops.fraction()
         values: dict[str, Any] = {
             "state": self.state_label,
             "input_set_rate_hz": round(self.set_rate.rate_hz(), 2),
@@ -465,6 +524,7 @@ class PipelineNode(_lifecycle_base()):
             "processing_p95_ms": round(w95, 1),
             "sets_complete": self.set_rate.count,
             "sets_dropped_stale": self.slot.replaced,
+            "drop_fraction_recent": "" if drop_fraction is None else round(drop_fraction, 3),
             "sets_skipped_by_stride": self.sets_skipped_by_stride,
             "frames_published": self.output_rate.count,
             "incompatible_qos_events": self.incompatible_qos_events,
@@ -479,22 +539,36 @@ class PipelineNode(_lifecycle_base()):
         values.update({f"problems_{kind}": count for kind, count in self.problems.counts().items()})
         if self.configure_error:
             values["configure_error"] = self.configure_error
+        if self.parameter_errors:
+            values["parameter_errors"] = self._parameter_error_text()
+        if self.unknown_parameters:
+            values["unknown_parameters"] = ", ".join(sorted(self.unknown_parameters))
         values.update(self.diagnostic_values())
         return values
+
+    def threshold_warnings(self, values: dict[str, Any]) -> list[str]:
+        """Latency or drops above their warn_* bounds (see :func:`monitoring.threshold_warnings`)."""
+        if not self.config:
+            return []
+        return threshold_warnings(float(values["latency_p95_ms"]), self.drops.fraction(), self.config["warn_latency_s"],
+                                  self.config["warn_drop_fraction"], DROP_WINDOW_S)
 
     def publish_diagnostics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
         values = self.status_values()
-        active_problems = self.problems.active()
-        if self.configure_error:
-            level, message = DiagnosticStatus.ERROR, f"unconfigured: {self.configure_error}"
+        warnings = self.threshold_warnings(values) + sorted(self.problems.active().values())
+        if self.configure_error or (self.parameter_errors and values["state"] == "unconfigured"):
+            level, message = DiagnosticStatus.ERROR, f"unconfigured: {self.configure_error or self._parameter_error_text()}"
         elif values["state"] != "active":
             level, message = DiagnosticStatus.OK, values["state"]
-        elif active_problems:
-            level, message = DiagnosticStatus.WARN, "; ".join(sorted(active_problems.values()))[:500]
-        elif values["input_set_rate_hz"] == 0:
+        elif warnings:
+            level, message = DiagnosticStatus.WARN, "; ".join(warnings)[:500]
+        elif self._last_set_at is None:
             level, message = DiagnosticStatus.WARN, "waiting for synchronised input"
+        elif time.monotonic() - self._last_set_at > self.config["input_timeout_s"]:
+            level, message = DiagnosticStatus.WARN, (f"no synchronised input for "
+                                                     f"{time.monotonic() - self._last_set_at:.1f} s")
         else:
             level, message = DiagnosticStatus.OK, (f"{values['output_rate_hz']:.1f} Hz out, latency p50 "
                                                    f"{values['latency_p50_ms']:.0f} ms")
@@ -510,6 +584,7 @@ class PipelineNode(_lifecycle_base()):
 def run(node_class, argv: Sequence[str] | None, description: str) -> int:
     """``main`` of a node executable: init, optional autostart, spin until SIGINT, clean up."""
     import rclpy
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.utilities import remove_ros_args
 
@@ -528,7 +603,13 @@ def run(node_class, argv: Sequence[str] | None, description: str) -> int:
     rclpy.init(args=[program, *argv])
     node = None
     try:
-        node = node_class()
+        try:
+            node = node_class()
+        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+            # A parameter rclpy itself declares (use_sim_time...) with a value it refuses; the
+            # node's own parameters never get here (parameters.declare).
+            print(f"[{program}] cannot start: {error}", file=sys.stderr)
+            return 2
         if node.get_parameter("autostart").value and not node.autostart():
             node.get_logger().warning("autostart did not reach the active state; waiting for lifecycle transitions")
         executor = SingleThreadedExecutor()

@@ -119,9 +119,75 @@ def spec_table(specs: Iterable[ParameterSpec]) -> dict[str, ParameterSpec]:
     return table
 
 
-def declare(node, specs: Iterable[ParameterSpec]) -> None:
-    """Declare every parameter on ``node`` (values from --params-file / -p override defaults)."""
-    node.declare_parameters("", [(spec.name, spec.default, spec.descriptor()) for spec in specs])
+# Overrides rclpy refuses at declaration: a value of another type than the default's, or one
+# outside the declared range.
+def _refused_override_errors():
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    return InvalidParameterTypeException, InvalidParameterValueException
+
+
+def overrides(node) -> dict[str, Any]:
+    """The values given to ``node`` at start-up (--params-file, -p, launch), by name."""
+    given = getattr(node, "_parameter_overrides", None)  # rclpy keeps them there (no public API)
+    return {name: parameter.value for name, parameter in (given or {}).items()}
+
+
+def declare(node, specs: Iterable[ParameterSpec]) -> dict[str, str]:
+    """Declare every parameter on ``node`` (values from --params-file / -p override defaults).
+
+    rclpy raises, and the node would exit with a traceback, when a start-up value has another
+    type than the declared default (``torch_threads: two``) or lies outside the declared range
+    (``num_inference_steps: 0``). Here such a parameter is declared with its default instead and
+    the problem returned, one line per parameter (name -> message), for the node to report and
+    to refuse ``configure`` until the parameter is set to a valid value. An integer given for a
+    float parameter (``sync_slop_s: 1``) is taken as that float, as :meth:`ParameterSpec.check`
+    does.
+    """
+    refused = _refused_override_errors()
+    given = overrides(node)
+    errors: dict[str, str] = {}
+    for spec in specs:
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            continue
+        except refused as error:
+            reason = str(error).split(": " + spec.name)[0]
+        value = given.get(spec.name)
+        try:
+            value = spec.check(value)
+        except ConfigError as error:
+            errors[spec.name] = f"{error} (start-up value)"
+            value = spec.default
+        try:
+            node.declare_parameter(spec.name, value, spec.descriptor(), ignore_override=True)
+        except refused:  # checked here but refused by rclpy: its reason
+            errors[spec.name] = f"parameter {spec.name!r}: {reason}"
+            node.declare_parameter(spec.name, spec.default, spec.descriptor(), ignore_override=True)
+    return errors
+
+
+def unknown_overrides(node, specs: Iterable[ParameterSpec]) -> dict[str, list[str]]:
+    """Start-up values the node does not declare (a typo, or a key meant for another node): name
+    -> the closest declared names (``difflib``), for a warning."""
+    import difflib
+
+    known = sorted({spec.name for spec in specs} | set(getattr(node, "_parameters", {})))
+    unknown = {}
+    for name in overrides(node):
+        # qos_overrides.* are declared only with the subscriptions that enable them.
+        if name in known or name.startswith("qos_overrides.") or node.has_parameter(name):
+            continue
+        unknown[name] = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return unknown
+
+
+def describe_unknown(unknown: dict[str, list[str]]) -> str:
+    """One line: the unknown names, each with its closest declared names."""
+    parts = []
+    for name, close in sorted(unknown.items()):
+        parts.append(f"{name!r}" + (f" (did you mean {' or '.join(repr(match) for match in close)}?)" if close else ""))
+    return ", ".join(parts)
 
 
 def read(node, specs: Iterable[ParameterSpec]) -> dict[str, Any]:
@@ -163,4 +229,9 @@ COMMON_PARAMETERS = (
                   minimum=0.1),
     ParameterSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds (wall clock).",
                   minimum=0.1, maximum=60.0),
+    ParameterSpec("warn_latency_s", 1.0, "/diagnostics says WARN while the 95th percentile of the stamp-to-publish "
+                  "latency of the recent outputs is above this, seconds (0: never).", minimum=0.0),
+    ParameterSpec("warn_drop_fraction", 0.5, "/diagnostics says WARN while more than this fraction of the "
+                  "synchronised frame sets of the last 10 s were dropped because the node was busy (frames left "
+                  "out by frame_stride do not count; 1: never).", minimum=0.0, maximum=1.0),
 )

@@ -85,6 +85,8 @@ class PressureNode(PipelineNode):
 
     PARAMETERS = PARAMETERS
     EXECUTABLE = NODE_NAME
+    # The hand mesh node's /diagnostics tell why no HandMesh arrives (missing_input_message).
+    WATCH_DIAGNOSTICS = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -198,7 +200,7 @@ class PressureNode(PipelineNode):
             if reset.cause is ResetCause.TIME_BACKWARDS:
                 self.problems.report("time_backwards", f"input stamps went backwards ({reset.message}); the window was restarted")
             else:
-                self.get_logger().info(f"window restarted: {reset.message}")
+                self.problems.report("window_restart", f"window restarted: {reset.message}")
         if estimate is None:
             self.frames_without_hand += 1
             if self.wanted(self.outputs["marker"]):
@@ -227,6 +229,63 @@ class PressureNode(PipelineNode):
             outputs["marker"].publish(msgs.mesh_marker(RCLPY, vertices, live.faces, header, MARKER_NAMESPACE,
                                                        colours=colours))
 
+    # -- when no HandMesh arrives -------------------------------------------------------------
+
+    def missing_input_message(self, key: str, age_s: float, flowing: str, flowing_count: int) -> str | None:
+        """No HandMesh while the camera streams: say what the hand mesh side is doing (who
+        publishes the topic, that node's lifecycle state and /diagnostics), not only topic names."""
+        if key != "hand_mesh":
+            return None
+        names = self.topic_names()
+        topic = names["hand_mesh"]
+        return (f"no HandMesh on '{topic}' for {age_s:.1f} s while {flowing_count} messages arrived on '{names[flowing]}': "
+                f"{self.hand_mesh_producers(topic)}; no pressure is estimated without it")
+
+    def hand_mesh_producers(self, topic: str) -> str:
+        """What the ROS graph and /diagnostics say about the nodes that should publish ``topic``."""
+        try:
+            publishers = [_node_fqn(info.node_namespace, info.node_name) for info in self.get_publishers_info_by_topic(topic)]
+        except Exception:  # noqa: BLE001 - graph queries fail during shutdown
+            publishers = []
+        if publishers:
+            described = []
+            for fqn in sorted(set(publishers)):
+                state, summary = self._peer_summary(fqn)
+                hint = {"inactive": f": activate it (ros2 lifecycle set {fqn} activate)",
+                        "active": ": it runs but produces no HandMesh (see its /diagnostics)"}.get(state, "")
+                described.append(summary + hint)
+            return "the hand mesh node publishes none: " + "; ".join(described)
+        try:
+            running = sorted(_node_fqn(namespace, name) for name, namespace in self.get_node_names_and_namespaces()
+                             if name == "hand_mesh_node")
+        except Exception:  # noqa: BLE001 - see above
+            running = []
+        running = running or sorted(fqn for fqn in self._peer_statuses if fqn.rsplit("/", 1)[-1] == "hand_mesh_node")
+        if not running:
+            return ("no node publishes it and no hand_mesh_node runs: start it in this node's namespace "
+                    "(launch/pressure.launch.py starts both), or remap hand_mesh to the HandMesh topic")
+        described = []
+        for fqn in running:
+            state, summary = self._peer_summary(fqn)
+            if state == "unconfigured":
+                summary += ": an unconfigured node has no publisher; configure and activate it"
+            elif state in ("inactive", "active"):
+                summary += f": it publishes elsewhere (check its namespace and the remapping of hand_mesh to '{topic}')"
+            described.append(summary)
+        return "no node publishes it; " + "; ".join(described)
+
+    def _peer_summary(self, fqn: str) -> tuple[str, str]:
+        """(lifecycle state, "<fqn> is <state> (its /diagnostics: LEVEL 'message')") from the
+        node's latest /diagnostics status."""
+        status = self.peer_status(fqn)
+        if status is None:
+            return "unknown", f"{fqn} (its state is unknown: no /diagnostics from it)"
+        values = {item.key: item.value for item in status.values}
+        state = values.get("state", "unknown")
+        level = status.level if isinstance(status.level, int) else int.from_bytes(status.level, "little")
+        level_name = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}.get(level, str(level))
+        return state, f"{fqn} is {state} (its /diagnostics: {level_name} '{status.message}')"
+
     def diagnostic_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {"checkpoint": self.checkpoint_path, "frames_without_hand": self.frames_without_hand}
         stream = self.stream
@@ -235,6 +294,10 @@ class PressureNode(PipelineNode):
             values.update(window_length=stream.window_length, window_resets=stream.resets,
                           model_device=str(self.pipeline.device), last_reset_reason="" if last is None else last.message)
         return values
+
+
+def _node_fqn(namespace: str, name: str) -> str:
+    return f"{namespace.rstrip('/')}/{name}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

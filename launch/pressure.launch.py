@@ -3,6 +3,7 @@
     ros2 launch egopress_ros pressure.launch.py
     ros2 launch egopress_ros pressure.launch.py camera_namespace:=/head_camera checkpoint:=/data/my_ckpt device:=cuda
     ros2 launch egopress_ros pressure.launch.py backend:=keypoints use_sim_time:=true   # replaying a bag
+    ros2 launch egopress_ros pressure.launch.py input_reliability:=reliable   # a camera publishing reliable
 
 Starts the hand mesh node and the pressure node (lifecycle nodes that configure and activate
 themselves, parameter ``autostart``) in ``namespace`` (default ``egopress``), with their camera
@@ -11,8 +12,8 @@ inputs remapped to ``<camera_namespace>/<color_topic>`` etc. The defaults are re
 (start the camera with align_depth.enable:=true), /camera/camera/color/camera_info.
 
 Parameters come from ``config_file`` (default: the installed config/pressure.yaml); the
-checkpoint, device, backend and hand_side arguments override it when they are not empty;
-use_sim_time is always set from its argument. ``rviz:=true`` also opens RViz with
+checkpoint, device, backend, hand_side and input_reliability arguments override it when they are
+not empty; use_sim_time is always set from its argument. ``rviz:=true`` also opens RViz with
 config/egopress.rviz.
 """
 
@@ -52,6 +53,9 @@ def _launch_setup(context):
     if argument("hand_side"):
         hand_mesh_parameters["hand_side"] = argument("hand_side")
         pressure_parameters["hand_side"] = argument("hand_side")
+    if argument("input_reliability"):
+        hand_mesh_parameters["input_reliability"] = argument("input_reliability")
+        pressure_parameters["input_reliability"] = argument("input_reliability")
     if argument("backend"):
         hand_mesh_parameters["backend"] = argument("backend")
     if argument("checkpoint"):
@@ -120,6 +124,10 @@ def generate_launch_description():
                               description="Hand-mesh backend: mediapipe or keypoints (empty: the config file's)."),
         DeclareLaunchArgument("hand_side", default_value="",
                               description="right or left (empty: the config file's)."),
+        DeclareLaunchArgument("input_reliability", default_value="",
+                              description="QoS reliability of both nodes' camera subscriptions: best_effort "
+                                          "(sensor-data QoS, matches every publisher) or reliable (empty: the config "
+                                          "file's)."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (true when replaying a bag with --clock)."),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz."),

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from egopress_core.errors import ConfigError
-from egopress_ros.monitoring import LatencyStats, ProblemReporter, RateMeter
-from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec, markdown_table, spec_table
+from egopress_ros.monitoring import FractionMeter, LatencyStats, ProblemReporter, RateMeter, threshold_warnings
+from egopress_ros.parameters import COMMON_PARAMETERS, ParameterSpec, describe_unknown, markdown_table, spec_table
 from egopress_ros.sync import ApproximateTimeSync, LatestSlot, Worker, make_synchronizer
 
 MS = 1_000_000
@@ -124,7 +124,9 @@ def test_rate_meter_and_latency_percentiles():
         meter.tick()
         now[0] += 0.1
     assert meter.rate_hz() == pytest.approx(10.0, rel=0.1)
-    now[0] += 5.0
+    now[0] += 5.0  # stopped: the rate decays (3 events in 5.3 s), and is 0 past the horizon
+    assert meter.rate_hz() == pytest.approx(3 / 5.3) and meter.count == 11
+    now[0] += 60.0
     assert meter.rate_hz() == 0.0 and meter.count == 11
     stats = LatencyStats(size=100)
     assert all(v != v for v in stats.percentiles_ms(50))  # NaN without samples
@@ -132,6 +134,87 @@ def test_rate_meter_and_latency_percentiles():
         stats.add(value / 1000)
     p50, p95 = stats.percentiles_ms(50, 95)
     assert p50 == pytest.approx(50.5) and p95 == pytest.approx(95.05)
+
+
+@pytest.mark.parametrize("rate_hz", [30.0, 6.0, 1.0, 0.1, 0.02])
+def test_rate_meter_is_right_at_low_rates(rate_hz):
+    """Issue 21: /diagnostics said output_rate_hz 0.0 while pressure arrived at 0.1 Hz (a 5 s
+    window held fewer than two outputs)."""
+    now = [0.0]
+    meter = RateMeter(clock=lambda: now[0])
+    period = 1.0 / rate_hz
+    for index in range(20):
+        now[0] = index * period
+        meter.tick()
+        if index >= 2:  # right after an event and half-way to the next one
+            assert meter.rate_hz() == pytest.approx(rate_hz, rel=1e-6)
+            now[0] += period / 2
+            assert meter.rate_hz() == pytest.approx(rate_hz, rel=1e-6)
+
+
+def test_rate_meter_after_the_stream_stops():
+    now = [0.0]
+    meter = RateMeter(window_s=5.0, horizon_s=60.0, clock=lambda: now[0])
+    assert meter.rate_hz() == 0.0
+    meter.tick()
+    assert meter.rate_hz() == 0.0  # one event: no spacing yet
+    for _ in range(3):
+        now[0] += 10.0
+        meter.tick()
+    assert meter.rate_hz() == pytest.approx(0.1)
+    previous = meter.rate_hz()
+    for age in (12.0, 20.0, 40.0, 55.0):  # overdue: decays, never above the last spacing
+        now[0] = 30.0 + age
+        rate = meter.rate_hz()
+        assert 0 < rate < previous
+        previous = rate
+    now[0] = 30.0 + 61.0  # nothing for longer than the horizon
+    assert meter.rate_hz() == 0.0
+    with pytest.raises(ValueError, match="min_events"):
+        RateMeter(min_events=1)
+
+
+def test_rate_meter_keeps_few_timestamps_at_high_rates():
+    now = [0.0]
+    meter = RateMeter(window_s=1.0, clock=lambda: now[0])
+    for index in range(10_000):
+        now[0] = index / 1000.0
+        meter.tick()
+    assert meter.rate_hz() == pytest.approx(1000.0, rel=1e-3)
+    assert len(meter._times) <= 1002
+
+
+def test_fraction_meter_counts_recent_drops_only():
+    now = [0.0]
+    drops = FractionMeter(window_s=10.0, min_events=4, clock=lambda: now[0])
+    drops.add(True)
+    assert drops.fraction() is None  # too few sets to tell
+    for hit in (True, True, False, True, False, False, False):
+        now[0] += 1.0
+        drops.add(hit)
+    assert drops.counts() == (4, 8) and drops.fraction() == pytest.approx(0.5)
+    now[0] += 6.5  # the first four (3 drops) leave the window
+    assert drops.counts() == (1, 4) and drops.fraction() == pytest.approx(0.25)
+    now[0] += 20.0
+    assert drops.counts() == (0, 0) and drops.fraction() is None
+
+
+def test_threshold_warnings_name_the_bound_that_was_passed():
+    assert threshold_warnings(50.0, 0.1, warn_latency_s=1.0, warn_drop_fraction=0.5, drop_window_s=10.0) == []
+    latency, = threshold_warnings(8400.0, None, warn_latency_s=1.0, warn_drop_fraction=0.5, drop_window_s=10.0)
+    assert latency == "latency p95 8400 ms is above warn_latency_s=1 s"
+    drops, = threshold_warnings(50.0, 0.98, warn_latency_s=1.0, warn_drop_fraction=0.5, drop_window_s=10.0)
+    assert drops.startswith("98% of the synchronised frame sets of the last 10 s were dropped") and "warn_drop_fraction=0.5" in drops
+    # 0 switches the latency bound off; a drop fraction cannot pass 1; NaN latency (no output yet) is no warning.
+    assert threshold_warnings(8400.0, 1.0, warn_latency_s=0.0, warn_drop_fraction=1.0, drop_window_s=10.0) == []
+    assert threshold_warnings(float("nan"), None, warn_latency_s=1.0, warn_drop_fraction=0.0, drop_window_s=10.0) == []
+    assert len(threshold_warnings(2000.0, 0.6, warn_latency_s=1.0, warn_drop_fraction=0.5, drop_window_s=10.0)) == 2
+
+
+def test_unknown_parameters_are_described_with_their_closest_names():
+    assert describe_unknown({"sync_slop": ["sync_slop_s"], "colour_map": [], "torch_thread": ["torch_threads", "warn_period_s"]}) == (
+        "'colour_map', 'sync_slop' (did you mean 'sync_slop_s'?), "
+        "'torch_thread' (did you mean 'torch_threads' or 'warn_period_s'?)")
 
 
 def test_problem_reports_are_throttled_per_kind_and_counted():

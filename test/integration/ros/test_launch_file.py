@@ -6,7 +6,9 @@ the executables it starts exist in the colcon install space and name importable 
 every parameter the YAML (or the launch file itself) sets is declared by the node it is meant for
 (the nodes' module-level ``PARAMETERS`` tables) with a value of the right type and range, every
 launch argument is declared and used, remapped topics are the nodes' real input names, and there
-is no ``eval``. Where ``launch_ros`` is importable (a ROS distribution), the launch file is also
+is no ``eval``. Over stand-ins of ``launch`` / ``launch_ros`` the launch file's own code runs too:
+the overriding arguments (``input_reliability:=reliable``...) reach the right nodes as parameters
+they declare, with values they accept. Where ``launch_ros`` is importable (a ROS distribution), the launch file is also
 run and both nodes must start and stay up.
 """
 
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import re
+import sys
 import threading
 import time
 
@@ -90,7 +94,7 @@ def test_every_launch_argument_is_declared_and_used(tree):
     for call in _calls(tree, "DeclareLaunchArgument"):
         assert _constant(_keyword(call, "description")), f"{_constant(call.args[0])} has no description"
     for required in ("camera_namespace", "color_topic", "depth_topic", "camera_info_topic", "checkpoint", "device",
-                     "use_sim_time", "config_file"):
+                     "use_sim_time", "config_file", "input_reliability"):
         assert required in declared
 
 
@@ -175,6 +179,78 @@ def test_remappings_name_the_nodes_real_inputs(tree):
             elif isinstance(node, ast.Tuple):
                 remapped.add(_constant(node.elts[0]))
         assert remapped == inputs[name], f"{name} remaps {remapped}, its inputs are {inputs[name]}"
+
+
+def _stub_module(monkeypatch, name: str, **attributes):
+    import types
+
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    monkeypatch.setitem(sys.modules, name, module)
+    return module
+
+
+def _run_launch_file(monkeypatch, **arguments) -> dict[str, dict]:
+    """The launch file run over stand-ins of launch / launch_ros (not on PyPI): node name -> the
+    keyword arguments of its launch_ros ``Node`` for the given launch arguments."""
+
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class LaunchConfiguration(Recorded):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    class Node(Recorded):
+        pass
+
+    for name in ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions",
+                 "ament_index_python", "ament_index_python.packages"):
+        _stub_module(monkeypatch, name)
+    sys.modules["launch"].LaunchDescription = Recorded
+    sys.modules["launch.actions"].__dict__.update(DeclareLaunchArgument=Recorded, OpaqueFunction=Recorded)
+    sys.modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    sys.modules["launch_ros.actions"].Node = Node
+    sys.modules["ament_index_python.packages"].get_package_share_directory = lambda package: f"/share/{package}"
+    spec = importlib.util.spec_from_file_location("pressure_launch_under_test", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    entities = description.args[0]
+    context = {entity.args[0]: entity.kwargs["default_value"] for entity in entities if entity.args}
+    unknown = set(arguments) - set(context)
+    assert not unknown, f"not launch arguments: {unknown}"
+    context.update(arguments)
+    setup = next(entity for entity in entities if "function" in entity.kwargs)
+    actions = setup.kwargs["function"](context)
+    return {action.kwargs["name"]: action.kwargs for action in actions if action.kwargs.get("package") == PACKAGE_NAME}
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    ({}, {"hand_mesh_node": {"use_sim_time": False}, "pressure_node": {"use_sim_time": False}}),
+    ({"input_reliability": "reliable"}, {"hand_mesh_node": {"input_reliability": "reliable", "use_sim_time": False},
+                                         "pressure_node": {"input_reliability": "reliable", "use_sim_time": False}}),
+    ({"input_reliability": "best_effort", "hand_side": "left", "backend": "keypoints", "device": "cpu",
+      "checkpoint": "/data/ckpt", "use_sim_time": "true"},
+     {"hand_mesh_node": {"input_reliability": "best_effort", "hand_side": "left", "backend": "keypoints",
+                         "use_sim_time": True},
+      "pressure_node": {"input_reliability": "best_effort", "hand_side": "left", "device": "cpu",
+                        "checkpoint": "/data/ckpt", "use_sim_time": True}}),
+])
+def test_launch_arguments_reach_the_nodes_as_declared_parameters(monkeypatch, arguments, expected):
+    """``input_reliability:=reliable`` (the README's example) and the other overriding arguments
+    end up as parameters of the right nodes, after the config file, with values the nodes accept."""
+    nodes = _run_launch_file(monkeypatch, **arguments)
+    assert set(nodes) == {"hand_mesh_node", "pressure_node"}
+    for name, launched in nodes.items():
+        config_file, overrides = launched["parameters"]
+        assert config_file.endswith("config/pressure.yaml")
+        assert overrides == expected[name]
+        declared = _declared(name)
+        for key, value in overrides.items():
+            if key not in STANDARD_PARAMETERS:
+                assert declared[key].check(value) == value
 
 
 def test_default_camera_topics_are_realsense_topics(tree):
