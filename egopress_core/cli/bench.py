@@ -97,6 +97,11 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=(256, 256),
                         help="camera image size of generated held-out data (default 256 256)")
     parser.add_argument("--quick", action="store_true", help="a small grid that runs in a few minutes on a 2-core CPU")
+    parser.add_argument("--live", action="store_true",
+                        help="instead: play held-out sequences at camera rate (30 Hz wall clock) into the live stream and "
+                             "report output rate, latency, window restarts and quality against the offline estimate")
+    parser.add_argument("--live-sequences", type=int, help="--live: sequences played (default 3; --quick 1)")
+    parser.add_argument("--live-frames", type=int, help="--live: frames per sequence (default 150; --quick 120)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench.json", help="JSON report (default bench.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -139,6 +144,18 @@ def run(args: argparse.Namespace) -> int:
     from egopress_core.bench import format_report, run_benchmark, write_report
 
     options = options_from_args(args)
+    if args.live:
+        import dataclasses
+
+        from egopress_core.bench.live import LiveBenchOptions, format_live, quick_live_options, run_live_benchmark
+
+        live = quick_live_options() if args.quick else LiveBenchOptions()
+        changes = {"sequences": args.live_sequences, "frames": args.live_frames}
+        live = dataclasses.replace(live, **{key: value for key, value in changes.items() if value is not None})
+        report = run_live_benchmark(options, live, progress=not args.no_progress)
+        print(format_live(report["live"]))
+        print(f"report: {write_report(report, args.out)}")
+        return 0
     report = run_benchmark(options, progress=not args.no_progress)
     print(format_report(report))
     print(f"report: {write_report(report, args.out)}")

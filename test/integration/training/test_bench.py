@@ -253,3 +253,32 @@ def test_a_uv_geometry_checkpoint_is_benchmarked_with_its_geometry(tmp_path):
         assert main(argv) == 0
     modes = {row["mode"] for row in json.loads(out.read_text())["quality"]["settings"]}
     assert {"offline", "streaming"} <= modes
+
+
+def test_live_bench_plays_frames_at_camera_rate_into_the_stream(tiny_checkpoint, synthetic):
+    """`egopress bench --live`'s measurement on the tiny model: every frame played is estimated or
+    counted as having left the window, in order, without window restarts, scored against the
+    offline estimate of the same frames."""
+    from egopress_core.bench.live import LiveBenchOptions, format_live, run_live
+    from egopress_core.data.sources import open_data_source
+    from egopress_core.options import RuntimeOptions
+    from egopress_core.pipeline import EgoPressPipeline
+
+    sequences = open_data_source(synthetic).sequences()
+    pipeline = EgoPressPipeline.from_checkpoint(tiny_checkpoint, runtime=RuntimeOptions(device="cpu"),
+                                                uv_mask=_mask_of(sequences, tiny_checkpoint))
+    live = run_live(pipeline, sequences, LiveBenchOptions(camera_fps=60.0, sequences=2, frames=12), progress=False)
+    for key in ("camera_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "window_resets",
+                "vol_iou_ratio_to_offline"):
+        assert key in live, key
+    assert live["frames_played"] == 24 and live["window_resets"] == 0
+    assert live["frames_estimated"] + live["frames_skipped"] == live["frames_played"]
+    assert live["output_fps"] > 0 and live["latency_p95_ms"] >= live["latency_p50_ms"] > 0
+    assert live["scored_frames"] > 0 and "Vol IoU streamed" in format_live(live)
+
+
+def _mask_of(sequences, checkpoint):
+    from egopress_core.data.sources import resolve_hand_uv_mask
+    from egopress_core.model.egopressdiff import EgoPressDiff
+
+    return resolve_hand_uv_mask(sequences, tuple(EgoPressDiff.load_config(checkpoint).uv_size))
