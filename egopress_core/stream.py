@@ -3,7 +3,10 @@ its hand mesh in, that frame's pressure out.
 
 The model-level policy (:class:`~egopress_core.inference.StreamingPressureEstimator`: the
 window of encoded frames, warm starts, the sampler) sits under the stream's bookkeeping, which
-LeRobot splits the same way between a policy's ``select_action`` and ``reset``:
+LeRobot splits the same way between a policy's ``select_action`` and ``reset``. Frames enter
+the window at camera rate (:meth:`PressureStream.add`) and each model pass estimates every frame
+since the previous pass (:meth:`PressureStream.step`), so a slow machine emits blocks further
+apart instead of losing temporal context (``docs/design.md``, "Live streaming"). Besides:
 
 - the crop follows the hand (:class:`~egopress_core.preprocessing.HandCropTracker`);
 - a stamp that goes backwards (bag loop, clock reset) or a gap longer than ``max_gap_s`` restarts
@@ -98,7 +101,10 @@ class StreamEstimate:
 
 
 class PressureStream:
-    """Camera frames with their hand meshes in, pressure out, one frame at a time.
+    """Camera frames with their hand meshes in, pressure out: every frame enters the window
+    (:meth:`add`, at camera rate) and each model pass estimates the frames that entered since the
+    previous one (:meth:`step`); :meth:`push` does both for one frame (``docs/design.md``, "Live
+    streaming").
 
     Made by :meth:`EgoPressPipeline.stream`.
 
