@@ -15,7 +15,8 @@ from rosbag_helpers import deserialize, label_options, read_bag, rewrite_bag, sa
 
 from egopress_core.data.windows import area_resize
 from egopress_core.errors import DataError
-from egopress_core.export.lerobot import LeRobotDatasetReader, LeRobotExportOptions, export_lerobot
+from egopress_core.export.lerobot import LeRobotExportOptions, export_lerobot
+from egopress_core.export.lerobot_reader import LeRobotDatasetReader
 from egopress_core.rosbag.labeller import label_bag
 from egopress_core.rosbag.sample import COLOR_TOPIC
 from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, IMAGE, UV_PRESSURE
