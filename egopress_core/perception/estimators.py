@@ -84,6 +84,11 @@ class HandMeshEstimator(abc.ABC):
         """Forgets the temporal state (warm start, tracking), e.g. at a cut in the video."""
         self.last_failure = None
 
+    def close(self) -> None:
+        """Releases what the estimator holds besides its hand model (the mediapipe backend's
+        graphs); it stays usable and makes them again when needed. Call it when done."""
+        self.reset()
+
     def _no_hand(self, reason: str) -> None:
         self.last_failure = reason
         return None
@@ -173,6 +178,8 @@ class KeypointFittingEstimator(HandMeshEstimator):
         self.max_depth_spread_m = float(max_depth_spread_m)
         self.surface_offsets_m = joint_surface_offsets(self.hand)
         self._previous: tuple[FitParams, float] | None = None
+        # The last fit's result (its stage times, iterations), for benchmarks and diagnostics.
+        self.last_fit: FitResult | None = None
 
     @property
     def config(self) -> FitConfig:
@@ -184,9 +191,8 @@ class KeypointFittingEstimator(HandMeshEstimator):
 
     def warm_up(self) -> None:
         """Runs one fit on the model's own joints so that the first real frame does not pay
-        torch's one-off start-up costs (lazy initialisation of its linear algebra and autograd).
-        The depth stage's forward-mode autodiff loads ``torch._dynamo`` on first use (~3 s more
-        here); with ``depth_refinement`` the warm-up runs that stage too."""
+        torch's one-off start-up costs (lazy initialisation of its linear algebra); with
+        ``depth_refinement`` the warm-up runs that stage too."""
         with torch.no_grad():
             rest = self.hand.rest()
         offset = np.array([0.0, 0.0, 0.5])
@@ -248,7 +254,7 @@ class KeypointFittingEstimator(HandMeshEstimator):
         if self._previous is not None:
             previous, previous_stamp = self._previous
             gap = frame.stamp - previous_stamp
-        result = self.fitter.fit(targets, previous=previous, time_gap_s=gap)
+        result = self.last_fit = self.fitter.fit(targets, previous=previous, time_gap_s=gap)
         confidence = float(detection_confidence) * self._explained_fraction(result, w3 if has_3d else np.zeros(NUM_KEYPOINTS), w2)
         if not has_3d:
             confidence *= TWO_D_ONLY_CONFIDENCE_FACTOR

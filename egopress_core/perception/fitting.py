@@ -26,11 +26,10 @@ translation) per hand. Every term is a (robust) sum of squared residual blocks:
   back-projected from the depth image around the hand.
 
 Optimisers: Levenberg-Marquardt (default) solves the normal equations of the iteratively
-reweighted residuals per batch item, with exact Jacobians from torch autograd (reverse mode
-over copies of the item, one per residual row, or forward mode over one copy per parameter
-when the rows are many; see :meth:`HandFitter._jacobian`); it converges in ~5-10 iterations
-where the first-order optimisers need 100+ (``benchmarks/hand_fitting.py`` compares them).
-L-BFGS and Adam (``torch.optim``) minimise the same objective.
+reweighted residuals per batch item, with Jacobians by forward differences in float64, all
+parameters' steps evaluated as one batch (see :meth:`HandFitter._linearise`); it converges in
+~3-10 iterations where the first-order optimisers need 100+ (``benchmarks/hand_fitting.py``
+compares them). L-BFGS and Adam (``torch.optim``) minimise the same objective.
 
 Initialisation: global orientation and translation come from a weighted rigid (Kabsch)
 alignment of the palm keypoints (wrist and the four long-finger MCPs, which do not move with
@@ -38,11 +37,10 @@ the fingers) to the model's palm; with fewer than three palm keypoints, all obse
 are aligned to the mean pose. 2D-only keypoints are first placed at the depth where the model's
 palm has its observed size in pixels.
 
-The optimisation poses only what its residuals need, through ``smplx.lbs.lbs`` on a reduced
-model (:class:`KeypointLayer`: the 16 regressed joints as pseudo-vertices, the five fingertip
-vertices and, in the depth stage, a sample of visible vertices) that gives exactly the joints
-and vertices of :meth:`HandModel.forward`; the full mesh is posed for the visibility test and
-for the result.
+The optimisation runs in float64 and poses only what its residuals need (:class:`KeypointLayer`:
+the 16 joints, the five fingertip vertices and, in the depth stage, a sample of visible
+vertices, exactly as :meth:`HandModel.forward` poses them); the full mesh is posed for the
+visibility test and for the result.
 """
 
 from __future__ import annotations
@@ -54,9 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as forward_ad
 from scipy.spatial.transform import Rotation
-from smplx.lbs import lbs
 
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.hand.hand_model import HandModel, read_sidecar
@@ -91,6 +87,9 @@ LIMIT_SOFTNESS_RAD = 0.05
 _LM_INITIAL_DAMPING = 1e-3
 _LM_MAX_DAMPING = 1e8
 _LM_RETRIES = 5
+# Forward-difference step of the Jacobian, in the parameters' units (whitened pose, betas,
+# radians, centimetres: all of order one).
+_JACOBIAN_STEP = 1e-7
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,9 @@ class FitConfig:
         optimizer: "lm" (Levenberg-Marquardt), "lbfgs" (strong-Wolfe line search) or "adam".
         coarse_iterations: iterations of the wide-kernel stage (cold start only).
         fine_iterations: iterations of the final-kernel stage (cold start).
-        warm_iterations: iterations of the single stage run from a warm start.
+        warm_iterations: iterations of the single stage run from a warm start (steady tracking).
+            3 come within 0.2 mm of the mesh error of 10 (which stop after ~5) on the stream of
+            ``benchmarks/hand_stage.py``, in 60% of the time; each costs ~4 ms here.
         depth_iterations: iterations of the depth-refinement stage.
         tolerance: an item stops when an iteration lowers its cost by less than this fraction
             (LM); the absolute loss / step change tolerance of L-BFGS.
@@ -137,7 +138,7 @@ class FitConfig:
     optimizer: str = "lm"
     coarse_iterations: int = 10
     fine_iterations: int = 15
-    warm_iterations: int = 10
+    warm_iterations: int = 3
     depth_iterations: int = 8
     tolerance: float = 1e-4
     adam_lr: float = 0.05
@@ -375,58 +376,116 @@ class FitResult:
     stage_times_s: dict
 
 
+def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation matrices of (..., 3) axis-angle vectors, computed as
+    ``smplx.lbs.batch_rodrigues`` does (the 1e-8 offset keeps the zero rotation finite)."""
+    angle = torch.norm(rotvec + 1e-8, dim=-1, keepdim=True)
+    x, y, z = (rotvec / angle).unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).unflatten(-1, (3, 3))
+    angle = angle.unsqueeze(-1)
+    return torch.sin(angle) * skew + (1 - torch.cos(angle)) * (skew @ skew) + torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+
+
 class KeypointLayer(torch.nn.Module):
     """The 21 joints of a :class:`HandModel` (and optionally some of its vertices) without its
     full mesh, exactly.
 
-    ``smplx.lbs.lbs`` runs on a reduced model whose "vertices" are the 16 rest joints (linear in
-    the betas: ``J_regressor @ (v_template + shapedirs @ betas)``) followed by the five fingertip
-    vertices and any ``vertex_ids``, each with its shape and pose blend shapes and skinning
-    weights. The reduced regressor picks the first 16 rows, so the posed joints are the full
-    model's, and the chosen vertices are skinned as in the full model.
+    The same linear blend skinning as ``smplx.lbs.lbs``, restricted to what the fit needs: the 16
+    rest joints (linear in the betas: ``J_regressor @ (v_template + shapedirs @ betas)``) are
+    posed through the kinematic tree, and only the five fingertip vertices and any
+    ``vertex_ids`` get their shape and pose blend shapes and skinning. The fit evaluates this
+    layer dozens of times per frame, mostly on small batches where the cost is per-operation
+    overhead, so the joints are kept in tree-depth order (wrist, the five first finger joints,
+    the five second, the five third): each depth level is one batched product over a slice,
+    three in all instead of smplx's fifteen sequential ones, with no gathers in between.
 
     Args:
         hand: the model.
         vertex_ids: (E,) vertex indices to pose besides the joints, or None.
+        dtype: floating dtype of the layer's buffers (None: the model's). The fitter uses
+            float64: its forward-difference Jacobians need the precision.
     """
 
-    def __init__(self, hand: HandModel, vertex_ids: torch.Tensor | None = None) -> None:
+    def __init__(self, hand: HandModel, vertex_ids: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         mano = hand.mano
         device = mano.v_template.device
+        dtype = mano.v_template.dtype if dtype is None else dtype
         chosen = hand.tip_index
         if vertex_ids is not None:
             chosen = torch.cat([chosen, torch.as_tensor(vertex_ids, dtype=torch.long, device=device)])
+        # Tree-depth order of the joints, and per level where its parents sit in the previous
+        # level: a slice when the level's parents are consecutive there (or one shared parent,
+        # broadcast), else an index.
+        parents = [int(parent) for parent in mano.parents]
+        depth = [0] * len(parents)
+        for joint in range(1, len(parents)):
+            depth[joint] = depth[parents[joint]] + 1
+        by_level = [[joint for joint in range(len(parents)) if depth[joint] == level] for level in range(max(depth) + 1)]
+        order = [joint for joints in by_level for joint in joints]
+        self.levels: list[tuple[slice, slice, object]] = []  # (the level's slots, the previous level's, its parents there)
+        start = len(by_level[0])
+        for level in range(1, len(by_level)):
+            joints, previous = by_level[level], by_level[level - 1]
+            slots = [previous.index(parents[joint]) for joint in joints]
+            if len(set(slots)) == 1:
+                parent = slice(slots[0], slots[0] + 1)
+            elif slots == list(range(slots[0], slots[0] + len(slots))):
+                parent = slice(slots[0], slots[0] + len(slots))
+            else:
+                parent = torch.tensor(slots, device=device)
+            self.levels.append((slice(start, start + len(joints)), slice(start - len(previous), start), parent))
+            start += len(joints)
+        order_tensor = torch.tensor(order, device=device)
+        cast = lambda tensor: tensor.to(dtype)  # noqa: E731
+        regressor = cast(mano.J_regressor)[order_tensor]  # (16, V), tree-depth order
         num_vertices = mano.v_template.shape[0]
-        regressor = mano.J_regressor  # (16, V)
-        num_joints = regressor.shape[0]
-        template = torch.cat([regressor @ mano.v_template, mano.v_template[chosen]])  # (16 + 5 + E, 3)
-        shapedirs = torch.cat([torch.einsum("jv,vcb->jcb", regressor, mano.shapedirs), mano.shapedirs[chosen]])
-        posedirs = mano.posedirs.view(mano.posedirs.shape[0], num_vertices, 3)
-        posedirs = torch.cat([torch.zeros_like(posedirs[:, :num_joints]), posedirs[:, chosen]], dim=1)
-        eye = torch.eye(num_joints, dtype=regressor.dtype, device=device)
-        reduced_regressor = torch.cat([eye, torch.zeros(num_joints, len(chosen), dtype=regressor.dtype, device=device)], 1)
-        self.num_extra = len(chosen) - len(hand.tip_index)
-        self.register_buffer("v_template", template)
-        self.register_buffer("shapedirs", shapedirs)
-        self.register_buffer("posedirs", posedirs.reshape(posedirs.shape[0], -1))
-        self.register_buffer("J_regressor", reduced_regressor)
-        self.register_buffer("lbs_weights", torch.cat([eye, mano.lbs_weights[chosen]]))
-        self.register_buffer("parents", mano.parents.clone())
-        self.register_buffer("pose_mean", mano.pose_mean.clone())
-        self.register_buffer("joint_order", hand.joint_order.clone())
+        posedirs = cast(mano.posedirs).view(mano.posedirs.shape[0], num_vertices, 3)[:, chosen]
+        self.register_buffer("joint_template", regressor @ cast(mano.v_template))  # (16, 3)
+        # Blend shapes flattened to (rows * 3, betas): one matrix product per evaluation.
+        self.register_buffer("joint_shapedirs", torch.einsum("jv,vcb->jcb", regressor, cast(mano.shapedirs)).flatten(0, 1))
+        self.register_buffer("vertex_template", cast(mano.v_template[chosen]))  # (5 + E, 3)
+        self.register_buffer("vertex_shapedirs", cast(mano.shapedirs[chosen]).flatten(0, 1))
+        self.register_buffer("vertex_posedirs", posedirs.reshape(posedirs.shape[0], -1))  # rows: smplx's joint order
+        self.register_buffer("vertex_weights", cast(mano.lbs_weights[chosen])[:, order_tensor])  # (5 + E, 16)
+        self.register_buffer("pose_mean", cast(mano.pose_mean))
+        self.register_buffer("eye", torch.eye(3, dtype=dtype, device=device))
+        self.register_buffer("order", order_tensor)
+        # OpenPose rows: hand.joint_order indexes [16 joints in smplx order, 5 tips]; here the
+        # joints come in tree-depth order.
+        position = {joint: slot for slot, joint in enumerate(order)}
+        remap = [position[index] if index < len(order) else index for index in hand.joint_order.tolist()]
+        self.register_buffer("joint_order", torch.tensor(remap, dtype=torch.long, device=device))
+        self.num_tips = len(hand.tip_index)
+        self.num_extra = len(chosen) - self.num_tips
 
     def forward(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
         """(B, 21 + E, 3): the joints in OpenPose order, then the E chosen vertices, from
         (B, 3), (B, 45), (B, 10), (B, 3)."""
-        full_pose = torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean
-        points, joints = lbs(
-            betas, full_pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor, self.parents, self.lbs_weights
-        )
-        num_joints = joints.shape[1]
-        tips_end = points.shape[1] - self.num_extra
-        keypoints = torch.cat([joints, points[:, num_joints:tips_end]], dim=1).index_select(1, self.joint_order)
-        return torch.cat([keypoints, points[:, tips_end:]], dim=1) + transl.unsqueeze(1)
+        batch = global_orient.shape[0]
+        full_pose = (torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean).view(batch, -1, 3)
+        relative = rodrigues(full_pose)  # (B, 16, 3, 3), smplx's joint order
+        rotations = relative.index_select(1, self.order)  # tree-depth order
+        rest = self.joint_template + (betas @ self.joint_shapedirs.T).view(batch, -1, 3)  # (B, 16, 3)
+        world_rotation = [rotations[:, :1]]
+        world_position = [rest[:, :1]]
+        for joints, previous, parent in self.levels:
+            parent_rotation = world_rotation[-1][:, parent]
+            offset = (rest[:, joints] - rest[:, previous][:, parent]).unsqueeze(-1)
+            world_position.append((parent_rotation @ offset).squeeze(-1) + world_position[-1][:, parent])
+            world_rotation.append(parent_rotation @ rotations[:, joints])
+        world_rotation = torch.cat(world_rotation, 1)
+        world_position = torch.cat(world_position, 1)  # the posed joints
+        # Vertices: shape and pose blend shapes, then each joint's rigid motion blended by weight.
+        shaped = self.vertex_template + (betas @ self.vertex_shapedirs.T).view(batch, -1, 3)
+        posed = shaped + ((relative[:, 1:] - self.eye).flatten(1) @ self.vertex_posedirs).view(batch, -1, 3)
+        joint_shift = world_position - (world_rotation @ rest.unsqueeze(-1)).squeeze(-1)
+        blended_rotation = (self.vertex_weights @ world_rotation.flatten(2)).unflatten(2, (3, 3))
+        blended_shift = self.vertex_weights @ joint_shift
+        vertices = (blended_rotation @ posed.unsqueeze(-1)).squeeze(-1) + blended_shift
+        keypoints = torch.cat([world_position, vertices[:, : self.num_tips]], dim=1).index_select(1, self.joint_order)
+        return torch.cat([keypoints, vertices[:, self.num_tips :]], dim=1) + transl.unsqueeze(1)
 
 
 def robust_cost(norm: torch.Tensor, kind: str, threshold: float) -> torch.Tensor:
@@ -547,9 +606,12 @@ class HandFitter:
         if not isinstance(self.config, FitConfig):
             raise ConfigError(f"config must be a FitConfig. Got {type(self.config).__name__}")
         self.hand = hand
-        self.dtype = hand.mano.v_template.dtype
+        # The optimisation runs in float64 whatever the model's dtype: forward-difference
+        # Jacobians lose half the digits, which float32 cannot spare. Results are cast back.
+        self.dtype = torch.float64
+        self.result_dtype = hand.mano.v_template.dtype
         self.device = hand.mano.v_template.device
-        self.keypoint_layer = KeypointLayer(hand)
+        self.keypoint_layer = KeypointLayer(hand, dtype=self.dtype)
         self.faces = torch.as_tensor(hand.faces, dtype=torch.long, device=self.device)
         self._build_pose_prior()
         self._build_joint_limits()
@@ -585,12 +647,13 @@ class HandFitter:
         self.pose_basis_pinv = self._tensor(np.linalg.pinv(basis))  # (45, K), exact for K = 45
 
     def pose_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """(B, 45) pose from (B, K) whitened PCA coordinates."""
-        return self.pose_mean + latent @ self.pose_basis
+        """(B, 45) pose from (B, K) whitened PCA coordinates (computed in float64, returned in
+        the input's dtype, as are the other public helpers here)."""
+        return (self.pose_mean + latent.to(self.dtype) @ self.pose_basis).to(latent.dtype)
 
     def latent_from_pose(self, pose: torch.Tensor) -> torch.Tensor:
         """(B, K) whitened PCA coordinates of (B, 45) poses (least squares if K < 45)."""
-        return (pose - self.pose_mean) @ self.pose_basis_pinv
+        return ((pose.to(self.dtype) - self.pose_mean) @ self.pose_basis_pinv).to(pose.dtype)
 
     def _unpack(self, theta: torch.Tensor, transl_init: torch.Tensor):
         """(latent (B, K), pose (B, 45), betas (B, 10), orient (B, 3), transl (B, 3)) of (B, P)."""
@@ -643,12 +706,12 @@ class HandFitter:
     def joint_angles(self, pose: torch.Tensor) -> torch.Tensor:
         """(B, 15, 3) flexion, abduction, twist of each finger joint (radians; projections of
         the axis-angle onto the joint's axes, exact for rotations about one of them)."""
-        return torch.einsum("bjc,jac->bja", pose.reshape(-1, 15, 3), self.limit_frames)
+        return (pose.to(self.dtype).reshape(-1, 15, 1, 3) @ self.limit_frames.transpose(1, 2)).squeeze(2).to(pose.dtype)
 
     def joint_limit_excess(self, pose: torch.Tensor) -> torch.Tensor:
         """(B, 15, 3) radians by which each angle leaves its range (0 inside)."""
-        angles = self.joint_angles(pose)
-        return torch.relu(angles - self.limit_upper) + torch.relu(self.limit_lower - angles)
+        angles = self.joint_angles(pose).to(self.dtype)
+        return (torch.relu(angles - self.limit_upper) + torch.relu(self.limit_lower - angles)).to(pose.dtype)
 
     # -- initialisation ---------------------------------------------------------------------
 
@@ -658,13 +721,6 @@ class HandFitter:
         with torch.no_grad():
             joints = self.keypoint_layer(zeros, self.pose_from_latent(latent), betas, zeros)
         return joints.cpu().double().numpy()
-
-    def _rest_root(self, betas: torch.Tensor) -> np.ndarray:
-        """(B, 3) rest wrist joint at these betas (MANO rotates about it)."""
-        zeros3 = torch.zeros(betas.shape[0], 3, dtype=self.dtype, device=self.device)
-        zeros45 = torch.zeros(betas.shape[0], 45, dtype=self.dtype, device=self.device)
-        with torch.no_grad():
-            return self.keypoint_layer(zeros3, zeros45, betas, zeros3)[:, 0].cpu().double().numpy()
 
     @staticmethod
     def pseudo_3d_from_2d(points_2d: np.ndarray, weights: np.ndarray, intrinsics: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -690,12 +746,14 @@ class HandFitter:
         guesses[valid] = depth * rays[valid]
         return guesses
 
-    def initial_rigid(self, points: np.ndarray, weights: np.ndarray, latent: torch.Tensor, betas: torch.Tensor):
+    def initial_rigid(self, points: np.ndarray, weights: np.ndarray, latent: torch.Tensor, betas: torch.Tensor, template: np.ndarray | None = None):
         """Global orientation (B, 3) and translation (B, 3) aligning the model (at this latent pose
-        and betas) to observed 3D keypoints (B, 21, 3) with weights (B, 21), palm first; and (B,)
-        bool, whether a rotation could be estimated (else identity, translation by centroids)."""
-        template = self._posed_at_origin(latent, betas)
-        root = self._rest_root(betas)
+        and betas; ``template``: its :meth:`_posed_at_origin` joints if already at hand) to
+        observed 3D keypoints (B, 21, 3) with weights (B, 21), palm first; and (B,) bool, whether
+        a rotation could be estimated (else identity, translation by centroids)."""
+        template = self._posed_at_origin(latent, betas) if template is None else template
+        # MANO rotates about the rest wrist joint, which no pose moves: the template's wrist.
+        root = template[:, 0]
         batch = points.shape[0]
         orient = np.zeros((batch, 3))
         transl = np.zeros((batch, 3))
@@ -727,7 +785,7 @@ class HandFitter:
         behind the camera gets a large (not sign-flipped) reprojection error."""
         depth = points[..., 2:3].clamp(min=1e-3)
         homogeneous = torch.cat([points[..., :2] / depth, torch.ones_like(depth)], dim=-1)
-        return torch.einsum("bij,bnj->bni", intrinsics[:, :2], homogeneous)
+        return homogeneous @ intrinsics[:, :2].transpose(1, 2)
 
     def _blocks(self, theta: torch.Tensor, problem: _Problem) -> list[_Block]:
         config = self.config
@@ -784,10 +842,11 @@ class HandFitter:
 
     # -- optimisers -------------------------------------------------------------------------
 
-    def _minimise(self, theta: torch.Tensor, problem: _Problem, iterations: int) -> tuple[torch.Tensor, int, int]:
-        """(optimised theta (B, P), iterations, evaluations)."""
+    def _minimise(self, theta: torch.Tensor, problem: _Problem, iterations: int) -> tuple[torch.Tensor, int, int, torch.Tensor | None]:
+        """(optimised theta (B, P), iterations, evaluations, (B,) objective at that theta if the
+        optimiser knows it, else None)."""
         if iterations == 0:
-            return theta, 0, 0
+            return theta, 0, 0, None
         if self.config.optimizer == "lm":
             return self._levenberg_marquardt(theta, problem, iterations)
         variable = theta.detach().clone().requires_grad_(True)
@@ -808,20 +867,14 @@ class HandFitter:
 
             optimiser.step(closure)
             done = int(optimiser.state[variable].get("n_iter", 0))
-            return variable.detach(), done, evaluations
+            return variable.detach(), done, evaluations, None
         optimiser = torch.optim.Adam([variable], lr=self.config.adam_lr)
         for _ in range(iterations):
             optimiser.zero_grad(set_to_none=True)
             self._objective(variable, problem).sum().backward()
             optimiser.step()
             evaluations += 1
-        return variable.detach(), iterations, evaluations
-
-    def _weighted_residuals(self, theta: torch.Tensor, problem: _Problem, root_weights: list[torch.Tensor]) -> torch.Tensor:
-        """(B, R) residual rows ``sqrt(w psi) v`` with the IRLS weights held fixed."""
-        blocks = self._blocks(theta, problem)
-        rows = [(root.unsqueeze(-1) * block.values).flatten(1) for root, block in zip(root_weights, blocks)]
-        return torch.cat(rows, dim=1)
+        return variable.detach(), iterations, evaluations, None
 
     def _root_weights(self, blocks: list[_Block]) -> list[torch.Tensor]:
         """Per block (B, N) square roots of ``weight * psi(|v|)`` (the IRLS row weights)."""
@@ -834,71 +887,56 @@ class HandFitter:
             roots.append(weight.clamp(min=0).sqrt())
         return roots
 
-    def _evaluate(self, theta: torch.Tensor, problem: _Problem) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B,) objective and the IRLS row weights at ``theta``, from one model evaluation."""
+    def _evaluate(self, theta: torch.Tensor, problem: _Problem) -> torch.Tensor:
+        """(B,) objective at ``theta``."""
         with torch.no_grad():
-            blocks = self._blocks(theta, problem)
-            return self._cost(blocks), self._root_weights(blocks)
+            return self._cost(self._blocks(theta, problem))
 
-    def _num_rows(self, problem: _Problem) -> int:
-        """Residual rows R of one item of ``problem`` (see :meth:`_blocks`)."""
-        rows = self.num_latent + NUM_BETAS + 45  # pose prior, shape prior, joint limits
-        rows += 3 * NUM_KEYPOINTS if problem.obs3 is not None else 0
-        rows += 2 * NUM_KEYPOINTS if problem.obs2 is not None else 0
-        rows += 45 + NUM_BETAS + 3 + 3 if problem.previous is not None else 0
-        rows += 3 * problem.depth_layer.num_extra if problem.cloud is not None else 0
-        return rows
+    def _linearise(self, theta: torch.Tensor, problem: _Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B,) objective, residual rows (B, R) ``sqrt(w psi) v`` and their Jacobian (B, R, P) at
+        ``theta`` (B, P), the IRLS weights ``psi`` taken at ``theta`` and held fixed.
 
-    def _jacobian(self, theta: torch.Tensor, problem: _Problem, roots: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual rows (B, R) and their Jacobian (B, R, P) at ``theta`` (B, P).
-
-        Batch items are independent, so copies of an item evaluated as one batch give many
-        Jacobian entries in one pass, without a Python loop or vmap per row or column:
-        reverse mode over R copies, copy r back-propagating residual row r (used while R is
-        small: the keypoint stages), or forward mode over P copies, copy p carrying the unit
-        tangent e_p (the depth stage, whose R is in the thousands). Reverse mode is preferred
-        up to R = 4 P because torch's forward-mode arithmetic on dual tensors runs through
-        Python decompositions (about 1 ms per elementwise op here).
+        Forward differences: batch items are independent, so P + 1 copies of an item, copy 0 at
+        ``theta`` and copy p moved by :data:`_JACOBIAN_STEP` along parameter p, are evaluated as
+        one batch, which also gives copy 0's objective and weights. One batched evaluation costs
+        about twice an evaluation of one item here (the work is per-operation overhead, not
+        arithmetic), where reverse-mode autograd over copies cost four times more and forward
+        mode (dual tensors through Python decompositions) twenty. In float64 the step's
+        truncation and rounding errors stay below 1e-6 of an entry.
         """
         batch, size = theta.shape
-        rows = self._num_rows(problem)
-        if rows <= 4 * size:
-            copies = torch.arange(batch, device=self.device).repeat_interleave(rows)
-            repeated = theta.detach().repeat_interleave(rows, dim=0).requires_grad_(True)  # (B * R, P)
-            with torch.enable_grad():
-                output = self._weighted_residuals(repeated, problem.subset(copies), [root[copies] for root in roots])
-                chosen = output.view(batch, rows, rows).diagonal(dim1=1, dim2=2)  # copy r keeps row r
-                (gradient,) = torch.autograd.grad(chosen.sum(), repeated)
-            return chosen.detach(), gradient.view(batch, rows, size)
-        copies = torch.arange(batch, device=self.device).repeat_interleave(size)
-        repeated = theta.detach().repeat_interleave(size, dim=0)  # (B * P, P), item-major
-        tangent = torch.eye(size, dtype=self.dtype, device=self.device).repeat(batch, 1)
-        with forward_ad.dual_level():
-            dual = forward_ad.make_dual(repeated, tangent)
-            output = forward_ad.unpack_dual(self._weighted_residuals(dual, problem.subset(copies), [root[copies] for root in roots]))
-        residual = output.primal.view(batch, size, rows)[:, 0]
-        jacobian = output.tangent.view(batch, size, rows).transpose(1, 2)
-        return residual, jacobian
+        copies = torch.arange(batch, device=self.device).repeat_interleave(size + 1)
+        steps = torch.cat([torch.zeros(1, size, dtype=self.dtype, device=self.device),
+                           _JACOBIAN_STEP * torch.eye(size, dtype=self.dtype, device=self.device)])  # fmt: skip
+        shifted = theta.detach().repeat_interleave(size + 1, dim=0) + steps.repeat(batch, 1)
+        with torch.no_grad():
+            blocks = self._blocks(shifted, problem.subset(copies))
+            base = torch.arange(batch, device=self.device) * (size + 1)  # the unmoved copies
+            at_theta = [_Block(block.values[base], block.weights[base], block.threshold) for block in blocks]
+            roots = self._root_weights(at_theta)
+            rows = [(root.repeat_interleave(size + 1, dim=0).unsqueeze(-1) * block.values).flatten(1) for root, block in zip(roots, blocks)]
+            output = torch.cat(rows, dim=1).view(batch, size + 1, -1)
+        residual = output[:, 0]
+        jacobian = ((output[:, 1:] - residual[:, None]) / _JACOBIAN_STEP).transpose(1, 2)
+        return self._cost(at_theta), residual, jacobian
 
-    def _levenberg_marquardt(self, theta: torch.Tensor, problem: _Problem, iterations: int) -> tuple[torch.Tensor, int, int]:
+    def _levenberg_marquardt(self, theta: torch.Tensor, problem: _Problem, iterations: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         """Iteratively reweighted Levenberg-Marquardt, one damping per batch item; converged
-        items drop out of the Jacobian evaluations."""
+        items drop out of the Jacobian evaluations. Returns :meth:`_minimise`'s tuple."""
         theta = theta.detach().clone()
         batch, size = theta.shape
         damping = torch.full((batch,), _LM_INITIAL_DAMPING, dtype=self.dtype, device=self.device)
         active = torch.ones(batch, dtype=torch.bool, device=self.device)
-        cost, roots = self._evaluate(theta, problem)
-        evaluations = 1
+        cost = torch.zeros(batch, dtype=self.dtype, device=self.device)
+        evaluations = 0
         done_iterations = 0
         for _ in range(iterations):
             index = torch.nonzero(active).squeeze(1)
             if len(index) == 0:
                 break
             done_iterations += 1
-            sub_problem = problem.subset(index)
+            sub_problem = problem if len(index) == batch else problem.subset(index)
             sub_theta = theta[index]
-            sub_cost = cost[index]
-            sub_roots = [root[index] for root in roots]
             if sub_problem.cloud is not None:
                 # ICP: re-pair vertices with their nearest cloud points, fixed within the step.
                 with torch.no_grad():
@@ -906,10 +944,8 @@ class HandFitter:
                     vertices = sub_problem.depth_layer(orient, pose, betas, transl)[:, NUM_KEYPOINTS:]
                     nearest = self._nearest_cloud_points(vertices, sub_problem.cloud, sub_problem.cloud_present)
                 sub_problem = dataclasses.replace(sub_problem, nearest=nearest)
-                sub_cost, sub_roots = self._evaluate(sub_theta, sub_problem)
-                evaluations += 1
             count = len(index)
-            residual, jacobian = self._jacobian(sub_theta, sub_problem, sub_roots)
+            sub_cost, residual, jacobian = self._linearise(sub_theta, sub_problem)
             evaluations += 1
             hessian = jacobian.transpose(1, 2) @ jacobian
             gradient = (jacobian.transpose(1, 2) @ residual.unsqueeze(-1)).squeeze(-1)
@@ -918,17 +954,15 @@ class HandFitter:
             accepted = torch.zeros(count, dtype=torch.bool, device=self.device)
             new_cost = sub_cost.clone()
             new_theta = sub_theta.clone()
-            new_roots = list(sub_roots)
             for _ in range(_LM_RETRIES):
                 system = hessian + torch.diag_embed(sub_damping[:, None] * diagonal)
                 step = -torch.linalg.solve(system, gradient.unsqueeze(-1)).squeeze(-1)
                 trial = sub_theta + step
-                trial_cost, trial_roots = self._evaluate(trial, sub_problem)
+                trial_cost = self._evaluate(trial, sub_problem)
                 evaluations += 1
                 better = (trial_cost < sub_cost) & ~accepted & torch.isfinite(trial_cost)
                 new_theta = torch.where(better[:, None], trial, new_theta)
                 new_cost = torch.where(better, trial_cost, new_cost)
-                new_roots = [torch.where(better[:, None], fresh, old) for fresh, old in zip(trial_roots, new_roots)]
                 accepted |= better
                 sub_damping = torch.where(better, sub_damping / 3.0, torch.where(accepted, sub_damping, sub_damping * 4.0))
                 if bool(accepted.all()):
@@ -939,9 +973,7 @@ class HandFitter:
             cost[index] = new_cost
             damping[index] = sub_damping
             active[index] = still
-            for root, fresh in zip(roots, new_roots):
-                root[index] = fresh
-        return theta, done_iterations, evaluations
+        return theta, done_iterations, evaluations, cost
 
     # -- the fit ----------------------------------------------------------------------------
 
@@ -1005,13 +1037,13 @@ class HandFitter:
         has_3d = weights_3d.sum(1) > 0
         init_points = targets.points_3d.copy() if targets.points_3d is not None else np.full((batch, NUM_KEYPOINTS, 3), np.nan)
         init_weights = weights_3d.copy()
+        template = self._posed_at_origin(latent0, betas0)
         if not has_3d.all():
-            template = self._posed_at_origin(latent0, betas0)
             for item in np.flatnonzero(~has_3d):
                 guess = self.pseudo_3d_from_2d(targets.points_2d[item], weights_2d[item], targets.intrinsics[item], template[item])
                 init_points[item] = guess
                 init_weights[item] = np.where(np.isfinite(guess).all(-1), weights_2d[item], 0.0)
-        orient0, transl0, aligned = self.initial_rigid(np.nan_to_num(init_points), init_weights, latent0, betas0)
+        orient0, transl0, aligned = self.initial_rigid(np.nan_to_num(init_points), init_weights, latent0, betas0, template)
         orient_init, transl_init = to(orient0), to(transl0)
         if previous is not None:
             # Keep the previous rigid pose where it explains the palm better than the fresh
@@ -1020,9 +1052,10 @@ class HandFitter:
             palm = list(PALM_KEYPOINTS)
             observed = to(np.nan_to_num(init_points))[:, palm]
             weight = to(init_weights)[:, palm]
-            with torch.no_grad():
-                cost_prev = (weight * (self.keypoint_layer(previous.global_orient, pose0, betas0, previous.transl)[:, palm] - observed).norm(dim=-1)).sum(1)
-                cost_fresh = (weight * (self.keypoint_layer(orient_init, pose0, betas0, transl_init)[:, palm] - observed).norm(dim=-1)).sum(1)
+            with torch.no_grad():  # both candidates in one batch
+                both = self.keypoint_layer(torch.cat([previous.global_orient, orient_init]), pose0.repeat(2, 1), betas0.repeat(2, 1),
+                                           torch.cat([previous.transl, transl_init]))[:, palm]  # fmt: skip
+                cost_prev, cost_fresh = (weight.repeat(2, 1) * (both - observed.repeat(2, 1, 1)).norm(dim=-1)).sum(1).split(batch)
             keep = (cost_prev <= cost_fresh) | ~torch.as_tensor(aligned, device=self.device)
             orient_init = torch.where(keep[:, None], previous.global_orient, orient_init)
             transl_init = torch.where(keep[:, None], previous.transl, transl_init)
@@ -1046,9 +1079,12 @@ class HandFitter:
         else:
             stages = [("warm", config.robust_threshold, config.warm_iterations)]
         iterations = evaluations = 0
+        loss = None  # the objective of `problem` at theta, when the last stage leaves it known
         for name, threshold, budget in stages:
             stage_start = time.perf_counter()
-            theta, done, evaluated = self._minimise(theta, dataclasses.replace(problem, threshold=threshold), budget)
+            theta, done, evaluated, stage_loss = self._minimise(theta, dataclasses.replace(problem, threshold=threshold), budget)
+            if done:
+                loss = stage_loss if threshold == problem.threshold else None
             iterations += done
             evaluations += evaluated
             stage_times[name] = time.perf_counter() - stage_start
@@ -1057,7 +1093,8 @@ class HandFitter:
         if clouds is not None and any(cloud is not None for cloud in clouds) and config.depth_iterations > 0:
             stage_start = time.perf_counter()
             depth_problem = self._depth_problem(theta, problem, clouds, targets.depth_maps)
-            theta, done, evaluated = self._minimise(theta, depth_problem, config.depth_iterations)
+            theta, done, evaluated, _ = self._minimise(theta, depth_problem, config.depth_iterations)
+            loss = None if done else loss
             iterations += done
             evaluations += evaluated
             stage_times["depth"] = time.perf_counter() - stage_start
@@ -1065,14 +1102,15 @@ class HandFitter:
         with torch.no_grad():
             latent, pose, betas, orient, transl = self._unpack(theta, transl_init)
             output = self.hand(orient, pose, betas, transl)
-            loss = self._objective(theta, problem)
+            loss = self._objective(theta, problem) if loss is None else loss
             joints = output.joints.cpu().double().numpy()
+            orient, pose, betas, transl = (value.to(self.result_dtype) for value in (orient, pose, betas, transl))
             residual_3d = np.full((batch, NUM_KEYPOINTS), np.nan)
             if targets.points_3d is not None:
                 residual_3d = np.where(weights_3d > 0, np.linalg.norm(joints - np.nan_to_num(targets.points_3d), axis=-1), np.nan)
             residual_2d = np.full((batch, NUM_KEYPOINTS), np.nan)
             if problem.obs2 is not None:
-                projected = self.project(output.joints, problem.intrinsics).cpu().double().numpy()
+                projected = self.project(output.joints.to(self.dtype), problem.intrinsics).cpu().double().numpy()
                 residual_2d = np.where(weights_2d > 0, np.linalg.norm(projected - np.nan_to_num(targets.points_2d), axis=-1), np.nan)
         return FitResult(
             params=FitParams(orient.clone(), pose.clone(), betas.clone(), transl.clone()),
@@ -1131,7 +1169,7 @@ class HandFitter:
                 present[item, : len(cloud)] = True
         with torch.no_grad():
             _, pose, betas, orient, transl = self._unpack(theta, problem.transl_init)
-            vertices = self.hand(orient, pose, betas, transl).vertices
+            vertices = self.hand(orient, pose, betas, transl).vertices.to(self.dtype)
             visible = self.visible_vertices(vertices, problem.intrinsics, depth_maps)
             visible &= torch.as_tensor([size > 0 for size in sizes], device=self.device)[:, None]
             # Pose only a sample of the vertices visible in some item: the depth term is a mean,
@@ -1141,7 +1179,7 @@ class HandFitter:
                 generator = torch.Generator().manual_seed(0)
                 pick = torch.randperm(len(candidates), generator=generator)[: self.config.depth_max_vertices]
                 candidates = candidates[pick.sort().values.to(candidates.device)]
-            depth_layer = KeypointLayer(self.hand, candidates)
+            depth_layer = KeypointLayer(self.hand, candidates, dtype=self.dtype)
             visible = visible[:, candidates]
             visible_weight = visible.to(self.dtype) / visible.sum(1, keepdim=True).clamp(min=1)
             nearest = None

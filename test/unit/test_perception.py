@@ -8,13 +8,22 @@ in front of a 640 x 480 camera; RGB-D frames are ray cast with open3d.
 
 from __future__ import annotations
 
-import importlib.util
+import platform
 import sys
 
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
+from egopress_core.assets.hand_landmarker import (
+    BUILD_COMMAND,
+    BUNDLE_PATH,
+    DEFAULT_HANDEDNESS,
+    HANDEDNESS_MODES,
+    MEDIAPIPE_MACHINES,
+    side_of_label,
+)
 from egopress_core.data.records import FrameRecord, ManoParams
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.hand.hand_model import load_hand_model
@@ -35,15 +44,11 @@ from egopress_core.perception import (
     sample_depth,
 )
 from egopress_core.perception.estimators import keypoint_anchor_points
-from egopress_core.perception.fitting import KeypointLayer
+from egopress_core.perception.fitting import KeypointLayer, _Problem
 
 from synthetic_hands import open_hand_params, pose_hands, sample_hand_params
 from synthetic_hands import project as project_points
 from synthetic_hands import render_rgbd as render_mesh_rgbd
-
-# torch warns once, from inside its forward-mode autodiff set-up, that torch.jit.script is
-# deprecated; the fitter's Jacobians trigger it, nothing here can act on it.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
 IMAGE_SIZE = (480, 640)
@@ -96,6 +101,44 @@ def test_keypoint_layer_matches_hand_model(side):
     assert points.shape == (4, 21 + 3, 3)
     np.testing.assert_allclose(points[:, :21].numpy(), joints, atol=1e-6)
     np.testing.assert_allclose(points[:, 21:].numpy(), vertices[:, extra.numpy()], atol=1e-6)
+    # The fitter's float64 copy poses the same hands.
+    layer64 = KeypointLayer(hand, extra, dtype=torch.float64)
+    with torch.no_grad():
+        points64 = layer64(*(torch.as_tensor(params[n], dtype=torch.float64) for n in ("global_orient", "hand_pose", "betas", "transl")))
+    assert points64.dtype == torch.float64
+    np.testing.assert_allclose(points64.numpy(), points.numpy(), atol=1e-6)
+
+
+def test_forward_difference_jacobian_matches_autograd(right_hand, fitter):
+    """Levenberg-Marquardt's Jacobian (forward differences over a batch of shifted copies) is the
+    derivative of the IRLS-weighted residuals, on a problem with every keypoint-stage block: 3D
+    and 2D keypoints under the robust kernel, priors, joint limits and temporal terms."""
+    params = sample_hand_params(right_hand, 2, seed=21)
+    _, joints = pose_hands(right_hand, params)
+    tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=torch.float64)  # noqa: E731
+    rng = np.random.default_rng(4)
+    previous = tuple(tensor(params[name]) for name in ("global_orient", "hand_pose", "betas", "transl"))
+    problem = _Problem(
+        obs3=tensor(joints + rng.normal(0.0, 0.01, joints.shape)), w3=tensor(rng.uniform(0.2, 1.0, (2, 21))),
+        obs2=tensor(project(joints) + rng.normal(0.0, 5.0, (2, 21, 2))), w2=tensor(np.ones((2, 21))),
+        intrinsics=tensor(np.repeat(K[None], 2, 0)), transl_init=previous[3], previous=previous, widen=1.5, threshold=3.0,
+    )  # fmt: skip
+    theta = torch.cat([fitter.latent_from_pose(previous[1]), previous[2], previous[0], torch.zeros(2, 3, dtype=torch.float64)], 1)
+    theta = theta + tensor(rng.normal(0.0, 0.05, theta.shape))
+    cost, residual, jacobian = fitter._linearise(theta, problem)
+
+    blocks = fitter._blocks(theta, problem)
+    roots = fitter._root_weights(blocks)
+
+    def weighted(values):
+        return torch.cat([(root.unsqueeze(-1) * block.values).flatten(1) for root, block in zip(roots, fitter._blocks(values, problem))], 1)
+
+    exact = torch.autograd.functional.jacobian(weighted, theta)  # (B, R, B, P)
+    exact = torch.stack([exact[item, :, item] for item in range(2)])
+    torch.testing.assert_close(residual, weighted(theta).detach())
+    torch.testing.assert_close(cost, fitter._cost(blocks).detach())
+    scale = exact.abs().max()
+    assert float((jacobian - exact).abs().max() / scale) < 1e-5
 
 
 def test_fit_accuracy_from_noisy_3d_keypoints(right_hand, fitter):
@@ -318,6 +361,34 @@ def test_lifting_on_a_plane_with_holes_occluders_and_edges():
     assert np.isnan(sample_depth(depth, np.array([[np.nan, 3.0], [-50.0, 10.0], [width + 9.0, 5.0]]))).all()
 
 
+def test_sample_depth_reads_each_window_as_defined():
+    """The vectorised windows give what one window at a time gives: clipped at the image's
+    border, holes (0, NaN) skipped, the median of the readings within the band of the 10th
+    percentile."""
+
+    def one_at_a_time(depth, points, radius, band):
+        result = np.full(len(points), np.nan)
+        for index, (u, v) in enumerate(points):
+            if not np.isfinite([u, v]).all() or not (0 <= round(u) < depth.shape[1] and 0 <= round(v) < depth.shape[0]):
+                continue
+            column, row = round(u), round(v)
+            window = depth[max(row - radius, 0) : row + radius + 1, max(column - radius, 0) : column + radius + 1]
+            readings = window[np.isfinite(window) & (window > 0)].astype(np.float64)
+            if readings.size:
+                result[index] = np.median(readings[readings <= np.percentile(readings, 10) + band])
+        return result
+
+    rng = np.random.default_rng(12)
+    depth = rng.uniform(0.3, 1.2, (60, 80)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.3] = 0.0
+    depth[10:20, 10:20] = 0.0
+    depth[30, 30] = np.nan
+    points = np.stack([rng.uniform(-4, 84, 200), rng.uniform(-4, 64, 200)], 1)
+    points[:4] = [[15.0, 15.0], [0.0, 0.0], [79.4, 59.6], [np.nan, 3.0]]
+    for radius, band in ((0, 0.015), (1, 0.015), (3, 0.015), (3, 0.2)):
+        np.testing.assert_allclose(sample_depth(depth, points, radius, band), one_at_a_time(depth, points, radius, band), atol=1e-7)
+
+
 def test_lifting_a_rendered_hand(right_hand):
     params = open_hand_params(right_hand)
     vertices, joints = pose_hands(right_hand, params)
@@ -499,53 +570,177 @@ def test_bad_options_are_config_errors(right_hand):
 
 
 # ---------------------------------------------------------------------------------------------
-# MediaPipe
+# MediaPipe (the default backend: its package is a core requirement, `make setup` builds its models)
+
+needs_bundle = pytest.mark.skipif(
+    not BUNDLE_PATH.is_file() or platform.machine() not in MEDIAPIPE_MACHINES,
+    reason=f"the hand-landmarker bundle is not built ({BUILD_COMMAND}; make test builds it), or no mediapipe wheel exists here",
+)
 
 
-def test_mediapipe_missing_dependency_names_the_install(monkeypatch):
-    # Whether or not mediapipe is installed here, a failing import must surface as a clear error.
-    monkeypatch.setitem(sys.modules, "mediapipe", None)
+def render_open_hand(hand, facing: str = "back", distance_m: float = 0.45, roll_deg: float = 0.0, flex: float = 0.5):
+    """Vertices, joints and the RGB-D render of an open hand rolled about the optical axis."""
+    params = open_hand_params(hand, distance_m=distance_m, facing=facing)
+    params["hand_pose"] = flex * np.asarray(hand.hands_mean)[None]
+    vertices, joints = pose_hands(hand, params)
+    centre = np.array([0.0, 0.0, distance_m])
+    rotation = Rotation.from_rotvec([0.0, 0.0, np.radians(roll_deg)]).as_matrix()
+    vertices, joints = (vertices[0] - centre) @ rotation.T + centre, (joints[0] - centre) @ rotation.T + centre
+    rgb, depth = render_rgbd(vertices, hand.faces, background_depth=0.9)
+    return vertices, joints, rgb, depth
+
+
+def test_mediapipe_without_its_bundle_or_package_names_the_set_up_step(tmp_path, monkeypatch):
     from egopress_core.perception.mediapipe_backend import MediaPipeUnavailableError
 
-    with pytest.raises(MediaPipeUnavailableError, match="requirements/mediapipe.txt") as raised:
+    with pytest.raises(MediaPipeUnavailableError, match="make setup") as raised:
+        build_estimator("mediapipe", landmarker={"bundle_path": str(tmp_path / "missing.task")})
+    assert isinstance(raised.value, ConfigError) and "\n" not in str(raised.value)
+    assert "missing.task is missing" in str(raised.value)
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    with pytest.raises(MediaPipeUnavailableError, match="'mediapipe' package .*make setup"):
         build_estimator("mediapipe")
-    assert isinstance(raised.value, ConfigError)
+    # Where PyPI has no wheel (Linux aarch64), the error says so and names the alternative.
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(MediaPipeUnavailableError, match="not available on .* aarch64: PyPI has no mediapipe wheel .*keypoints backend"):
+        build_estimator("mediapipe")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("mediapipe") is None,
-    reason="mediapipe is an optional extra (numpy<2 pin): run this file in the environment of requirements/mediapipe.txt",
-)
-def test_mediapipe_live_on_rendered_hands(right_hand, left_hand):
-    # The back of the hand to the camera, as a head-mounted camera sees its wearer's hands.
-    vertices, joints = pose_hands(right_hand, open_hand_params(right_hand, facing="back"))
-    rgb, depth = render_rgbd(vertices[0], right_hand.faces, background_depth=1.2)
-    estimator = build_estimator("mediapipe", hand_model=right_hand, static_image_mode=True)
-    estimate = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=1.0))
-    assert is_hand(estimate), estimator.last_failure
-    assert estimate.estimator == "mediapipe" and estimate.hand_side == "right"
-    # MediaPipe places its landmarks where a human hand's joints are, not exactly at this
-    # model's (its MCPs sit 1-2 cm off the model's), so ~1 cm is what the pipeline reaches here;
-    # the bound leaves room for MediaPipe's own variation.
-    error = vertex_error_mm(estimate.vertices[None], vertices)[0]
-    assert error < 15.0, error
-    assert np.linalg.norm(estimate.joints[0] - joints[0, 0]) < 0.02
+def test_landmarker_options_are_validated_naming_the_field():
+    from egopress_core.perception.mediapipe_backend import LandmarkerConfig
 
-    # Without depth the fit is 2D-only: placed in the image, at half confidence.
-    flat = estimator.estimate(RGBDFrame(rgb, np.zeros_like(depth), K, stamp=1.1))
-    assert is_hand(flat) and flat.confidence <= 0.5 and flat.observed_keypoints is None
+    assert LandmarkerConfig().handedness == DEFAULT_HANDEDNESS == "as_labelled"
+    assert LandmarkerConfig().bundle == BUNDLE_PATH
+    for options, field in (({"running_mode": "live"}, "running_mode"), ({"max_num_hands": 0}, "max_num_hands"),
+                           ({"handedness": "mirrored"}, "handedness"), ({"min_detection_confidence": 1.5}, "min_detection_confidence"),
+                           ({"min_tracking_confidence": True}, "min_tracking_confidence")):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"LandmarkerConfig.{field}"):
+            LandmarkerConfig.from_options(options)
+    with pytest.raises(ConfigError, match=r"unknown landmarker option\(s\) \['model_complexity'\]"):
+        LandmarkerConfig.from_options({"model_complexity": 1})
+    with pytest.raises(ConfigError, match="unknown option"):
+        build_estimator("mediapipe", handedness="swapped")  # it is a landmarker option
 
-    blank = np.full_like(rgb, 90)
-    assert estimator.estimate(RGBDFrame(blank, depth, K, stamp=2.0)) is None
-    assert "no right hand" in estimator.last_failure
-    # The left hand is not mistaken for the right one (handedness "swapped", non-mirrored).
-    left_vertices, _ = pose_hands(left_hand, open_hand_params(left_hand, facing="back"))
-    left_rgb, left_depth = render_rgbd(left_vertices[0], left_hand.faces, background_depth=1.2)
-    assert estimator.estimate(RGBDFrame(left_rgb, left_depth, K, stamp=3.0)) is None
-    estimator.close()
 
-    left = build_estimator("mediapipe", hand_model=left_hand, static_image_mode=True)
-    left_estimate = left.estimate(RGBDFrame(left_rgb, left_depth, K))
-    assert is_hand(left_estimate) and left_estimate.hand_side == "left", left.last_failure
-    assert vertex_error_mm(left_estimate.vertices[None], left_vertices)[0] < 15.0
-    left.close()
+def test_handedness_labels_map_to_sides():
+    assert [side_of_label(label) for label in ("Left", "Right", "?")] == ["left", "right", None]
+    assert [side_of_label(label, "swapped") for label in ("Left", "Right")] == ["right", "left"]
+    assert side_of_label("Left", "ignore") is None
+    assert HANDEDNESS_MODES == ("as_labelled", "swapped", "ignore")
+
+
+@needs_bundle
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_mediapipe_labels_hands_seen_from_the_back_by_their_side(side):
+    """The convention, checked against the model's own output: renders of an open hand seen
+    from the back (as a head-mounted camera sees its wearer's hands) carry their true label, seen
+    from the palm side the other hand's (benchmarks/hand_stage.py counts more views)."""
+    hand = load_hand_model(side)
+    estimator = build_estimator("mediapipe", hand_model=hand, landmarker={"running_mode": "image", "handedness": "ignore"})
+    try:
+        other = "Left" if side == "right" else "Right"
+        for roll in (0.0, 30.0, 180.0):
+            found = estimator.detect(render_open_hand(hand, "back", roll_deg=roll)[2])
+            assert [h.label for h in found] == [side.capitalize()], (roll, found)
+            assert found[0].score > 0.6
+        found = estimator.detect(render_open_hand(hand, "palm", distance_m=0.6)[2])
+        assert [h.label for h in found] == [other], found
+    finally:
+        estimator.close()
+
+
+# MediaPipe places its landmarks where a human hand's joints are, not exactly at the bundled
+# model's: its MCPs sit ~20 px (1-2 cm) towards the wrist, and on the left hand its finger joints
+# too. ~1 cm (right) and ~1.4 cm (left) is what the pipeline reaches on these renders (11-14 and
+# 13-16 mm measured over rolls), from one frame as from a stream.
+RIGHT_BOUND_MM = 15.0
+LEFT_BOUND_MM = 18.0
+
+
+@needs_bundle
+def test_mediapipe_finds_the_wanted_hand_on_rendered_hands(right_hand, left_hand):
+    vertices, joints, rgb, depth = render_open_hand(right_hand)
+    estimator = build_estimator("mediapipe", hand_model=right_hand)
+    try:
+        estimate = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=1.0))
+        assert is_hand(estimate), estimator.last_failure
+        assert estimate.estimator == "mediapipe" and estimate.hand_side == "right"
+        assert vertex_error_mm(estimate.vertices[None], vertices[None])[0] < RIGHT_BOUND_MM
+        assert np.linalg.norm(estimate.joints[0] - joints[0]) < 0.02
+        landmarks = estimator.last_landmarks
+        assert np.linalg.norm(landmarks.pixels(IMAGE_SIZE[1], IMAGE_SIZE[0]) - project(joints), axis=1).mean() < 20.0
+        assert set(estimator.stage_times_s) == {"detect", "lift", "fit"}
+
+        # Without depth the fit is 2D-only: placed in the image, at half confidence.
+        flat = estimator.estimate(RGBDFrame(rgb, np.zeros_like(depth), K, stamp=1.1))
+        assert is_hand(flat) and flat.confidence <= 0.5 and flat.observed_keypoints is None
+
+        blank = np.full_like(rgb, 90)
+        assert estimator.estimate(RGBDFrame(blank, depth, K, stamp=2.0)) is None
+        assert "no right hand" in estimator.last_failure and estimator.last_landmarks is None
+        # The left hand is not taken for the right one.
+        left_vertices, _, left_rgb, left_depth = render_open_hand(left_hand)
+        assert estimator.estimate(RGBDFrame(left_rgb, left_depth, K, stamp=3.0)) is None
+    finally:
+        estimator.close()
+
+    left = build_estimator("mediapipe", hand_model=left_hand)
+    try:
+        left_estimate = left.estimate(RGBDFrame(left_rgb, left_depth, K))
+        assert is_hand(left_estimate) and left_estimate.hand_side == "left", left.last_failure
+        assert vertex_error_mm(left_estimate.vertices[None], left_vertices[None])[0] < LEFT_BOUND_MM
+    finally:
+        left.close()
+
+
+@needs_bundle
+def test_mediapipe_tracks_a_stream_and_redetects_a_lost_hand(right_hand):
+    """VIDEO mode: a moving, flexing hand is found in every frame and fitted warm-started;
+    after a frame without it, and after reset() (which drops MediaPipe's tracking), the hand is
+    detected again; stamps that repeat or step back do not break MediaPipe's timestamps."""
+    frames = [render_open_hand(right_hand, roll_deg=4.0 * index, flex=0.4 + 0.05 * index) for index in range(6)]
+    estimator = build_estimator("mediapipe", hand_model=right_hand)
+    estimator.warm_up()
+    try:
+        stamps = [0.0, 1 / 30, 2 / 30, 2 / 30, 1 / 30, 5 / 30]  # a repeat, then a step back
+        errors = []
+        for index, ((vertices, _, rgb, depth), stamp) in enumerate(zip(frames, stamps)):
+            estimate = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=stamp))
+            assert is_hand(estimate), (index, estimator.last_failure)
+            errors.append(vertex_error_mm(estimate.vertices[None], vertices[None])[0])
+            if index > 0 and stamp >= stamps[index - 1]:  # warm-started: the steady-tracking budget
+                assert estimate.iterations <= estimator.config.warm_iterations
+        assert max(errors) < RIGHT_BOUND_MM, errors
+
+        vertices, _, rgb, depth = frames[0]
+        assert estimator.estimate(RGBDFrame(np.full_like(rgb, 90), depth, K, stamp=0.3)) is None
+        again = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=0.4))
+        assert is_hand(again) and vertex_error_mm(again.vertices[None], vertices[None])[0] < RIGHT_BOUND_MM
+        estimator.reset()
+        after_reset = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=0.0))
+        assert is_hand(after_reset) and vertex_error_mm(after_reset.vertices[None], vertices[None])[0] < RIGHT_BOUND_MM
+    finally:
+        estimator.close()
+
+
+@needs_bundle
+def test_mediapipe_finds_the_wanted_hand_next_to_the_other_one(right_hand, left_hand):
+    """Both hands in view: whichever hand MediaPipe tracks first, each estimator fits its own
+    hand in every frame (it tracks both when the single tracked one is the other). The left
+    hand's landmarks are further off here (17-22 mm measured)."""
+    shift = np.array([0.12, 0.0, 0.0])  # the thumbs 4 cm apart: touching hands are not found
+    right_vertices, _ = pose_hands(right_hand, open_hand_params(right_hand, distance_m=0.5, facing="back"))
+    left_vertices, _ = pose_hands(left_hand, open_hand_params(left_hand, distance_m=0.5, facing="back"))
+    right_vertices, left_vertices = right_vertices[0] + shift, left_vertices[0] - shift
+    faces = np.concatenate([right_hand.faces, left_hand.faces + right_hand.num_vertices])
+    rgb, depth = render_rgbd(np.concatenate([right_vertices, left_vertices]), faces, background_depth=0.9)
+    for side, hand, truth, bound in (("right", right_hand, right_vertices, RIGHT_BOUND_MM), ("left", left_hand, left_vertices, 25.0)):
+        estimator = build_estimator("mediapipe", hand_model=hand)
+        try:
+            for index in range(3):
+                estimate = estimator.estimate(RGBDFrame(rgb, depth, K, stamp=index / 30))
+                assert is_hand(estimate), (side, index, estimator.last_failure)
+                assert vertex_error_mm(estimate.vertices[None], truth[None])[0] < bound, (side, index)
+        finally:
+            estimator.close()

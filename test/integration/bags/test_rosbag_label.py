@@ -158,11 +158,6 @@ def test_command_line_labels_a_bag_and_reports_errors(tmp_path_factory, tmp_path
     code = main(["label-bag", str(source), str(tmp_path / "fp16"), "--checkpoint", str(checkpoint), "--backend", "ground_truth",
                  "--device", "cpu", "--precision", "fp16", "--no-progress"])
     assert code == 2 and "precision='fp16' needs a GPU" in capsys.readouterr().err and not (tmp_path / "fp16").exists()
-    try:
-        import mediapipe  # noqa: F401
-    except ImportError:  # the default backend is optional: its absence is said before any work
-        code = main(["label-bag", str(source), str(tmp_path / "out3"), "--checkpoint", str(checkpoint), "--no-progress"])
-        assert code == 2 and "mediapipe" in capsys.readouterr().err and not (tmp_path / "out3").exists()
 
 
 def test_uv_geometry_checkpoint_labels_a_bag(tmp_path_factory, tmp_path):

@@ -4,8 +4,9 @@ executables (``colcon_build`` fixture), real rclpy over Fast DDS, in their own p
 ros_node_driver.py plays the camera: a short synthetic sequence as RealSense-style topics plus
 the sequence's ground-truth joints as the 21 keypoints an external hand tracker would publish.
 The hand mesh node runs the ``keypoints`` backend, so every HandMesh is a real fit of the hand
-model (the ``mediapipe`` backend needs an optional package with NumPy < 2; ``ground_truth``
-needs data-set records, which no camera topic carries). The pressure node runs a tiny, untrained
+model (the ``mediapipe`` backend, the launch default, is exercised from camera topics alone by
+``test/integration/bags/test_rosbag_replay_camera_only.py``; ``ground_truth`` needs data-set
+records, which no camera topic carries). The pressure node runs a tiny, untrained
 EgoPressDiff checkpoint: its pressures are meaningless, but they flow through the same code as a
 trained model's, so stamps, sizes, value ranges and the consistency of every published field
 are checked, not the pressure itself.
