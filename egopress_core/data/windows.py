@@ -60,7 +60,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from egopress_core.data.records import FrameRecord, SequenceSource
