@@ -173,8 +173,8 @@ class PressureNode(PipelineNode):
     def process(self, messages: dict[str, Any]) -> None:
         from egopress_core.stream import ResetCause
 
-        live, stream = self.pipeline, self.stream
-        if live is None or stream is None:
+        pipeline, stream = self.pipeline, self.stream
+        if pipeline is None or stream is None:
             return
         names = self.topic_names()
         camera = self.camera_input(messages, without_depth="the model sees no depth for this frame")
@@ -182,13 +182,13 @@ class PressureNode(PipelineNode):
             mesh = msgs.hand_mesh_from_msg(messages["hand_mesh"])
         except DataError as error:
             raise InputProblem("hand_mesh", f"HandMesh on '{names['hand_mesh']}': {error}") from None
-        if mesh.hand_side != live.hand_side:
+        if mesh.hand_side != pipeline.hand_side:
             raise InputProblem("hand_side", f"HandMesh on '{names['hand_mesh']}' is of the {mesh.hand_side} hand; "
-                               f"the checkpoint estimates the {live.hand_side} hand")
+                               f"the checkpoint estimates the {pipeline.hand_side} hand")
         has_hand = mesh.has_hand
-        if has_hand and mesh.topology_id != live.topology_id:
+        if has_hand and mesh.topology_id != pipeline.topology_id:
             raise InputProblem("topology", f"HandMesh on '{names['hand_mesh']}' has topology {mesh.topology_id!r}; the "
-                               f"checkpoint's hand is {live.topology_id!r} (set the same hand_model_path on both nodes)")
+                               f"checkpoint's hand is {pipeline.topology_id!r} (set the same hand_model_path on both nodes)")
         stamp_s = msgs.stamp_to_seconds(camera.header.stamp)
         try:
             estimate = stream.push(camera.rgb, camera.depth_m, camera.intrinsics, stamp_s,
@@ -209,16 +209,16 @@ class PressureNode(PipelineNode):
         self._publish(estimate, camera.header, mesh.vertices)
 
     def _publish(self, estimate, header, vertices) -> None:
-        live, config, outputs = self.pipeline, self.config, self.outputs
-        side = live.hand_side
+        pipeline, config, outputs = self.pipeline, self.config, self.outputs
+        side = pipeline.hand_side
         outputs["uv_pressure"].publish(msgs.uv_pressure(
-            RCLPY, estimate.uv_pressure_kpa, header, side, live.uv_layout_id, config["contact_threshold_kpa"],
+            RCLPY, estimate.uv_pressure_kpa, header, side, pipeline.uv_layout_id, config["contact_threshold_kpa"],
             estimate.uv_total_force_n))
-        outputs["hand_contact"].publish(msgs.hand_contact(RCLPY, estimate.contact, header, side, live.topology_id))
+        outputs["hand_contact"].publish(msgs.hand_contact(RCLPY, estimate.contact, header, side, pipeline.topology_id))
         self.record_output(header.stamp)
         vmax = config["visualization_max_kpa"]
         if self.wanted(outputs["image"]):
-            colours = colorize(estimate.uv_pressure_kpa, vmax, config["colormap"], mask=live.uv_mask.mask)
+            colours = colorize(estimate.uv_pressure_kpa, vmax, config["colormap"], mask=pipeline.uv_mask.mask)
             outputs["image"].publish(msgs.image(RCLPY, colours, "rgb8", header))
         if self.wanted(outputs["image_raw"]):
             outputs["image_raw"].publish(msgs.image(RCLPY, estimate.uv_pressure_kpa, "32FC1", header))
@@ -226,7 +226,7 @@ class PressureNode(PipelineNode):
             outputs["points"].publish(msgs.contact_point_cloud(RCLPY, vertices, estimate.contact, header))
         if self.wanted(outputs["marker"]):
             colours = colorize(estimate.contact.vertex_pressure_kpa, vmax, config["colormap"])
-            outputs["marker"].publish(msgs.mesh_marker(RCLPY, vertices, live.faces, header, MARKER_NAMESPACE,
+            outputs["marker"].publish(msgs.mesh_marker(RCLPY, vertices, pipeline.faces, header, MARKER_NAMESPACE,
                                                        colours=colours))
 
     # -- when no HandMesh arrives -------------------------------------------------------------
