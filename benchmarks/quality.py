@@ -360,7 +360,7 @@ def variant_config(variant: Variant, settings: Settings, train_data: list[str], 
 
 
 def _differences_that_matter(saved: dict, wanted: dict) -> dict:
-    from egopress_core.training.config import config_differences
+    from egopress_core.options import config_differences
 
     return {key: change for key, change in config_differences(saved, wanted).items()
             if not any(key == ignored or key.startswith(ignored) for ignored in IGNORED_FOR_REUSE)}

@@ -301,3 +301,36 @@ def from_arguments(args: argparse.Namespace, cls: type, defaults: Any = None) ->
 
 def to_dict(instance: Any) -> dict[str, Any]:
     return dataclasses.asdict(instance)
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Flattened ``{key: (old, new)}`` of two config dicts."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(config_differences(a, b, name + "."))
+        elif a != b:
+            out[name] = (a, b)
+    return out
+
+
+def from_mapping(cls: type, options: Any, what: str) -> Any:
+    """A config dataclass ``cls`` from a mapping of field values (as YAML gives), an instance, or
+    None (the defaults), naming unknown keys.
+
+    Raises:
+        ConfigError: not a mapping, or keys that are not fields of ``cls``.
+    """
+    if options is None:
+        return cls()
+    if isinstance(options, cls):
+        return options
+    if not isinstance(options, dict):
+        raise ConfigError(f"{what} options must be a mapping of {cls.__name__} fields. Got {type(options).__name__}")
+    known = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {unknown}; valid: {sorted(known)}")
+    return cls(**options)

@@ -57,6 +57,7 @@ from scipy.spatial.transform import Rotation
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.hand.hand_model import HandModel, read_sidecar
 from egopress_core.hand.mano_io import NUM_BETAS
+from egopress_core.options import from_mapping
 from egopress_core.hand.poses import (
     FINGER_ABDUCTION_RANGE,
     FINGER_FLEXION_RANGE,
@@ -209,17 +210,7 @@ class FitConfig:
     @classmethod
     def from_options(cls, options: "dict | FitConfig | None") -> "FitConfig":
         """A config from a mapping of field values (as YAML gives), naming unknown keys."""
-        if options is None:
-            return cls()
-        if isinstance(options, FitConfig):
-            return options
-        if not isinstance(options, dict):
-            raise ConfigError(f"fit options must be a mapping of FitConfig fields. Got {type(options).__name__}")
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown fit option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**options)
+        return from_mapping(cls, options, "fit")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ collected, or at interpreter exit): MediaPipe's own finaliser fails at interpret
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 import time
 import weakref
@@ -54,6 +53,7 @@ from egopress_core.assets.hand_landmarker import (
     side_of_label,
 )
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.options import from_mapping
 from egopress_core.perception.depth import SOURCE_DEPTH, SOURCE_RELATIVE, sample_depth
 from egopress_core.perception.estimators import KeypointFittingEstimator
 from egopress_core.perception.types import NUM_KEYPOINTS, HandMeshEstimate, RGBDFrame
@@ -118,17 +118,7 @@ class LandmarkerConfig:
     @classmethod
     def from_options(cls, options: "dict | LandmarkerConfig | None") -> "LandmarkerConfig":
         """A config from a mapping of field values (as YAML gives), naming unknown keys."""
-        if options is None:
-            return cls()
-        if isinstance(options, LandmarkerConfig):
-            return options
-        if not isinstance(options, dict):
-            raise ConfigError(f"landmarker options must be a mapping of LandmarkerConfig fields. Got {type(options).__name__}")
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown landmarker option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**options)
+        return from_mapping(cls, options, "landmarker")
 
     @property
     def bundle(self) -> Path:

@@ -55,6 +55,7 @@ from typing import Any, Callable
 import numpy as np
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
+from egopress_core.options import config_differences
 from egopress_core.rosbag import accounting
 from egopress_core.rosbag.index import FrameRef
 from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
@@ -71,17 +72,6 @@ from egopress_core.rosbag.label_plan import (
 STATE_FORMAT = "egopress-label-state"
 # 2: options nested by concern (sampling, runtime, crop, contact).
 STATE_VERSION = 2
-
-
-def _flat(values: dict, prefix: str = "") -> dict:
-    """Nested option dicts as ``{"sampling.seed": 3, ...}`` (what a changed-options message names)."""
-    flat: dict = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class HandTopologyError(DataError):
@@ -293,8 +283,7 @@ class BagLabeller:
                 if saved.get(key) != state[key]:
                     detail = ""
                     if key == "options":
-                        before, now = _flat(saved.get("options", {})), _flat(state["options"])
-                        detail = f" ({', '.join(sorted(k for k in now if before.get(k) != now[k]))})"
+                        detail = f" ({', '.join(config_differences(saved.get('options', {}), state['options']))})"
                     raise DataError(f"cannot resume into {self.output}: the {meaning} changed since the interrupted run{detail}; "
                                     f"rerun with the same input and options, or delete {self.work} to start over")
             done = sum(1 for group in self.groups if self._group_path(group).is_file())

@@ -659,16 +659,3 @@ def load_train_config(
     for key, value in (updates or {}).items():
         apply_override(values, key.split("."), value)
     return TrainConfig.from_dict(values)
-
-
-def config_differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Flattened ``{key: (old, new)}`` of two config dicts."""
-    out: dict[str, tuple[Any, Any]] = {}
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.update(config_differences(a, b, name + "."))
-        elif a != b:
-            out[name] = (a, b)
-    return out

@@ -17,7 +17,7 @@ from egopress_core.errors import CheckpointError, ConfigError
 from egopress_core.pipeline import load_pressure_model
 from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
 from egopress_core.training import build_datasets, checkpoint_kind, load_train_config, model_kind, train
-from egopress_core.training.config import config_differences
+from egopress_core.options import config_differences
 from egopress_core.training.trainer import build_model, resolve_model_config
 
 FAST = ["--set", "threads=1", "--no-progress"]
