@@ -44,6 +44,15 @@ def sample_bag(tmp_path_factory, storage: str = "mcap", compression: str = "none
     return path
 
 
+def copy_sample_bag(tmp_path_factory, tmp_path: Path, storage: str = "mcap", compression: str = "none") -> Path:
+    """A copy of the session's sample bag in ``tmp_path / "input"``, for a test to damage or edit."""
+    import shutil
+
+    destination = tmp_path / "input"
+    shutil.copytree(sample_bag(tmp_path_factory, storage, compression), destination)
+    return destination
+
+
 def nested_label_options(**values) -> LabelOptions:
     """LabelOptions from flat keyword arguments: keys of the option sets (``num_inference_steps``,
     ``device``, ``crop``, ``contact_threshold_kpa``, ...) go to their dataclass."""

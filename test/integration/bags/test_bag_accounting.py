@@ -10,7 +10,7 @@ import re
 import shutil
 
 import pytest
-from rosbag_helpers import label_options, read_bag, sample_bag, tiny_checkpoint, tree_digest
+from rosbag_helpers import copy_sample_bag, label_options, read_bag, sample_bag, tiny_checkpoint, tree_digest
 
 from egopress_core.errors import DataError
 from egopress_core.rosbag.accounting import MessageLossError
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory)
-
-
-def _copy(tmp_path_factory, tmp_path, storage="mcap", compression="none"):
-    destination = tmp_path / "input"
-    shutil.copytree(sample_bag(tmp_path_factory, storage, compression), destination)
-    return destination
 
 
 def _edit_offered_qos(bag, topic: str) -> None:
@@ -61,7 +55,7 @@ def test_messages_whose_metadata_qos_differs_from_the_storage_are_all_read_and_c
                                                                                       checkpoint, storage):
     from rosbags.rosbag2 import Reader
 
-    source = _copy(tmp_path_factory, tmp_path, storage)
+    source = copy_sample_bag(tmp_path_factory, tmp_path, storage)
     original = read_bag(source)  # before the edit, plain rosbags reads everything
     _edit_offered_qos(source, COLOR_TOPIC)
     with Reader(source) as plain:  # rosbags alone skips the topic whose profiles differ
@@ -84,7 +78,7 @@ def test_messages_whose_metadata_qos_differs_from_the_storage_are_all_read_and_c
 
 
 def test_damaged_mcap_fails_naming_topics_and_counts_until_the_loss_is_accepted(tmp_path_factory, tmp_path, checkpoint):
-    source = _copy(tmp_path_factory, tmp_path)
+    source = copy_sample_bag(tmp_path_factory, tmp_path)
     _damage_middle(source)
     before = tree_digest(source)
     found = scan(next(source.glob("*.mcap")))
@@ -173,7 +167,7 @@ def _drop_metadata_key(path, key: str) -> None:
     (lambda path: path.write_text("just a string\n"), "has no rosbag2_bagfile_information section"),
 ])
 def test_broken_metadata_gets_a_specific_message(tmp_path_factory, tmp_path, damage, message):
-    source = _copy(tmp_path_factory, tmp_path)
+    source = copy_sample_bag(tmp_path_factory, tmp_path)
     damage(source / "metadata.yaml")
     with pytest.raises(DataError, match=re.escape(message)) as raised:
         BagReader(source)
@@ -181,7 +175,7 @@ def test_broken_metadata_gets_a_specific_message(tmp_path_factory, tmp_path, dam
 
 
 def test_repair_hints_name_the_storage_that_failed(tmp_path_factory, tmp_path):
-    source = _copy(tmp_path_factory, tmp_path, "sqlite3")
+    source = copy_sample_bag(tmp_path_factory, tmp_path, "sqlite3")
     storage = next(source.glob("*.db3"))
     data = bytearray(storage.read_bytes())
     data[:100] = bytes(100)

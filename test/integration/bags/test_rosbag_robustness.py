@@ -5,12 +5,12 @@ skipped and reported."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from rosbag_helpers import (
     SAMPLE_FRAMES,
+    copy_sample_bag,
     deserialize,
     label_options,
     read_bag,
@@ -31,12 +31,6 @@ from egopress_core.rosbag.typestore import IMAGE
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory)
-
-
-def _copy(tmp_path_factory, tmp_path, storage="mcap", compression="none"):
-    destination = tmp_path / "input"
-    shutil.copytree(sample_bag(tmp_path_factory, storage, compression), destination)
-    return destination
 
 
 def _corrupt_metadata(bag):
@@ -63,7 +57,7 @@ def _zero_database_header(bag):
     ("sqlite3", lambda bag: (bag / "metadata.yaml").unlink(), "metadata.yaml is missing"),
 ])
 def test_unreadable_bag_fails_clearly_without_output(tmp_path_factory, tmp_path, checkpoint, storage, damage, message):
-    source = _copy(tmp_path_factory, tmp_path, storage)
+    source = copy_sample_bag(tmp_path_factory, tmp_path, storage)
     damage(source)
     output = tmp_path / "labelled"
     with pytest.raises(DataError, match=message) as raised:
@@ -77,7 +71,7 @@ def test_unreadable_bag_fails_clearly_without_output(tmp_path_factory, tmp_path,
 def test_damaged_mcap_chunk_is_skipped_and_reported(tmp_path_factory, tmp_path, checkpoint):
     from rosbags.rosbag2.storage_mcap import McapReader
 
-    source = _copy(tmp_path_factory, tmp_path, "mcap", "storage")  # zstd-compressed chunks of ~1 MB
+    source = copy_sample_bag(tmp_path_factory, tmp_path, "mcap", "storage")  # zstd-compressed chunks of ~1 MB
     storage = next(source.glob("*.mcap"))
     reader = McapReader(storage)
     reader.open()
