@@ -259,10 +259,14 @@ class Driver:
         finally:
             self.node.destroy_client(client)
 
+    def _fqn(self, node: str) -> str:
+        """A node's full name: ``node`` itself when absolute, else in this driver's namespace."""
+        return node if node.startswith("/") else f"{self.namespace}/{node}"
+
     def lifecycle_state(self, node: str) -> str | None:
         from lifecycle_msgs.srv import GetState
 
-        response = self.call(GetState, f"{self.namespace}/{node}/get_state", GetState.Request())
+        response = self.call(GetState, f"{self._fqn(node)}/get_state", GetState.Request())
         return None if response is None else response.current_state.label
 
     def change_state(self, node: str, transition_id: int) -> bool | None:
@@ -270,16 +274,18 @@ class Driver:
         from lifecycle_msgs.srv import ChangeState
 
         request = ChangeState.Request(transition=Transition(id=transition_id))
-        response = self.call(ChangeState, f"{self.namespace}/{node}/change_state", request, timeout_s=60.0)
+        response = self.call(ChangeState, f"{self._fqn(node)}/change_state", request, timeout_s=60.0)
         return None if response is None else bool(response.success)
 
-    def set_string_parameter(self, node: str, name: str, value: str) -> bool | None:
+    def set_parameter(self, node: str, name: str, value: str | int) -> bool | None:
+        """Set a string or integer parameter through the node's parameter service."""
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
         from rcl_interfaces.srv import SetParameters
 
-        request = SetParameters.Request(parameters=[Parameter(
-            name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))])
-        response = self.call(SetParameters, f"{self.namespace}/{node}/set_parameters", request)
+        typed = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
+                 else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))
+        request = SetParameters.Request(parameters=[Parameter(name=name, value=typed)])
+        response = self.call(SetParameters, f"{self._fqn(node)}/set_parameters", request)
         return None if response is None else bool(response.results[0].successful)
 
 
@@ -331,7 +337,7 @@ def run(args: argparse.Namespace) -> dict:
     wait("pressure_node diagnostics", lambda: "pressure_node" in driver.diagnostics, 30.0)
     lifecycle["initial_state"] = driver.lifecycle_state("pressure_node")
     lifecycle["initial_diagnostics"] = driver.diagnostics.get("pressure_node")
-    lifecycle["set_checkpoint"] = driver.set_string_parameter("pressure_node", "checkpoint", str(args.checkpoint))
+    lifecycle["set_checkpoint"] = driver.set_parameter("pressure_node", "checkpoint", str(args.checkpoint))
     lifecycle["configure"] = driver.change_state("pressure_node", Transition.TRANSITION_CONFIGURE)
     lifecycle["activate"] = driver.change_state("pressure_node", Transition.TRANSITION_ACTIVATE)
     lifecycle["final_state"] = driver.lifecycle_state("pressure_node")

@@ -60,29 +60,6 @@ class TruthDriver(Driver):
         except (TypeError, ValueError):
             return default
 
-    def state(self, fqn: str) -> str | None:
-        from lifecycle_msgs.srv import GetState
-
-        response = self.call(GetState, f"{fqn}/get_state", GetState.Request())
-        return None if response is None else response.current_state.label
-
-    def transition(self, fqn: str, transition_id: int) -> bool | None:
-        from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
-
-        request = ChangeState.Request(transition=Transition(id=transition_id))
-        response = self.call(ChangeState, f"{fqn}/change_state", request, timeout_s=60.0)
-        return None if response is None else bool(response.success)
-
-    def set_integer(self, fqn: str, name: str, value: int) -> bool | None:
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-
-        request = SetParameters.Request(parameters=[Parameter(
-            name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))])
-        response = self.call(SetParameters, f"{fqn}/set_parameters", request)
-        return None if response is None else bool(response.results[0].successful)
-
     def camera_subscribed(self, count: int) -> bool:
         return all(self.pub[key].get_subscription_count() >= count for key in ("color", "depth", "info"))
 
@@ -126,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     wait("diagnostics of every node", lambda: all(fqn in driver.statuses for fqn in nodes), 60.0)
     wait("pressure node active", lambda: driver.statuses.get(pressure, {}).get("values", {}).get("state") == "active", 90.0)
     wait("camera subscribed", lambda: driver.camera_subscribed(1), 30.0)
-    startup["states"] = {fqn: driver.state(fqn) for fqn in nodes}
+    startup["states"] = {fqn: driver.lifecycle_state(fqn) for fqn in nodes}
     startup["diagnostics"] = {fqn: driver.status(fqn) for fqn in nodes}
 
     # -- no HandMesh: the hand mesh node is unconfigured ----------------------------------------
@@ -139,9 +116,9 @@ def run(args: argparse.Namespace) -> dict:
     # -- the parameter fixed through the parameter service, then configure --------------------
     fix: dict = {}
     report["phases"]["fix"] = fix
-    fix["set"] = driver.set_integer(hand_mesh, "torch_threads", 1)
-    fix["configure"] = driver.transition(hand_mesh, Transition.TRANSITION_CONFIGURE)
-    fix["state"] = driver.state(hand_mesh)
+    fix["set"] = driver.set_parameter(hand_mesh, "torch_threads", 1)
+    fix["configure"] = driver.change_state(hand_mesh, Transition.TRANSITION_CONFIGURE)
+    fix["state"] = driver.lifecycle_state(hand_mesh)
 
     # -- no HandMesh: the hand mesh node is inactive --------------------------------------------
     phase = {}
@@ -153,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
     # -- flow: the hand mesh node active, frames at 5 Hz ----------------------------------------
     flow: dict = {"published": []}
     report["phases"]["flow"] = flow
-    flow["activate"] = driver.transition(hand_mesh, Transition.TRANSITION_ACTIVATE)
+    flow["activate"] = driver.change_state(hand_mesh, Transition.TRANSITION_ACTIVATE)
     wait("keypoints subscribed", lambda: driver.pub["keypoints"].get_subscription_count() >= 1
          and driver.camera_subscribed(2), 30.0)
     for _ in range(args.flow_frames):
@@ -193,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     low["pressure_diagnostics"] = driver.status(pressure)
     low["hand_mesh_diagnostics"] = driver.status(hand_mesh)
 
-    report["final_states"] = {fqn: driver.state(fqn) for fqn in nodes}
+    report["final_states"] = {fqn: driver.lifecycle_state(fqn) for fqn in nodes}
     report["final_diagnostics"] = {fqn: driver.status(fqn) for fqn in nodes}
     driver.node.destroy_node()
     driver.rclpy.try_shutdown()
