@@ -145,6 +145,19 @@ def build_copy(workspace: Path) -> ColconBuild:
     )
 
 
+def isolated_env(build: "ColconBuild", **extra: str) -> dict[str, str]:
+    """The build's environment on a random DDS domain, discovery limited to this machine (tests
+    running side by side, or on a machine with other ROS traffic, never see each other), plus
+    ``extra`` variables."""
+    import random
+
+    env = dict(build.env)
+    env.update(ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", **extra)
+    env.pop("ROS_STATIC_PEERS", None)
+    return env
+
+
 def interrupt_nodes(nodes: dict[str, subprocess.Popen], timeout_s: float) -> dict[str, int | str]:
     """Ctrl-C every node still running, as a user stopping ``ros2 launch`` does, and wait for each:
     exit codes by name ("still running after SIGINT" for one that did not stop in time)."""

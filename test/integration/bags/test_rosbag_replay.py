@@ -23,21 +23,16 @@ on the bag's clock (use_sim_time), and the recorded bag reads back with ``rosbag
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import random
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
-from unittest import mock
 
 import numpy as np
 import pytest
-import rosbag_replay_player
 import yaml
+from replay import PLAYER_SCRIPT, launch_commands, run_replay
 from rosbag_helpers import deserialize, read_bag, sample_bag, stamp_ns, tiny_checkpoint
-from ros_workspace import PACKAGE_NAME, REPO_ROOT, ColconBuild, interrupt_nodes, kill_nodes
+from ros_workspace import PACKAGE_NAME, REPO_ROOT, ColconBuild, isolated_env
 
 from egopress_core.rosbag.sample import COLOR_TOPIC, GROUND_TRUTH_KEYPOINTS_TOPIC, GROUND_TRUTH_MESH_TOPIC
 from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, UV_PRESSURE
@@ -46,8 +41,6 @@ from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, UV_PRESSURE
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 pytest.importorskip("rclpy", reason="the ROS 2 wheels are not installed (make setup)")
 
-LAUNCH_FILE = REPO_ROOT / "launch" / "pressure.launch.py"
-PLAYER_SCRIPT = Path(rosbag_replay_player.__file__).resolve()
 RATE = 0.25  # the tiny model and the hand fit on a busy 2-core CPU: a quarter of real time
 RECORDED = {
     "/egopress/hand_mesh": HAND_MESH,
@@ -55,83 +48,6 @@ RECORDED = {
     "/egopress/hand_contact": HAND_CONTACT,
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }
-
-
-# ----------------------------------------------------------------------------------------------
-# The launch file, evaluated without launch / launch_ros
-# ----------------------------------------------------------------------------------------------
-
-
-class _Recorded:
-    """Stands for a launch action: keeps its constructor arguments."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args, self.kwargs = args, kwargs
-
-
-class _LaunchConfiguration:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def perform(self, context: dict) -> str:
-        return context[self.name]
-
-
-def launch_commands(arguments: dict[str, str], prefix: Path) -> dict[str, list[str]]:
-    """node name -> the command ``launch_ros`` runs for it, from launch/pressure.launch.py with
-    ``arguments`` (``ros2 launch ... name:=value``)."""
-    share = str(prefix / "share" / PACKAGE_NAME)
-
-    def module(name: str, **attributes) -> ModuleType:
-        created = ModuleType(name)
-        created.__dict__.update(attributes)
-        return created
-
-    class DeclareLaunchArgument(_Recorded):
-        pass
-
-    class OpaqueFunction(_Recorded):
-        pass
-
-    class Node(_Recorded):
-        pass
-
-    stand_ins = {
-        "ament_index_python": module("ament_index_python"),
-        "ament_index_python.packages": module("ament_index_python.packages", get_package_share_directory=lambda _: share),
-        "launch": module("launch", LaunchDescription=_Recorded),
-        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, OpaqueFunction=OpaqueFunction),
-        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=_LaunchConfiguration),
-        "launch_ros": module("launch_ros"),
-        "launch_ros.actions": module("launch_ros.actions", Node=Node),
-    }
-    with mock.patch.dict(sys.modules, stand_ins):
-        spec = importlib.util.spec_from_file_location("pressure_launch", LAUNCH_FILE)
-        launch_module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(launch_module)
-        description = launch_module.generate_launch_description()
-    entities = description.args[0]
-    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if isinstance(e, DeclareLaunchArgument)}
-    assert set(arguments) <= set(declared), f"not launch arguments: {set(arguments) - set(declared)}"
-    context = {**declared, **arguments}
-    nodes = [node for e in entities if isinstance(e, OpaqueFunction) for node in e.kwargs["function"](context)]
-    commands = {}
-    for node in nodes:
-        spec = node.kwargs
-        assert spec["package"] == PACKAGE_NAME
-        namespace = "/" + spec["namespace"].strip("/")
-        command = [str(prefix / "lib" / PACKAGE_NAME / spec["executable"]), "--ros-args",
-                   "-r", f"__node:={spec['name']}", "-r", f"__ns:={namespace}"]
-        for parameters in spec.get("parameters", []):
-            if isinstance(parameters, dict):
-                for key, value in parameters.items():
-                    command += ["-p", f"{key}:={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
-            else:
-                command += ["--params-file", str(parameters)]
-        for source, target in spec.get("remappings", []):
-            command += ["-r", f"{source}:={target}"]
-        commands[spec["name"]] = command
-    return commands
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,10 +74,7 @@ def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
         "use_sim_time": "true", "checkpoint": str(tiny_checkpoint(tmp_path_factory)), "device": "cpu",
         "config_file": str(_config_file(workdir / "pressure.yaml")),
     }, colcon_build.prefix)  # fmt: skip
-    env = dict(colcon_build.env)
-    env.update(ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    env.pop("ROS_STATIC_PEERS", None)
+    env = isolated_env(colcon_build, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     recorded = workdir / "recorded"
     player = [sys.executable, str(PLAYER_SCRIPT), "--bag", str(bag), "--out", str(recorded), "--rate", str(RATE),
               "--colour-topic", COLOR_TOPIC, "--done-topic", "/egopress/hand_contact", "--timeout", "150"]
@@ -169,22 +82,7 @@ def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
     # Both nodes take the camera topics, the hand mesh node the keypoints.
     player += ["--wait-subscribers", f"{COLOR_TOPIC}=2", "--wait-subscribers", "/camera/aligned_depth_to_color/image_raw=2",
                "--wait-subscribers", "/camera/color/camera_info=2", "--wait-subscribers", f"{GROUND_TRUTH_KEYPOINTS_TOPIC}=1"]
-    logs, nodes = {}, {}
-    try:
-        for name, command in commands.items():
-            logs[name] = workdir / f"{name}.log"
-            nodes[name] = subprocess.Popen(command, cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
-        played = subprocess.run(player, cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
-        alive = {name: process.poll() is None for name, process in nodes.items()}
-        exit_codes = interrupt_nodes(nodes, timeout_s=30)
-    finally:
-        kill_nodes(nodes)
-    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
-    assert played.returncode == 0 and recorded.is_dir(), (
-        f"player exited {played.returncode}:\n{(played.stdout + played.stderr)[-4000:]}\n"
-        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
-    return {"bag": bag, "recorded": recorded, "summary": json.loads(Path(f"{recorded}.json").read_text()),
-            "commands": commands, "alive": alive, "exit_codes": exit_codes, "logs": node_logs}
+    return {"bag": bag, **run_replay(commands, player, workdir, env)}
 
 
 def test_launch_file_arguments_reach_the_nodes(replay):

@@ -9,7 +9,7 @@ No ``backend`` argument and no keypoint topic: the hand mesh node runs its defau
 frame set) the sensor-data (best-effort) inputs lost frames on the busy 2-core machine, the
 newest one included, which is the transport's business, not the hand stage's. The bag is a camera-only recording of renders
 MediaPipe sees (test/support/camera_bags.py); the launch file is evaluated, the nodes started and
-the bag played as in test_rosbag_replay.py (whose ``launch_commands`` this module uses), with the
+the bag played as in test_rosbag_replay.py (both use ``test/support/replay.py``), with the
 tiny untrained checkpoint, whose pressures are meaningless but flow through the same code.
 Checked: hand meshes from MediaPipe land on the bag's ground truth, and pressure comes out for
 frames with a hand, stamped like the bag's images.
@@ -17,10 +17,7 @@ frames with a hand, stamped like the bag's images.
 
 from __future__ import annotations
 
-import json
 import platform
-import random
-import subprocess
 import sys
 
 import numpy as np
@@ -28,7 +25,7 @@ import pytest
 import yaml
 from camera_bags import render_moving_hand, write_camera_bag
 from rosbag_helpers import deserialize, read_bag, stamp_ns, tiny_checkpoint
-from ros_workspace import REPO_ROOT, ColconBuild, interrupt_nodes, kill_nodes
+from ros_workspace import REPO_ROOT, ColconBuild, isolated_env
 
 from egopress_core.assets.hand_landmarker import BUILD_COMMAND, BUNDLE_PATH, MEDIAPIPE_MACHINES
 from egopress_core.rosbag.sample import COLOR_TOPIC, DEPTH_TOPIC, GROUND_TRUTH_MESH_TOPIC
@@ -42,7 +39,7 @@ pytestmark = [
                        reason=f"the hand-landmarker bundle is not built ({BUILD_COMMAND}), or no mediapipe wheel exists here"),
 ]
 pytest.importorskip("rclpy", reason="the ROS 2 wheels are not installed (make setup)")
-from test_rosbag_replay import PLAYER_SCRIPT, launch_commands  # noqa: E402  (after the skip: it needs rclpy)
+from replay import PLAYER_SCRIPT, launch_commands, run_replay  # noqa: E402  (after the skip: it needs rclpy)
 
 FRAMES = 24
 RATE = 0.25  # MediaPipe, the fit and the tiny model on a busy 2-core CPU: a quarter of real time
@@ -67,10 +64,7 @@ def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
     commands = launch_commands({"camera_namespace": "/camera", "use_sim_time": "true", "device": "cpu",
                                 "checkpoint": str(tiny_checkpoint(tmp_path_factory)), "config_file": str(config)},
                                colcon_build.prefix)  # fmt: skip
-    env = dict(colcon_build.env)
-    env.update(ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    env.pop("ROS_STATIC_PEERS", None)
+    env = isolated_env(colcon_build, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     recorded = workdir / "recorded"
     player = [sys.executable, str(PLAYER_SCRIPT), "--bag", str(bag), "--out", str(recorded), "--rate", str(RATE),
               "--colour-topic", COLOR_TOPIC, "--done-topic", "/egopress/uv_pressure", "--timeout", "150", "--drain-s", "2"]
@@ -78,22 +72,7 @@ def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
     # Both nodes take the camera topics; nobody asks for keypoints.
     player += ["--wait-subscribers", f"{COLOR_TOPIC}=2", "--wait-subscribers", f"{DEPTH_TOPIC}=2",
                "--wait-subscribers", "/camera/color/camera_info=2"]
-    logs, nodes = {}, {}
-    try:
-        for name, command in commands.items():
-            logs[name] = workdir / f"{name}.log"
-            nodes[name] = subprocess.Popen(command, cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
-        played = subprocess.run(player, cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
-        alive = {name: process.poll() is None for name, process in nodes.items()}
-        exit_codes = interrupt_nodes(nodes, timeout_s=30)
-    finally:
-        kill_nodes(nodes)
-    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
-    assert played.returncode == 0 and recorded.is_dir(), (
-        f"player exited {played.returncode}:\n{(played.stdout + played.stderr)[-4000:]}\n"
-        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
-    return {"bag": bag, "stamps": stamps, "recorded": recorded, "summary": json.loads(recorded.with_suffix(".json").read_text()),
-            "commands": commands, "alive": alive, "exit_codes": exit_codes, "logs": node_logs}
+    return {"bag": bag, "stamps": stamps, **run_replay(commands, player, workdir, env)}
 
 
 def test_the_defaults_need_no_hand_tracker(replay):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import ros_peer
-from ros_workspace import ColconBuild
+from ros_workspace import ColconBuild, isolated_env
 
 # slow: every test needs the colcon build (~35 s once per session).
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -54,13 +53,7 @@ def assert_same_fields(expected, actual, path: str) -> None:
 def exchanged(colcon_build: ColconBuild, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """Runs subscriber and publisher processes; returns (sent, received) documents."""
     workdir = tmp_path_factory.mktemp("roundtrip")
-    env = dict(colcon_build.env)
-    env.update(
-        ROS_DOMAIN_ID=str(random.randint(100, 200)),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-    )
-    env.pop("ROS_STATIC_PEERS", None)
+    env = isolated_env(colcon_build)
     topic_prefix = f"/egopress_roundtrip_{uuid.uuid4().hex[:12]}"
     sent_path, received_path = workdir / "sent.json", workdir / "received.json"
 

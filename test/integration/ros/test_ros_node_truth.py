@@ -23,7 +23,6 @@ ros_truth_driver.py plays the camera (wall-clock stamps) while:
 from __future__ import annotations
 
 import json
-import random
 import re
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 import ros_truth_driver
 import yaml
-from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, kill_nodes
+from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, isolated_env, kill_nodes
 
 # slow: the colcon build (shared), then four nodes and the driver (~60 s).
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -68,10 +67,7 @@ def _write(path: Path, node: str, parameters: dict) -> Path:
 @pytest.fixture(scope="module")
 def scenario(colcon_build: ColconBuild, synthetic_sequence: Path, tiny_checkpoint: Path, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("ros_truth")
-    env = dict(colcon_build.env)
-    env.update(ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1")
-    env.pop("ROS_STATIC_PEERS", None)
+    env = isolated_env(colcon_build, PYTHONUNBUFFERED="1")
     namespace = f"/egopress_truth_{uuid.uuid4().hex[:8]}"
     starts = {
         # The hand mesh node: a wrongly typed value and an unknown key (a typo of sync_slop_s).

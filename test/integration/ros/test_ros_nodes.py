@@ -22,7 +22,6 @@ followed by a good frame that must come through, and SIGINT, which must end both
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import uuid
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import ros_node_driver
-from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, kill_nodes
+from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, isolated_env, kill_nodes
 
 # slow: the colcon build, then the nodes and the driver (~35 s).
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -72,10 +71,7 @@ def _parameters_file(path: Path, missing_checkpoint: Path) -> Path:
 @pytest.fixture(scope="module")
 def scenario(colcon_build: ColconBuild, synthetic_sequence: Path, tiny_checkpoint: Path, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("ros_nodes")
-    env = dict(colcon_build.env)
-    env.update(ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1")
-    env.pop("ROS_STATIC_PEERS", None)
+    env = isolated_env(colcon_build, PYTHONUNBUFFERED="1")
     namespace = f"/egopress_nodes_{uuid.uuid4().hex[:10]}"
     parameters = _parameters_file(workdir / "parameters.yaml", workdir / MISSING_CHECKPOINT)
     executables = colcon_build.prefix / "lib" / PACKAGE_NAME
