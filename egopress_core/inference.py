@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from collections.abc import Mapping
 
@@ -49,6 +49,24 @@ def _cat_conditions(parts: list[EgoPressConditions]) -> EgoPressConditions:
             if item.name != "uv_mask" and getattr(first, item.name) is not None
         },
     )
+
+
+@dataclass(eq=False)
+class _WindowFrame:
+    """A frame in the live window: its inputs until its first pass, then its encoded features.
+
+    Attributes:
+        batch: the frame's (1, 1, ...) inputs on the model's device (None once encoded).
+        reference_depth_m: hand depth its depth map is normalised around (the latest known when
+            it arrived).
+        conditions: built by its first pass (kept only without the feature cache).
+        features: its per-frame features (with the cache), reused by every later window.
+    """
+
+    batch: dict[str, torch.Tensor] | None
+    reference_depth_m: float | None
+    conditions: EgoPressConditions | None = None
+    features: FrameFeatures | None = None
 
 
 class _StageTimer:
@@ -112,10 +130,9 @@ def _tensor(value: Any, name: str) -> torch.Tensor:
 class StreamingPressureEstimator:
     """Live policy: push one frame, get that frame's UV-pressure map (kPa).
 
-    The sampling defaults are :data:`~egopress_core.options.LIVE_SAMPLING` (DPM-Solver++, 8 steps,
-    warm-start strength 0.25: two U-Net passes per frame), the cheapest setting
-    ``benchmarks/speed.md`` found at the full-step reference's Volumetric IoU; 4 steps at 0.25 (one
-    pass per frame) stayed within 5%.
+    The sampling defaults are :data:`~egopress_core.options.LIVE_SAMPLING` (DPM-Solver++, 4 steps,
+    warm-start strength 0.25: one U-Net pass per frame), which ``benchmarks/speed.md`` found within
+    2% of the full-step reference's Volumetric IoU.
 
     Args:
         model: a trained :class:`EgoPressDiff` (put in eval mode here).
@@ -207,8 +224,7 @@ class StreamingPressureEstimator:
 
     def _forget(self) -> None:
         self._epoch += 1  # a pass running across a reset must not write into the new window
-        self._frames: deque[FrameFeatures] = deque(maxlen=self.window_length)
-        self._conditions: deque[EgoPressConditions] = deque(maxlen=self.window_length)
+        self._frames: deque[_WindowFrame] = deque(maxlen=self.window_length)
         self._latents: torch.Tensor | None = None
         self._reference_depth: float | None = None
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -247,13 +263,38 @@ class StreamingPressureEstimator:
         pad = self.window_length - available
         return torch.cat([torch.zeros(pad, dtype=torch.long), torch.arange(available)])
 
-    def _window_frames(self, parts: list) -> FrameFeatures:
-        """(1, T) per-frame features of the window from a snapshot of the cached features (or, without
-        the cache, of the frames' conditions)."""
+    def _conditions(self, frame: "_WindowFrame", timer: "_StageTimer") -> EgoPressConditions:
+        """The frame's conditions, built on its first pass; depth is normalised around the hand
+        depth known when the frame arrived."""
+        if frame.conditions is None:
+            config = self.model.config
+            reference = None if frame.reference_depth_m is None else torch.full((1, 1), frame.reference_depth_m)
+            conditions = build_conditions(frame.batch, pose_sigma_px=config.pose_sigma_px,
+                                          depth_clip_m=config.depth_clip_m, reference_depth_m=reference)
+            frame.conditions = self.model.check_conditions(conditions, check_window=False)
+            timer.lap("conditions")
+        return frame.conditions
+
+    def _window_frames(self, parts: list["_WindowFrame"], timer: "_StageTimer") -> FrameFeatures:
+        """(1, T) per-frame features of the window from a snapshot of its frames. With the cache,
+        each frame is encoded on the first pass that sees it and kept (frames that leave the
+        window before any pass are never encoded); without, the whole window is encoded."""
+        model = self.model
+        # Conditions outside autocast (pose maps and depth normalisation stay fp32), encoders in it.
         if self.cache_frame_features:
-            window = FrameFeatures.cat(parts)
+            for frame in parts:
+                if frame.features is None:
+                    conditions = self._conditions(frame, timer)
+                    with autocast_context(model.device, self.precision):
+                        frame.features = model.encode_frames(conditions)
+                    frame.conditions = frame.batch = None  # the features are all later passes need
+                    timer.lap("encode_frames")
+            window = FrameFeatures.cat([frame.features for frame in parts])
         else:
-            window = self.model.encode_frames(_cat_conditions(parts))
+            conditions = _cat_conditions([self._conditions(frame, timer) for frame in parts])
+            with autocast_context(model.device, self.precision):
+                window = model.encode_frames(conditions)
+            timer.lap("encode_frames")
         if window.num_frames < self.window_length:
             window = window.frames(self._padded_index(window.num_frames).to(window.image_tokens.device))
         return window
@@ -266,39 +307,18 @@ class StreamingPressureEstimator:
 
     @torch.no_grad()
     def add(self, frame: Mapping[str, Any]) -> None:
-        """Add the newest camera frame to the window: its conditions and per-frame features (the
-        cheap part, run at camera rate). :meth:`denoise` estimates the frames added since the last
-        pass."""
-        model, config = self.model, self.model.config
-        timer = _StageTimer(model.device, self.record_timings)
-        # 1. Conditions of this frame; depth is normalised around the latest known hand depth.
+        """Add the newest camera frame to the window (camera rate): its inputs on the model's
+        device and the hand depth its conditions will be normalised around. Its conditions and
+        per-frame features are computed by the first pass that sees it, so a frame that leaves
+        the window before any pass (a machine slower than the camera) costs nothing more.
+        :meth:`denoise` estimates the frames added since the last pass."""
         batch = self._frame_batch(frame)
-        valid = bool(batch["valid"])
-        if valid and bool(torch.isfinite(batch["joints"]).all()):
-            self._reference_depth = float(batch["joints"][..., 2].median())
-        reference = None if self._reference_depth is None else torch.full((1, 1), self._reference_depth)
-        conditions = build_conditions(
-            batch,
-            pose_sigma_px=config.pose_sigma_px,
-            depth_clip_m=config.depth_clip_m,
-            reference_depth_m=reference,
-        )
-        conditions = model.check_conditions(conditions, check_window=False)
-        timer.lap("conditions")
-        # 2. Per-frame encoders run once per frame (with the cache); every window reuses them.
-        features = None
-        if self.cache_frame_features:
-            with autocast_context(model.device, self.precision):
-                features = model.encode_frames(conditions)
-        timer.lap("encode_frames")
         with self._lock:
-            if features is not None:
-                self._frames.append(features)
-            else:
-                self._conditions.append(conditions)
+            if bool(batch["valid"]) and bool(torch.isfinite(batch["joints"]).all()):
+                self._reference_depth = float(batch["joints"][..., 2].median())
+            self._frames.append(_WindowFrame(batch, self._reference_depth))
             self.frames_seen += 1
             self.pending += 1
-        self._add_timings = timer.timings
 
     @torch.no_grad()
     def denoise(self) -> tuple[int, torch.Tensor]:
@@ -318,10 +338,11 @@ class StreamingPressureEstimator:
             added, self.pending = self.pending, 0
             if not added:
                 return 0, torch.zeros(1, 0, *model.config.uv_size, device=model.device)
-            parts = list(self._frames if self.cache_frame_features else self._conditions)
+            parts = list(self._frames)
             previous, epoch = self._latents, self._epoch
+        frames = self._window_frames(parts, timer)
         with autocast_context(model.device, self.precision):
-            features = model.encode_window(self._window_frames(parts))
+            features = model.encode_window(frames)
             timer.lap("encode_window")
             # Warm start from the previous window shifted by the frames it advanced, or a full run.
             init = None
@@ -344,7 +365,7 @@ class StreamingPressureEstimator:
             newest = min(added, self.window_length)
             pressure = model.decode_latents(latents[:, -newest:], self.uv_mask)[:, :, 0].float()
         timer.lap("decode")
-        self.last_timings = {**getattr(self, "_add_timings", {}), **timer.timings}
+        self.last_timings = timer.timings
         return added, pressure
 
     @torch.no_grad()

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -68,6 +68,7 @@ class _Pending:
     vertices: np.ndarray
     preprocess_s: float
     encode_s: float
+    tag: Any
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class StreamEstimate:
         contact: per-vertex pressure and its summary.
         crop_box: (x0, y0, w, h) the image crop the model saw.
         window_frames: frames in the model's window (including this one), up to T.
+        tag: what the caller passed to :meth:`PressureStream.add` with this frame (the node passes
+            the image header), returned unchanged because estimates come back in blocks.
         timings_s: wall time of "preprocess" (crop, resize, UV geometry of this frame), "inference"
             (this frame's conditions and encoders, plus the pass that estimated it, which its block
             shares) and "contact" (its share of the block's readout).
@@ -93,6 +96,7 @@ class StreamEstimate:
     contact: ContactSummary
     crop_box: tuple[int, int, int, int]
     window_frames: int
+    tag: Any = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -134,6 +138,7 @@ class PressureStream:
         # add() (camera rate) and step() (whenever the model is free) may run on two threads.
         self._lock = threading.RLock()
         self._epoch = 0
+        self._pending: deque[_Pending] = deque()
         self._build_policy()
         self._forget()
 
@@ -154,7 +159,9 @@ class PressureStream:
     def _forget(self) -> None:
         self._epoch += 1
         self.policy.reset()
-        self._pending: deque[_Pending] = deque()
+        # Frames added but not estimated yet belong to the old scene: they will get no estimate.
+        self.frames_skipped += len(self._pending)
+        self._pending = deque()
         self.crop_tracker.reset()
         self._last_stamp: float | None = None
         self._hand_lost_since: float | None = None
@@ -204,8 +211,10 @@ class PressureStream:
         stamp_s: float,
         vertices: np.ndarray | None,
         joints: np.ndarray | None,
+        tag: Any = None,
     ) -> bool:
-        """Add a camera frame to the window (the cheap part: crop, conditions, per-frame features);
+        """Add a camera frame to the window (the cheap part: time bookkeeping, crop, resize, UV
+        geometry; its conditions and features are computed by the first pass that sees it);
         :meth:`step` estimates the frames added since its last pass. Safe to call from another
         thread while :meth:`step` runs.
 
@@ -216,6 +225,7 @@ class PressureStream:
             vertices: (V, 3) hand mesh in the camera frame, metres, in the hand model's vertex
                 order; None when no hand was found.
             joints: (21, 3) OpenPose-order joints, metres; None with ``vertices``.
+            tag: anything, handed back in this frame's :attr:`StreamEstimate.tag`.
 
         Returns:
             Whether the frame entered the window (False: it shows no hand, and will get no
@@ -270,15 +280,16 @@ class PressureStream:
             prepared = time.perf_counter()
             self.policy.add(frame)
             self._pending.append(_Pending(float(stamp_s), box, vertices, prepared - started,
-                                          time.perf_counter() - prepared))
+                                          time.perf_counter() - prepared, tag))
         return True
 
     def step(self) -> list[StreamEstimate]:
         """Denoise the newest window and estimate every frame added since the last pass, in order.
 
         Frames that left the window (more than T were added while the model was busy) get no
-        estimate and are counted in :attr:`frames_skipped`: the window keeps consecutive frames,
-        so temporal context is never lost, but a slow machine emits blocks further apart.
+        estimate and are counted in :attr:`frames_skipped` (with the frames a restart discarded):
+        the window keeps consecutive frames, so temporal context is never lost, but a slow machine
+        emits blocks further apart.
         """
         with self._lock:
             policy, epoch = self.policy, self._epoch
@@ -299,7 +310,7 @@ class PressureStream:
             StreamEstimate(
                 stamp_s=item.stamp_s, uv_pressure_kpa=readout.uv_pressure_kpa,
                 uv_total_force_n=readout.uv_total_force_n, contact=readout.contact, crop_box=item.box,
-                window_frames=window_frames,
+                window_frames=window_frames, tag=item.tag,
                 timings_s={"preprocess": item.preprocess_s, "inference": item.encode_s + inferred - started,
                            "contact": (finished - inferred) / len(estimated)},
             )

@@ -14,10 +14,13 @@ Life cycle (rclpy.lifecycle, managed-node semantics):
 - ``autostart`` (default true) runs configure + activate at start-up, so ``ros2 run`` and the
   launch file need no lifecycle manager.
 
-Data path: subscription callbacks (executor thread) only add messages to the stamp synchroniser;
-a complete set goes to a :class:`~egopress_ros.sync.LatestSlot`; one worker thread converts,
-estimates and publishes the newest set. A set replaced before the worker took it is dropped and
-counted, so the node never builds a queue when the model is slower than the camera.
+Data path: subscription callbacks (executor thread) add messages to the stamp synchroniser and
+hand each complete set to :meth:`PipelineNode.accept`; one worker thread does the heavy part
+(:meth:`PipelineNode.process`). By default ``accept`` puts the set in a
+:class:`~egopress_ros.sync.LatestSlot` and the worker converts, estimates and publishes the newest
+one; a set replaced before the worker took it is dropped and counted, so the node never builds a
+queue when its model is slower than the camera. The pressure node overrides ``accept`` so that
+every set enters its model's window (``docs/design.md``, "Live streaming").
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class PipelineNode(_lifecycle_base()):
         self.drops = FractionMeter(window_s=DROP_WINDOW_S)
         self.latency = LatencyStats()
         self.processing = LatencyStats()
+        self.intake = LatencyStats()
         self.slot = LatestSlot()
         self.worker: Worker | None = None
         self.sync = None
@@ -196,8 +200,19 @@ class PipelineNode(_lifecycle_base()):
     def create_outputs(self, qos) -> None:
         """Create the lifecycle publishers."""
 
-    def process(self, messages: dict[str, Any]) -> None:
-        """Handle one synchronised set (worker thread)."""
+    def accept(self, messages: dict[str, Any]) -> None:
+        """Take one synchronised set (executor thread, every set; keep it cheap). The default is
+        latest-only: the set waits in the slot for the worker, replacing (and dropping) one the
+        worker has not taken yet. An :class:`InputProblem` raised here is reported like one
+        raised by :meth:`process`."""
+        self.drops.add(self.slot.put(messages))
+
+    def process(self, item: Any) -> None:
+        """Handle what :meth:`accept` put in the slot (worker thread)."""
+
+    def sets_dropped(self) -> int:
+        """Complete sets that will get no output because the worker could not keep up."""
+        return self.slot.replaced
 
     def diagnostic_values(self) -> dict[str, Any]:
         return {}
@@ -330,7 +345,7 @@ class PipelineNode(_lifecycle_base()):
             return result
         self._subscribe()
         self.slot.clear()
-        self.worker = Worker(self.slot, self._process_timed, self._on_worker_error, name=f"{self.get_name()}-worker")
+        self.worker = Worker(self.slot, self._process_timed, self._report_frame_error, name=f"{self.get_name()}-worker")
         self.worker.start()
         self.get_logger().info(f"active: listening on {', '.join(self.topic_names().values())} "
                                f"(reliability {self.config['input_reliability']}, sync by {self.sync_implementation})")
@@ -428,7 +443,14 @@ class PipelineNode(_lifecycle_base()):
         if stride > 1 and (self._set_count - 1) % stride:
             self.sets_skipped_by_stride += 1
             return
-        self.drops.add(self.slot.put(dict(zip(sync.names, matched))))
+        messages = dict(zip(sync.names, matched))
+        started = time.perf_counter()
+        try:
+            self.accept(messages)
+        except Exception as error:  # noqa: BLE001 - reported; the executor must keep spinning
+            self._report_frame_error(messages, error)
+        finally:
+            self.intake.add(time.perf_counter() - started)
 
     def _on_incompatible_qos(self, topic: str, info) -> None:
         from rclpy.qos import qos_policy_name_from_kind
@@ -447,7 +469,7 @@ class PipelineNode(_lifecycle_base()):
         finally:
             self.processing.add(time.perf_counter() - started)
 
-    def _on_worker_error(self, messages, error: BaseException) -> None:
+    def _report_frame_error(self, item, error: BaseException) -> None:
         if isinstance(error, InputProblem):
             self.problems.report(error.kind, str(error))
         elif isinstance(error, EgoPressError):
@@ -513,6 +535,7 @@ class PipelineNode(_lifecycle_base()):
         """Everything the diagnostics report, as plain values."""
         p50, p95 = self.latency.percentiles_ms(50, 95)
         w50, w95 = self.processing.percentiles_ms(50, 95)
+        i50, i95 = self.intake.percentiles_ms(50, 95)
         drop_fraction = self.drops.fraction()
         values: dict[str, Any] = {
             "state": self.state_label,
@@ -522,8 +545,10 @@ class PipelineNode(_lifecycle_base()):
             "latency_p95_ms": round(p95, 1),
             "processing_p50_ms": round(w50, 1),
             "processing_p95_ms": round(w95, 1),
+            "intake_p50_ms": round(i50, 1),
+            "intake_p95_ms": round(i95, 1),
             "sets_complete": self.set_rate.count,
-            "sets_dropped_stale": self.slot.replaced,
+            "sets_dropped_stale": self.sets_dropped(),
             "drop_fraction_recent": "" if drop_fraction is None else round(drop_fraction, 3),
             "sets_skipped_by_stride": self.sets_skipped_by_stride,
             "frames_published": self.output_rate.count,

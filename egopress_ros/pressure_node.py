@@ -13,9 +13,12 @@ Outputs (all with the source colour image's header; reliable QoS):
     /diagnostics            diagnostic_msgs/DiagnosticArray
 
 The four inputs are matched by stamp (the hand mesh node copies the colour image's header, so its
-HandMesh carries the colour stamp exactly). Each set goes through
-:meth:`egopress_core.pipeline.EgoPressPipeline.stream`: the streaming EgoPressDiff window warm-starts
-from the previous frame. A HandMesh without a hand (confidence 0) produces no pressure message:
+HandMesh carries the colour stamp exactly). Every set enters the window of the pipeline's stream
+(:meth:`egopress_core.pipeline.EgoPressPipeline.stream`) as it arrives; a worker runs the model on
+the newest window whenever it is free and publishes every frame that entered since its previous
+pass, in order, each with its own image's header. A slower machine publishes larger blocks further
+apart (frames that left the T-frame window before a pass are counted as dropped) and the window
+always holds consecutive frames. A HandMesh without a hand (confidence 0) produces no pressure message:
 a hand the tracker lost may still be pressing, so "no contact" would be a false label for a
 recorder; the HandMesh itself already says "no hand". A hand lost for longer than
 ``hand_lost_reset_s``, a gap longer than ``max_gap_s`` or a stamp going backwards restarts the
@@ -94,6 +97,9 @@ class PressureNode(PipelineNode):
         self.stream = None
         self.outputs: dict[str, Any] = {}
         self.frames_without_hand = 0
+        self.frames_left_window = 0
+        self._skipped_seen = 0
+        self._hand_lost_header = None
         self.checkpoint_path = ""
 
     def input_specs(self) -> list[InputSpec]:
@@ -130,7 +136,7 @@ class PressureNode(PipelineNode):
             config["checkpoint"] or None, runtime=RuntimeOptions(device="cpu"), sampling=self.sampling,
             crop=options_of(config, CropOptions), contact=options_of(config, ContactOptions),
             hand_side=config["hand_side"], hand_model_path=config["hand_model_path"] or None)
-        self.stream = self.pipeline.stream(self.sampling, self.stream_options)
+        self._replace_stream()
         self.checkpoint_path = str(self.pipeline.checkpoint)
         self.get_logger().info(f"loaded {self.checkpoint_path}: window {self.pipeline.window_length} frames, images "
                                f"{self.pipeline.image_size}, UV {self.pipeline.uv_size}, {self.pipeline.hand_side} hand "
@@ -139,19 +145,28 @@ class PressureNode(PipelineNode):
     def to_device(self) -> None:
         if self.pipeline is not None:
             self.pipeline.to(self.runtime)
-            self.stream = self.pipeline.stream(self.sampling, self.stream_options)
+            self._replace_stream()
 
     def release(self) -> None:
         if self.pipeline is not None and self.pipeline.device.type != "cpu":
             self.pipeline.to(RuntimeOptions(device="cpu", compile_mode=COMPILE_OFF))
-            self.stream = self.pipeline.stream(self.sampling, self.stream_options)
+            self._replace_stream()
 
     def unload(self) -> None:
         from egopress_core.runtime import release_accelerator_memory
 
         self.pipeline = None
-        self.stream = None
+        self._replace_stream()
         release_accelerator_memory()
+
+    def _replace_stream(self) -> None:
+        """A fresh stream on the pipeline as it is now (None without one); the frames the old
+        stream had not estimated count as dropped."""
+        old = self.stream
+        if old is not None:
+            self.frames_left_window += old.frames_skipped - self._skipped_seen + old.pending
+        self.stream = None if self.pipeline is None else self.pipeline.stream(self.sampling, self.stream_options)
+        self._skipped_seen = 0
 
     def create_outputs(self, qos) -> None:
         from sensor_msgs.msg import Image, PointCloud2
@@ -170,7 +185,11 @@ class PressureNode(PipelineNode):
 
     # -- per frame -------------------------------------------------------------------------
 
-    def process(self, messages: dict[str, Any]) -> None:
+    def accept(self, messages: dict[str, Any]) -> None:
+        """Every synchronised set enters the model's window at camera rate (crop, conditions and
+        per-frame features, on the executor thread); the worker's next pass estimates all the
+        frames that entered since its previous one, so the window keeps consecutive frames
+        however slow the model is (``docs/design.md``, "Live streaming")."""
         from egopress_core.stream import ResetCause
 
         pipeline, stream = self.pipeline, self.stream
@@ -191,8 +210,9 @@ class PressureNode(PipelineNode):
                                f"checkpoint's hand is {pipeline.topology_id!r} (set the same hand_model_path on both nodes)")
         stamp_s = msgs.stamp_to_seconds(camera.header.stamp)
         try:
-            estimate = stream.push(camera.rgb, camera.depth_m, camera.intrinsics, stamp_s,
-                                 mesh.vertices if has_hand else None, mesh.joints if has_hand else None)
+            entered = stream.add(camera.rgb, camera.depth_m, camera.intrinsics, stamp_s,
+                                 mesh.vertices if has_hand else None, mesh.joints if has_hand else None,
+                                 tag=(camera.header, mesh.vertices))
         except DataError as error:
             raise InputProblem("frame", f"frame at {stamp_s:.3f} s skipped: {error}") from None
         reset = stream.last_reset
@@ -201,12 +221,33 @@ class PressureNode(PipelineNode):
                 self.problems.report("time_backwards", f"input stamps went backwards ({reset.message}); the window was restarted")
             else:
                 self.problems.report("window_restart", f"window restarted: {reset.message}")
-        if estimate is None:
+        if not entered:
             self.frames_without_hand += 1
-            if self.wanted(self.outputs["marker"]):
-                self.outputs["marker"].publish(msgs.delete_marker(RCLPY, camera.header, MARKER_NAMESPACE))
-            return
-        self._publish(estimate, camera.header, mesh.vertices)
+        # The newest frame's hand state, for the worker: after the frames before it, its marker
+        # is deleted when it shows no hand.
+        self._hand_lost_header = None if entered else camera.header
+        self.slot.put(stream)
+
+    def process(self, stream) -> None:
+        """One model pass over the newest window; publishes every frame it estimated, in order."""
+        if stream is not self.stream:
+            return  # the stream was rebuilt (deactivate / activate) since this wake-up
+        estimates = stream.step()
+        skipped, self._skipped_seen = stream.frames_skipped - self._skipped_seen, stream.frames_skipped
+        self.frames_left_window += skipped
+        for _ in range(skipped):
+            self.drops.add(True)
+        for estimate in estimates:
+            header, vertices = estimate.tag
+            self._publish(estimate, header, vertices)
+            self.drops.add(False)
+        lost = self._hand_lost_header
+        if lost is not None and stream.pending == 0 and self.wanted(self.outputs["marker"]):
+            self._hand_lost_header = None
+            self.outputs["marker"].publish(msgs.delete_marker(RCLPY, lost, MARKER_NAMESPACE))
+
+    def sets_dropped(self) -> int:
+        return self.frames_left_window
 
     def _publish(self, estimate, header, vertices) -> None:
         pipeline, config, outputs = self.pipeline, self.config, self.outputs

@@ -21,11 +21,6 @@ import numpy as np
 from egopress_core.errors import ConfigError
 from egopress_core.options import LIVE_SAMPLING, SamplingOptions
 
-# The live bench's sampler: the node's scheduler at 4 steps (one U-Net pass per warm-started
-# window), the setting that kept the full-step quality in benchmarks/speed.md.
-LIVE_BENCH_SAMPLING = SamplingOptions(scheduler=LIVE_SAMPLING.scheduler, num_inference_steps=4,
-                                      warm_start_strength=LIVE_SAMPLING.warm_start_strength)
-
 
 @dataclass(frozen=True)
 class LiveBenchOptions:
@@ -35,13 +30,13 @@ class LiveBenchOptions:
         camera_fps: frames per second of wall clock the player adds.
         sequences: held-out sequences played one after another (a new stream each).
         frames: frames played per sequence.
-        sampling: the stream's sampler.
+        sampling: the stream's sampler (default: the pressure node's, :data:`LIVE_SAMPLING`).
     """
 
     camera_fps: float = 30.0
     sequences: int = 3
     frames: int = 150
-    sampling: SamplingOptions = LIVE_BENCH_SAMPLING
+    sampling: SamplingOptions = LIVE_SAMPLING
 
     def __post_init__(self) -> None:
         if isinstance(self.camera_fps, bool) or not isinstance(self.camera_fps, (int, float)) or not 0 < self.camera_fps <= 1000:
@@ -107,18 +102,33 @@ def run_live(pipeline, sequences: list, options: LiveBenchOptions, progress: boo
     """The ``live`` section of the report (see the module docstring)."""
     from tqdm.auto import tqdm
 
+    sequences = sequences[: options.sequences]
+    played = [play_sequence(pipeline, sequence, options)
+              for sequence in tqdm(sequences, desc="live", unit="seq", disable=not progress)]
+    return live_section(pipeline, sequences, played, options)
+
+
+def live_section(pipeline, sequences: list, played: list[dict[str, Any]], options: LiveBenchOptions) -> dict[str, Any]:
+    """Figures of sequences played live, scored against the offline pipeline on the same frames.
+
+    Args:
+        pipeline: gives the offline reference (its own sampler, context both ways).
+        sequences: the sequences played, in order.
+        played: one row per sequence as :func:`play_sequence` returns it (``maps`` by frame
+            index, ``latencies_s``, counts); ``benchmarks/ros_latency.py`` builds the same rows
+            from what the ROS nodes published.
+        options: what was played.
+    """
     rows, streamed, offline = [], [], []
-    for sequence in tqdm(sequences[: options.sequences], desc="live", unit="seq", disable=not progress):
-        played = play_sequence(pipeline, sequence, options)
+    for sequence, row in zip(sequences, played):
         reference = pipeline(sequence)
         truth = reference.inputs["uv_pressure_kpa"][0, :, 0].float().numpy()
         valid = reference.inputs["valid"][0].numpy().astype(bool)
-        for index, uv_map in played["maps"].items():
+        for index, uv_map in row["maps"].items():
             if index < len(valid) and valid[index]:
                 streamed.append((uv_map, truth[index]))
                 offline.append((reference.uv_pressure_kpa[0, index], truth[index]))
-        rows.append({key: value for key, value in played.items() if key not in ("maps", "latencies_s")}
-                    | {"latencies_s": played["latencies_s"]})
+        rows.append({key: value for key, value in row.items() if key != "maps"})
     latencies = np.concatenate([row["latencies_s"] for row in rows]) if rows else np.zeros(0)
     elapsed = sum(row["elapsed_s"] for row in rows)
     streamed_iou, offline_iou = _vol_iou(streamed), _vol_iou(offline)

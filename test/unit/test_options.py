@@ -56,7 +56,7 @@ def test_ranges_and_choices_are_checked():
     assert SamplingOptions(guidance_scale=2).guidance_scale == 2.0
     with pytest.raises(ConfigError, match="SamplingOptions.seed must be an integer"):
         SamplingOptions(seed=None)
-    assert LIVE_SAMPLING.warm_steps == 2 and OFFLINE_SAMPLING.warm_steps == OFFLINE_SAMPLING.num_inference_steps
+    assert LIVE_SAMPLING.warm_steps == 1 and OFFLINE_SAMPLING.warm_steps == OFFLINE_SAMPLING.num_inference_steps
 
 
 def test_the_pressure_node_parameters_are_the_library_defaults():

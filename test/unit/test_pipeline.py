@@ -377,9 +377,28 @@ def test_step_estimates_every_frame_added_since_the_last_pass_in_order(checkpoin
     newer = [1.3 + index / 30 for index in range(window + 2)]
     for stamp in newer:
         stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
-    block = stream.step()
+    model = stream.policy.model
+    encoded = []
+    original_encode = model.encode_frames
+    model.encode_frames = lambda conditions: encoded.append(conditions) or original_encode(conditions)
+    try:
+        block = stream.step()
+    finally:
+        del model.encode_frames
     assert [estimate.stamp_s for estimate in block] == newer[2:]
     assert stream.frames_skipped == 2 and stream.resets == 0
+    # Only the frames still in the window were encoded: the two that left cost nothing more.
+    assert len(encoded) == window
+    # Each estimate carries its frame's tag back (the node's image header); frames a restart
+    # discards before any pass are counted as skipped too.
+    for number, stamp in enumerate((2.0, 2.1)):
+        stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"],
+                   tag=("header", number))
+    (first,) = [estimate for estimate in stream.step() if estimate.stamp_s == 2.0]
+    assert first.tag == ("header", 0)
+    stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 2.2, scene["vertices"], scene["joints"])
+    stream.reset()
+    assert stream.step() == [] and stream.frames_skipped == 3
 
 
 def test_adding_and_stepping_one_frame_at_a_time_is_push(checkpoint, scene):
@@ -424,4 +443,6 @@ def test_frames_added_while_a_pass_runs_wait_for_the_next_one(checkpoint, scene)
         return result
 
     stream.policy.denoise = denoise_then_reset
+    skipped = stream.frames_skipped
     assert stream.step() == [] and stream.pending == 0
+    assert stream.frames_skipped == skipped + 1  # counted: it will never get an estimate
