@@ -40,6 +40,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", metavar="IN", help="input rosbag2 folder (or a .mcap / .db3 file); only read")
     parser.add_argument("output", metavar="OUT", help="output bag folder to create")
+    add_label_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    parser.add_argument("--accept-loss", action="store_true",
+                        help="keep the output even if some input messages could not be read into it (damaged regions); "
+                             "without it such a run fails, naming the topics and counts, and stays resumable")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(handler=run)
+
+
+def add_label_arguments(parser) -> None:
+    """How a bag is labelled (the LabelOptions flags; `egopress label-bags` takes the same)."""
     parser.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped compact checkpoint)")
     parser.add_argument("--backend", choices=BACKENDS, default="mediapipe",
                         help="hand-mesh estimator: ground_truth (HandMesh topic), keypoints (21-point PointCloud2 topic) "
@@ -73,26 +84,19 @@ def register(subparsers) -> None:
     output.add_argument("--compression", choices=("none", "message", "file", "storage"), default="none",
                         help="zstd per message, per file, or per mcap chunk (storage)")
     output.add_argument("--bag-version", type=int, choices=(8, 9), default=8, help="rosbag2 metadata version")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
-    parser.add_argument("--accept-loss", action="store_true",
-                        help="keep the output even if some input messages could not be read into it (damaged regions); "
-                             "without it such a run fails, naming the topics and counts, and stays resumable")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from egopress_core.errors import EgoPressError
+def label_options_from(args: argparse.Namespace):
+    """The LabelOptions of the flags :func:`add_label_arguments` added."""
     from egopress_core.rosbag.index import TopicSelection
-    from egopress_core.rosbag.label_options import LabelOptions, report_path_for
-    from egopress_core.rosbag.labeller import label_bag
+    from egopress_core.rosbag.label_options import LabelOptions
 
     topics = TopicSelection(
         color=args.camera_topic, depth=args.depth_topic, camera_info=args.info_topic,
         hand_mesh=args.hand_mesh_topic if args.backend == "ground_truth" else None,
         keypoints=args.keypoints_topic if args.backend == "keypoints" else None,
     )  # fmt: skip
-    settings = LabelOptions(
+    return LabelOptions(
         checkpoint=args.checkpoint, backend=args.backend, topics=topics, hand_model_path=args.hand_model,
         depth_refinement=args.depth_refinement,
         sampling=options.from_arguments(args, SamplingOptions, OFFLINE_SAMPLING),
@@ -103,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
         namespace=args.namespace, mirrors=not args.no_mirrors, visualization_max_kpa=args.visualization_max_kpa,
         colormap=args.colormap, storage=args.storage, compression=args.compression, bag_version=args.bag_version,
     )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from egopress_core.errors import EgoPressError
+    from egopress_core.rosbag.label_options import report_path_for
+    from egopress_core.rosbag.labeller import label_bag
+
+    settings = label_options_from(args)
     try:
         report = label_bag(args.input, args.output, settings, resume=args.resume, progress=not args.no_progress,
                            accept_loss=args.accept_loss)

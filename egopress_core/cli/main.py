@@ -15,7 +15,7 @@ from egopress_core.errors import EgoPressError
 
 # Module names under egopress_core.cli, in the order `egopress --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("demo", "synth", "train", "eval", "convert_mano", "hand_preview", "sample_bag",
-                                   "label_bag", "export_lerobot", "bench")
+                                   "label_bag", "label_bags", "export_lerobot", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,10 +45,14 @@ resumed output is identical to an uninterrupted one. The input bag is only ever 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,7 +61,7 @@ import numpy as np
 from egopress_core.errors import ConfigError, DataError, EgoPressError
 from egopress_core.options import config_differences
 from egopress_core.rosbag import accounting
-from egopress_core.rosbag.index import FrameRef
+from egopress_core.rosbag.index import BagIndex, FrameRef
 from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
 from egopress_core.rosbag.label_plan import (
     Chunk,
@@ -78,6 +82,45 @@ class HandTopologyError(DataError):
     """The estimated hand meshes follow another topology than the checkpoint's hand (fatal)."""
 
 
+@dataclass
+class BagPlan:
+    """A bag's index and chunk groups, and its report so far: made once by
+    :meth:`BagLabeller.plan`, taken by every process that labels part of the bag."""
+
+    index: BagIndex
+    groups: list[ChunkGroup]
+    report: LabelReport
+
+
+class LabelModels:
+    """The checkpoint's pipeline and the hand-mesh estimator for one :class:`LabelOptions`,
+    loaded once (a fleet worker labels many bags with them)."""
+
+    def __init__(self, pipeline, estimator) -> None:
+        self.pipeline = pipeline
+        self.estimator = estimator
+
+    @classmethod
+    def load(cls, options: LabelOptions) -> "LabelModels":
+        """Raises CheckpointError / ConfigError for a bad checkpoint, stride or backend."""
+        from egopress_core.perception import build_estimator
+        from egopress_core.pipeline import EgoPressPipeline
+
+        pipeline = EgoPressPipeline.from_checkpoint(options.checkpoint, runtime=options.runtime, sampling=options.sampling,
+                                                    crop=options.crop, contact=options.contact,
+                                                    hand_model_path=options.hand_model_path)
+        window = pipeline.window_length
+        if options.sampling.stride is not None and options.sampling.stride > window:
+            raise ConfigError(f"stride must be at most the model's window ({window}). Got {options.sampling.stride}")
+        # Built before any bag is read, so that a missing optional backend (mediapipe) fails at once.
+        model_path = options.hand_model_path or pipeline.uv_mask.hand_model_path
+        side = pipeline.hand_side
+        if options.backend == "ground_truth":
+            estimator = build_estimator("ground_truth", side=side, model_path=model_path)
+        else:
+            estimator = build_estimator(options.backend, side=side, model_path=model_path,
+                                        depth_refinement=options.depth_refinement, min_confidence=options.min_hand_confidence)
+        return cls(pipeline, estimator)
 
 
 class _Timer:
@@ -103,11 +146,18 @@ class BagLabeller:
         accept_loss: keep the output even when input messages could not be copied into it
             (damaged regions); the report lists them either way. Without it such a run fails
             and stays resumable.
+        models: the checkpoint's pipeline and estimator, already loaded for these options (a
+            fleet worker labels many bags with one); None: loaded by the run.
+
+    The run's steps are public so that :mod:`egopress_core.rosbag.fleet` can spread one bag
+    over processes: :meth:`plan` (index, chunk plan, work folder) in one, :meth:`label_group`
+    in any (after :meth:`adopt` of the plan), :meth:`write_output` in one, each saving what it
+    made in the work folder exactly as :meth:`run` does.
     """
 
     def __init__(self, input_bag: str | os.PathLike, output_bag: str | os.PathLike, options: LabelOptions | None = None,
                  resume: bool = False, progress: bool = True, batch_callback: Callable[[int], None] | None = None,
-                 accept_loss: bool = False) -> None:
+                 accept_loss: bool = False, models: LabelModels | None = None) -> None:
         self.input = Path(input_bag)
         self.output = Path(output_bag)
         self.options = options or LabelOptions()
@@ -118,6 +168,8 @@ class BagLabeller:
         self.work = work_dir_for(self.output)
         self.report = LabelReport(input=str(self.input), output=str(self.output), options=self.options.to_dict())
         self.timer = _Timer()
+        self.models = models
+        self.reader = None
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -129,11 +181,29 @@ class BagLabeller:
                 report, saved anyway, says what was found before the error). Nothing is
                 created under the output's name unless the run completes.
         """
-        started = time.perf_counter()
-        self._check_paths()
+        self.check_paths()
+        with self.reporting():
+            self._load_model()
+            with self.opened():
+                self.plan()
+                self._label_all()
+                self.write_output()
+            self.remove_work_folder()
+        return self.report
+
+    def remove_work_folder(self) -> None:
+        """After the output is written: the saved groups are not needed any more."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    @contextmanager
+    def reporting(self, started: float | None = None, finished_status: str = "complete"):
+        """Runs the block, sets the report's status (``finished_status``, ``interrupted`` or
+        ``failed`` with the error) and saves the report next to the output, whatever happens.
+        ``started``: perf_counter time the run's total counts from (default: now)."""
+        started = time.perf_counter() if started is None else started
         try:
-            self._run()
-            self.report.status = "complete"
+            yield self.report
+            self.report.status = finished_status
         except KeyboardInterrupt:
             self.report.status = "interrupted"
             self.report.error = f"interrupted; run the same command with --resume to continue (work folder {self.work})"
@@ -147,16 +217,16 @@ class BagLabeller:
             self.report.error = f"{type(error).__name__}: {error}"
             raise
         finally:
-            if getattr(self, "reader", None) is not None:
+            if self.reader is not None:
                 self.report.unreadable = self.reader.unreadable_report()
                 self.report.integrity = self.reader.integrity_report()
             self.report.timings_s = {name: round(value, 3) for name, value in self.timer.totals.items()}
             self.report.timings_s["total"] = round(time.perf_counter() - started, 3)
             if self.output.parent.is_dir():
                 self.report.save(report_path_for(self.output))
-        return self.report
 
-    def _check_paths(self) -> None:
+    def check_paths(self) -> None:
+        """Raises DataError for a missing input, an output that exists, or a work folder or report in the way."""
         if not self.input.exists():
             raise DataError(f"{self.input}: no such bag")
         if self.output.exists():
@@ -175,77 +245,77 @@ class BagLabeller:
             raise DataError(f"{report} exists already and the labeller never overwrites a file it did not make; move it "
                             "or choose another output")
 
-    def _run(self) -> None:
-        from egopress_core.rosbag.index import build_index
+    @contextmanager
+    def opened(self):
+        """The input bag open for reading (``self.reader``) while the block runs."""
         from egopress_core.rosbag.reader import BagReader
         from egopress_core.rosbag.typestore import egopress_typestore
 
-        options = self.options
         self.store = egopress_typestore()
-        self._load_model()
-        # Built before reading the bag, so a missing optional backend (mediapipe) fails at once.
-        self.estimator = self._build_estimator()
         with BagReader(self.input) as reader:
             self.reader = reader
-            for item in reader.integrity_report():
-                if item.get("damaged_chunks"):
-                    self.report.notes.append(f"{item['file']}: {len(item['damaged_chunks'])} chunk(s) fail their CRC; their "
-                                             "messages cannot be trusted and are not read")
-                elif item.get("chunks") and not item.get("chunks_with_crc"):
-                    self.report.notes.append(f"{item['file']} carries no chunk CRCs (written without them): damage inside "
-                                             "its chunks cannot be detected")
-            storage = options.storage or reader.storage_identifier
-            if options.compression == "storage" and storage != "mcap":
-                raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'; the input is "
-                                  f"{reader.storage_identifier}, pass --storage mcap")
-            self.report.storage = storage
-            clashing = sorted(set(options.output_topics().values()) & set(reader.topics))
-            if clashing:
-                raise DataError(f"{self.input} already has topics {clashing}; choose another --namespace for the labels")
-            started = time.perf_counter()
             try:
-                self.index = build_index(reader, self.store, options.topics, options.sync_slop_s, options.max_gap_s, self.progress)
+                yield reader
             finally:
+                # What was read stays in the report; the closed reader is not used again.
                 self.report.unreadable = reader.unreadable_report()
-            self.timer.add("index", time.perf_counter() - started)
-            self._describe_index()
-            window = self.pipeline.window_length
-            chunk_frames = options.chunk_frames or 8 * window
-            context = window // 2 if options.context_frames is None else options.context_frames
-            self.groups = plan_chunks(self.index.segments, chunk_frames, context, options.batch_size)
-            self.report.batches = {"total": len(self.groups), "chunk_frames": chunk_frames, "context_frames": context,
-                                   "batch_size": options.batch_size, "resumed": 0}
-            self._prepare_work_folder()
-            self._label_all()
-            self._write_output(storage)
+                self.report.integrity = reader.integrity_report()
+                self.reader = None
+
+    def plan(self) -> None:
+        """Indexes the open bag, plans its chunk groups and prepares (or checks, on resume) the
+        work folder. Needs the model (:meth:`_load_model`) for its window length."""
+        from egopress_core.rosbag.index import build_index
+
+        options, reader = self.options, self.reader
+        for item in reader.integrity_report():
+            if item.get("damaged_chunks"):
+                self.report.notes.append(f"{item['file']}: {len(item['damaged_chunks'])} chunk(s) fail their CRC; their "
+                                         "messages cannot be trusted and are not read")
+            elif item.get("chunks") and not item.get("chunks_with_crc"):
+                self.report.notes.append(f"{item['file']} carries no chunk CRCs (written without them): damage inside "
+                                         "its chunks cannot be detected")
+        storage = options.storage or reader.storage_identifier
+        if options.compression == "storage" and storage != "mcap":
+            raise ConfigError("compression 'storage' (zstd mcap chunks) needs storage 'mcap'; the input is "
+                              f"{reader.storage_identifier}, pass --storage mcap")
+        self.report.storage = storage
+        clashing = sorted(set(options.output_topics().values()) & set(reader.topics))
+        if clashing:
+            raise DataError(f"{self.input} already has topics {clashing}; choose another --namespace for the labels")
+        started = time.perf_counter()
+        try:
+            self.index = build_index(reader, self.store, options.topics, options.sync_slop_s, options.max_gap_s, self.progress)
+        finally:
             self.report.unreadable = reader.unreadable_report()
-        shutil.rmtree(self.work, ignore_errors=True)
+        self.timer.add("index", time.perf_counter() - started)
+        self._describe_index()
+        window = self.pipeline.window_length
+        chunk_frames = options.chunk_frames or 8 * window
+        context = window // 2 if options.context_frames is None else options.context_frames
+        self.groups = plan_chunks(self.index.segments, chunk_frames, context, options.batch_size)
+        self.report.batches = {"total": len(self.groups), "chunk_frames": chunk_frames, "context_frames": context,
+                               "batch_size": options.batch_size, "resumed": 0}
+        self._prepare_work_folder()
+
+    def planned(self) -> BagPlan:
+        """What :meth:`plan` found, for :meth:`adopt` in another process."""
+        return BagPlan(index=self.index, groups=list(self.groups), report=copy.deepcopy(self.report))
+
+    def adopt(self, plan: BagPlan) -> None:
+        """Takes the plan made by :meth:`plan` (in this or another process) instead of planning."""
+        self.index, self.groups = plan.index, list(plan.groups)
+        self.report = copy.deepcopy(plan.report)
 
     # -- model and estimator ---------------------------------------------------------------
 
     def _load_model(self) -> None:
-        from egopress_core.pipeline import EgoPressPipeline
-
-        options = self.options
-        self.pipeline = EgoPressPipeline.from_checkpoint(options.checkpoint, runtime=options.runtime,
-                                                         sampling=options.sampling, crop=options.crop,
-                                                         contact=options.contact, hand_model_path=options.hand_model_path)
+        """The pipeline and estimator (``self.models`` if given, else loaded from the options)."""
+        if self.models is None:
+            self.models = LabelModels.load(self.options)
+        self.pipeline, self.estimator = self.models.pipeline, self.models.estimator
         self.checkpoint = self.pipeline.checkpoint
         self.report.model = self.pipeline.describe()
-        window = self.pipeline.window_length
-        if options.sampling.stride is not None and options.sampling.stride > window:
-            raise ConfigError(f"stride must be at most the model's window ({window}). Got {options.sampling.stride}")
-
-    def _build_estimator(self):
-        from egopress_core.perception import build_estimator
-
-        options = self.options
-        model_path = options.hand_model_path or self.pipeline.uv_mask.hand_model_path
-        side = self.pipeline.hand_side
-        if options.backend == "ground_truth":
-            return build_estimator("ground_truth", side=side, model_path=model_path)
-        extra = {"depth_refinement": options.depth_refinement, "min_confidence": options.min_hand_confidence}
-        return build_estimator(options.backend, side=side, model_path=model_path, **extra)
 
     # -- index and work folder ---------------------------------------------------------------
 
@@ -305,19 +375,32 @@ class BagLabeller:
     def _label_all(self) -> None:
         from tqdm.auto import tqdm
 
-        pending = [group for group in self.groups if not self._group_path(group).is_file()]
+        pending = self.pending_groups()
         total = sum(group.frames for group in self.groups)
         done = total - sum(group.frames for group in pending)
         with tqdm(total=total, initial=done, desc="label", unit="frame", disable=not self.progress, dynamic_ncols=True) as bar:
             for group in pending:
-                results = self._label_group(group)
-                path = self._group_path(group)
-                temporary = path.with_name(path.stem + ".tmp.npz")
-                np.savez(temporary, **results)
-                os.replace(temporary, path)
+                self.label_group(group)
                 bar.update(group.frames)
                 if self.batch_callback is not None:
                     self.batch_callback(group.number)
+
+    def pending_groups(self) -> list[ChunkGroup]:
+        """The planned groups whose results are not saved yet."""
+        return [group for group in self.groups if not self._group_path(group).is_file()]
+
+    def label_group(self, group: ChunkGroup) -> None:
+        """Labels one group of the plan and saves its results in the work folder, atomically."""
+        results = self._label_group(group)
+        path = self._group_path(group)
+        # A unique temporary name: a fleet may run the same group twice at once (a worker it
+        # thought lost), and both must land whole.
+        temporary = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:12]}.tmp.npz")
+        try:
+            np.savez(temporary, **results)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def _label_group(self, group: ChunkGroup) -> dict[str, np.ndarray]:
         """Estimates every chunk of the group; returns the arrays saved for its core frames."""
@@ -512,14 +595,16 @@ class BagLabeller:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write_output(self, storage: str) -> None:
+    def write_output(self) -> None:
+        """Writes the output bag from the open input and every saved group's results, then
+        renames it into place (the work folder stays; :meth:`run` removes it)."""
         from tqdm.auto import tqdm
 
         from egopress_core.rosbag.index import SkipLog
         from egopress_core.rosbag.typestore import HAND_CONTACT, HAND_MESH, IMAGE, POINT_CLOUD2, UV_PRESSURE
         from egopress_core.rosbag.writer import BagWriter
 
-        options, reader = self.options, self.reader
+        options, reader, storage = self.options, self.reader, self.report.storage
         order: list[tuple[int, int, int]] = []  # (colour bag time, position, group)
         for group in self.groups:
             for chunk in group.chunks:
