@@ -40,6 +40,10 @@ class EvalOptions:
         crop: model input crop (as in training).
         contact: the contact threshold of the metrics.
         max_sequences: score only the first N sequences.
+        hands: the hand meshes the model is given, one of
+            :data:`~egopress_core.data.hands.HAND_SOURCES` ("annotated", "estimated": the
+            camera-only path on the sequence's frames, "perturbed": the annotation's displaced
+            like a fit's).
     """
 
     sampling: SamplingOptions = OFFLINE_SAMPLING
@@ -47,8 +51,13 @@ class EvalOptions:
     crop: CropOptions = CropOptions()
     contact: ContactOptions = ContactOptions()
     max_sequences: int | None = None
+    hands: str = "annotated"
 
     def __post_init__(self) -> None:
+        from egopress_core.data.hands import HAND_SOURCES
+
+        if self.hands not in HAND_SOURCES:
+            raise ConfigError(f"EvalOptions.hands must be one of {list(HAND_SOURCES)}. Got {self.hands!r}")
         for name, cls in (("sampling", SamplingOptions), ("runtime", RuntimeOptions), ("crop", CropOptions),
                           ("contact", ContactOptions)):
             if not isinstance(getattr(self, name), cls):
@@ -77,6 +86,7 @@ def evaluate(
 
     Returns the report: pooled ``metrics``, ``per_sequence`` metrics, and what was run.
     """
+    from egopress_core.data.hands import with_hands
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
     from egopress_core.model.kinds import checkpoint_kind
     from egopress_core.pipeline import EgoPressPipeline
@@ -94,12 +104,16 @@ def evaluate(
     pooled = PressureMetrics(contact_threshold_kpa=options.contact.contact_threshold_kpa)
     per_sequence: dict[str, dict] = {}
     figure_rows: list[dict] = []
+    frames_with_hand = frames_total = 0
     for sequence in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
+        sequence = with_hands(sequence, options.hands)
         output = pipeline(sequence)
         batch = output.inputs
         predicted = output.uv_pressure_kpa[0]
         truth = batch["uv_pressure_kpa"][0, :, 0].float().numpy()
         valid = batch["valid"][0].numpy().astype(bool)
+        frames_total += len(valid)
+        frames_with_hand += int(valid.sum())
         if not valid.any():
             continue
         vertices = batch["vertices"][0].numpy()[valid]
@@ -116,6 +130,9 @@ def evaluate(
                             "pred_vertex": vertex["pred"], "gt_vertex": vertex["gt"],
                             "pred_force": force["pred"], "gt_force": force["gt"], "fps": sequence.fps})
     if not per_sequence:
+        if options.hands == "estimated":
+            raise DataError(f"{data}: the hand detector found no hand in any of its {frames_total} frames, so there is "
+                            "nothing to score; renders outside the detector's distribution give this: try --hands perturbed")
         raise DataError(f"{data}: no annotated frame to evaluate")
 
     report = {
@@ -126,6 +143,11 @@ def evaluate(
         "data": str(data),
         "split": split,
         "sequences": len(per_sequence),
+        "hands": options.hands,
+        # Frames scored (a hand mesh and ground truth) of all frames: below 1 with estimated hands
+        # where the detector found none.
+        "frames_with_hand": frames_with_hand,
+        "frames_total": frames_total,
         "options": asdict(options),
         "device": str(pipeline.device),
         "uv_layout": mask.layout_id,
@@ -142,8 +164,14 @@ def evaluate(
 
 
 def _json_ready(metrics: dict) -> dict:
-    """NaN (undefined IoU) becomes null, numpy scalars plain floats."""
-    return {key: (None if isinstance(value, float) and np.isnan(value) else float(value)) for key, value in metrics.items()}
+    """NaN (an undefined figure) becomes null, numpy scalars plain numbers (counts stay integers)."""
+    def plain(value):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+        value = float(value)
+        return None if np.isnan(value) else value
+
+    return {key: plain(value) for key, value in metrics.items()}
 
 
 def write_eval_figure(rows: list[dict], faces: np.ndarray, path: Path, metrics: dict, frames: int = 4) -> Path:

@@ -12,6 +12,17 @@ Extras: the same IoUs and MAE on per-vertex pressure, the mean absolute total-fo
 and temporal smoothness: mean |P^_t - P^_{t-1}| minus mean |P_t - P_{t-1}| (kPa; positive
 means the prediction flickers more than the ground truth).
 
+Temporal figures, where a video model should differ from a per-frame one:
+
+- Flicker         = mean |P^_t - P^_{t-1}| over the texels whose ground truth does not change
+                    between the two frames (by at most :data:`STATIC_TRUTH_KPA`), kPa.
+- Onset / release timing error = mean |frame of the predicted event - frame of the true one|
+                    over matched events; an event is the any-contact decision switching on
+                    (onset) or off (release), matched one to one to the nearest of the same kind
+                    within :data:`EVENT_MATCH_FRAMES`; unmatched true events are missed,
+                    unmatched predicted ones spurious (both counted).
+- Force correlation = Pearson correlation of predicted and true total force over all frames.
+
 "Pooled" matters: the IoUs are ratios of sums over every texel of every frame, not means of
 per-frame ratios, so frames without contact do not count as perfect scores. A ratio whose
 denominator is zero over the whole set (no contact anywhere) is undefined and reported as NaN.
@@ -27,6 +38,11 @@ import numpy as np
 from egopress_core.errors import DataError
 
 DEFAULT_CONTACT_THRESHOLD_KPA = 1.0
+# Ground truth changing by at most this much between consecutive frames counts as unchanged (flicker).
+STATIC_TRUTH_KPA = 0.05
+# A predicted contact onset or release is matched to a true one at most this many frames away
+# (half a second at 30 Hz).
+EVENT_MATCH_FRAMES = 15
 
 
 def _as_float_array(name: str, values) -> np.ndarray:
@@ -45,6 +61,15 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray, what: str) -> None:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.nan
+
+
+def _pearson(moments: np.ndarray, count: int) -> float:
+    """Pearson correlation from the sums of x, y, x^2, y^2, xy over ``count`` pairs."""
+    sx, sy, sxx, syy, sxy = moments
+    covariance = sxy - sx * sy / count
+    variance_x, variance_y = sxx - sx * sx / count, syy - sy * sy / count
+    scale = math.sqrt(max(variance_x, 0.0) * max(variance_y, 0.0))
+    return covariance / scale if scale > 1e-12 * max(1.0, abs(sxx), abs(syy)) else math.nan
 
 
 @dataclass
@@ -76,6 +101,56 @@ class _PooledSums:
         }
 
 
+def contact_events(any_contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets, releases): frame indices where a (T,) boolean contact decision switches on / off.
+    A sequence that starts in contact has no onset at frame 0 (its start is not seen)."""
+    steps = np.diff(np.asarray(any_contact, dtype=np.int8))
+    return np.flatnonzero(steps == 1) + 1, np.flatnonzero(steps == -1) + 1
+
+
+def match_events(true_frames: np.ndarray, predicted_frames: np.ndarray,
+                 max_offset: int = EVENT_MATCH_FRAMES) -> tuple[list[int], int, int]:
+    """One-to-one matching of predicted to true event frames, nearest pairs first.
+
+    Returns:
+        (|offset| in frames of each matched pair, true events missed, predicted events spurious).
+    """
+    pairs = sorted((abs(int(p) - int(t)), i, j) for i, t in enumerate(true_frames)
+                   for j, p in enumerate(predicted_frames) if abs(int(p) - int(t)) <= max_offset)
+    used_true, used_predicted, offsets = set(), set(), []
+    for offset, i, j in pairs:
+        if i not in used_true and j not in used_predicted:
+            used_true.add(i)
+            used_predicted.add(j)
+            offsets.append(offset)
+    return offsets, len(true_frames) - len(used_true), len(predicted_frames) - len(used_predicted)
+
+
+@dataclass
+class _EventSums:
+    """Matched offsets and misses of one kind of contact event (onset or release)."""
+
+    offsets: list[int] = field(default_factory=list)
+    true_events: int = 0
+    missed: int = 0
+    spurious: int = 0
+
+    def add(self, true_frames: np.ndarray, predicted_frames: np.ndarray) -> None:
+        offsets, missed, spurious = match_events(true_frames, predicted_frames)
+        self.offsets += offsets
+        self.true_events += len(true_frames)
+        self.missed += missed
+        self.spurious += spurious
+
+    def results(self, name: str) -> dict[str, float]:
+        return {
+            f"{name}_error_frames": float(np.mean(self.offsets)) if self.offsets else math.nan,
+            f"{name}s_true": self.true_events,
+            f"{name}s_missed": self.missed,
+            f"{name}s_spurious": self.spurious,
+        }
+
+
 @dataclass
 class PressureMetrics:
     """Accumulates the metrics over sequences; :meth:`compute` pools them.
@@ -94,6 +169,12 @@ class PressureMetrics:
     _pred_change: float = field(default=0.0, init=False, repr=False)
     _gt_change: float = field(default=0.0, init=False, repr=False)
     _change_count: int = field(default=0, init=False, repr=False)
+    _flicker_sum: float = field(default=0.0, init=False, repr=False)
+    _flicker_count: int = field(default=0, init=False, repr=False)
+    _onsets: _EventSums = field(default_factory=_EventSums, init=False, repr=False)
+    _releases: _EventSums = field(default_factory=_EventSums, init=False, repr=False)
+    # Sums of x, y, x^2, y^2, xy of predicted (x) and true (y) total force: the pooled correlation.
+    _force_moments: np.ndarray = field(default_factory=lambda: np.zeros(5), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.contact_threshold_kpa) and self.contact_threshold_kpa >= 0):
@@ -133,9 +214,16 @@ class PressureMetrics:
         self._frames += frames
 
         if frames > 1:
-            self._pred_change += float(np.abs(np.diff(pred, axis=0)).sum())
-            self._gt_change += float(np.abs(np.diff(gt, axis=0)).sum())
+            pred_step, gt_step = np.abs(np.diff(pred, axis=0)), np.abs(np.diff(gt, axis=0))
+            self._pred_change += float(pred_step.sum())
+            self._gt_change += float(gt_step.sum())
             self._change_count += pred[1:].size
+            static = gt_step <= STATIC_TRUTH_KPA
+            self._flicker_sum += float(pred_step[static].sum())
+            self._flicker_count += int(np.count_nonzero(static))
+        for events, true_frames, predicted_frames in zip(
+                (self._onsets, self._releases), contact_events(gt_any), contact_events(pred_any)):
+            events.add(true_frames, predicted_frames)
 
         if (pred_vertex_kpa is None) != (gt_vertex_kpa is None):
             raise DataError("per-vertex pressure must be given for both prediction and ground truth")
@@ -159,11 +247,16 @@ class PressureMetrics:
                 raise DataError(f"total force must be (T={frames},); got shape {pred_force.shape}")
             self._force_abs_error += float(np.abs(pred_force - gt_force).sum())
             self._force_frames += frames
+            self._force_moments += (pred_force.sum(), gt_force.sum(), (pred_force ** 2).sum(), (gt_force ** 2).sum(),
+                                    (pred_force * gt_force).sum())
 
     def compute(self) -> dict[str, float]:
         """The pooled metrics. Keys: ``contact_iou``, ``volumetric_iou``, ``mae_kpa``,
-        ``temporal_accuracy``, ``temporal_smoothness_kpa``, and where given ``vertex_*`` and
-        ``force_mae_n``, plus ``frames``."""
+        ``temporal_accuracy``, ``temporal_smoothness_kpa``, ``flicker_kpa``,
+        ``onset_error_frames`` / ``release_error_frames`` with their ``*s_true``, ``*s_missed``
+        and ``*s_spurious`` counts, where given ``vertex_*``, ``force_mae_n`` and
+        ``force_correlation``, plus ``frames``. Undefined figures (no static texel, no matched
+        event, a constant force) are NaN."""
         if self._frames == 0:
             raise DataError("no frames were added to the metrics")
         results = self._uv.results("")
@@ -173,10 +266,14 @@ class PressureMetrics:
             if self._change_count
             else math.nan
         )
+        results["flicker_kpa"] = _ratio(self._flicker_sum, self._flicker_count)
+        results.update(self._onsets.results("onset"))
+        results.update(self._releases.results("release"))
         if self._vertex.count:
             results.update(self._vertex.results("vertex_"))
         if self._force_frames:
             results["force_mae_n"] = self._force_abs_error / self._force_frames
+            results["force_correlation"] = _pearson(self._force_moments, self._force_frames)
         results["frames"] = self._frames
         return results
 

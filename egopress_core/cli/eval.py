@@ -6,6 +6,7 @@ import argparse
 import json
 
 from egopress_core import options
+from egopress_core.data.hands import HAND_SOURCES
 from egopress_core.options import OFFLINE_SAMPLING, ContactOptions, RuntimeOptions, SamplingOptions
 
 
@@ -28,6 +29,10 @@ def register(subparsers) -> None:
     options.add_arguments(parser, RuntimeOptions, title="runtime")
     options.add_arguments(parser, ContactOptions, title="scoring")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
+    parser.add_argument("--hands", choices=HAND_SOURCES, default="annotated",
+                        help="hand meshes given to the model: the annotation's (default), estimated by the camera-only "
+                             "path (mediapipe) on the sequence's frames, or the annotation's perturbed like a fit's "
+                             "(a smooth rigid drift of 3 mm / 2 degrees per axis)")
     parser.add_argument("--hand-model", help="MANO-format .pkl the data was made with (default: bundled hand)")
     parser.add_argument("--uv-obj", help="UV atlas OBJ of that hand model")
     parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         runtime=options.from_arguments(args, RuntimeOptions),
         contact=options.from_arguments(args, ContactOptions),
         max_sequences=args.max_sequences,
+        hands=args.hands,
     )
     report = evaluate(args.checkpoint, args.data, args.out, settings, split=args.split, hand_model_path=args.hand_model,
                       uv_obj_path=args.uv_obj, figure=not args.no_figure)

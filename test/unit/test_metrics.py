@@ -9,7 +9,9 @@ from egopress_core.errors import DataError
 from egopress_core.metrics import (
     PressureMetrics,
     bins_to_pressure,
+    contact_events,
     contact_iou,
+    match_events,
     pressure_to_bins,
     volumetric_iou,
 )
@@ -81,6 +83,61 @@ def test_temporal_accuracy_and_smoothness():
     metrics = PressureMetrics()
     metrics.update(flicker, gt)
     assert metrics.compute()["temporal_smoothness_kpa"] > 0
+
+
+def test_flicker_counts_prediction_changes_only_where_the_truth_holds_still():
+    gt = np.zeros((3, 1, 2))
+    gt[:, 0, 0] = [0.0, 5.0, 5.0]  # texel 0 changes once (frames 0->1), texel 1 never
+    pred = np.zeros((3, 1, 2))
+    pred[:, 0, 0] = [0.0, 4.0, 6.0]  # follows the press, then moves by 2 while the truth holds
+    pred[:, 0, 1] = [1.0, 0.0, 1.0]  # flickers by 1 twice where the truth is always 0
+    metrics = PressureMetrics()
+    metrics.update(pred, gt)
+    # Static truth pairs: texel 0 frames 1->2 (|6-4| = 2), texel 1 both pairs (1 and 1): 4 / 3.
+    assert metrics.compute()["flicker_kpa"] == pytest.approx(4 / 3)
+    steady = PressureMetrics()
+    steady.update(gt, gt)
+    assert steady.compute()["flicker_kpa"] == 0.0
+
+
+def test_contact_events_and_their_matching():
+    onsets, releases = contact_events(np.array([1, 1, 0, 0, 1, 1, 1, 0], dtype=bool))
+    assert onsets.tolist() == [4] and releases.tolist() == [2, 7]  # frame 0 in contact: no onset seen
+    # Nearest pairs first, one to one, within the limit; the rest missed / spurious.
+    # 10 takes 9 (1 frame) over 12 (2 frames); 40 has nothing within 5; 12 and 70 are spurious.
+    assert match_events(np.array([10, 40]), np.array([12, 9, 70]), max_offset=5) == ([1], 1, 2)
+
+
+def test_onset_and_release_timing_errors_in_frames():
+    gt = np.zeros((20, 1, 1))
+    gt[5:12] = 3.0  # onset at 5, release at 12
+    late = np.zeros_like(gt)
+    late[7:15] = 3.0  # onset 2 frames late, release 3 frames late
+    late[18] = 3.0  # a spurious blip: onset 18, release 19
+    metrics = PressureMetrics()
+    metrics.update(late, gt)
+    result = metrics.compute()
+    assert result["onset_error_frames"] == 2.0 and result["release_error_frames"] == 3.0
+    assert (result["onsets_true"], result["onsets_missed"], result["onsets_spurious"]) == (1, 0, 1)
+    assert (result["releases_true"], result["releases_missed"], result["releases_spurious"]) == (1, 0, 1)
+    never = PressureMetrics()
+    never.update(np.zeros_like(gt), gt)
+    result = never.compute()
+    assert math.isnan(result["onset_error_frames"]) and result["onsets_missed"] == 1
+
+
+def test_force_correlation_is_pooled_over_sequences():
+    metrics = PressureMetrics()
+    uv = np.zeros((3, 1, 1))
+    metrics.update(uv, uv, pred_force_n=np.array([0.0, 1.0, 2.0]), gt_force_n=np.array([0.0, 2.0, 4.0]))
+    metrics.update(uv, uv, pred_force_n=np.array([3.0, 3.0, 3.0]), gt_force_n=np.array([6.0, 6.0, 6.0]))
+    assert metrics.compute()["force_correlation"] == pytest.approx(1.0)  # y = 2x across both
+    flipped = PressureMetrics()
+    flipped.update(uv, uv, pred_force_n=np.array([2.0, 1.0, 0.0]), gt_force_n=np.array([0.0, 1.0, 2.0]))
+    assert flipped.compute()["force_correlation"] == pytest.approx(-1.0)
+    constant = PressureMetrics()
+    constant.update(uv, uv, pred_force_n=np.ones(3), gt_force_n=np.array([0.0, 1.0, 2.0]))
+    assert math.isnan(constant.compute()["force_correlation"])
 
 
 def test_vertex_and_force_extras():
