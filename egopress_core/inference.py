@@ -90,6 +90,33 @@ class _StageTimer:
             self._last = now
 
 
+def _frame_batch(frame: Mapping[str, Any], uv_mask: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """One camera frame (see :class:`StreamingPressureEstimator`) as a (1, 1, ...) batch on ``device``."""
+    required = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")
+    missing = [key for key in required if key not in frame]
+    if missing:
+        raise DataError(f"frame is missing {missing}")
+    rgb = _tensor(frame["rgb"], "rgb")
+    rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+    depth = _tensor(frame["depth_m"], "depth_m").float()
+    if depth.ndim == 2:
+        depth = depth[None]
+    batch = {
+        "rgb": rgb[None, None],
+        "depth_m": depth[None, None],
+        "intrinsics": _tensor(frame["intrinsics"], "intrinsics").float()[None, None],
+        "joints": _tensor(frame["joints"], "joints").float()[None, None],
+        "vertices": _tensor(frame["vertices"], "vertices").float()[None, None],
+        "valid": _tensor(frame["valid"], "valid").to(torch.bool).reshape(1, 1),
+        "uv_mask": uv_mask,
+    }
+    if "uv_geometry" in frame and frame["uv_geometry"] is not None:
+        batch["uv_geometry"] = _tensor(frame["uv_geometry"], "uv_geometry").float()[None, None]
+    # Conditions are built where the model runs: on a GPU the pose maps (20 bone maps per
+    # frame) cost a few kernels instead of milliseconds of CPU time.
+    return {key: value.to(device) for key, value in batch.items()}
+
+
 def shift_latents(latents: torch.Tensor, shift: int) -> torch.Tensor | None:
     """Move a window's latents ``shift`` frames earlier; new frames copy the last known one.
 
@@ -232,31 +259,6 @@ class StreamingPressureEstimator:
         self.pending = 0  # frames added since the last denoising pass
         self.last_timings = {}
 
-    def _frame_batch(self, frame: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        required = ("rgb", "depth_m", "intrinsics", "joints", "vertices", "valid")
-        missing = [key for key in required if key not in frame]
-        if missing:
-            raise DataError(f"frame is missing {missing}")
-        rgb = _tensor(frame["rgb"], "rgb")
-        rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
-        depth = _tensor(frame["depth_m"], "depth_m").float()
-        if depth.ndim == 2:
-            depth = depth[None]
-        batch = {
-            "rgb": rgb[None, None],
-            "depth_m": depth[None, None],
-            "intrinsics": _tensor(frame["intrinsics"], "intrinsics").float()[None, None],
-            "joints": _tensor(frame["joints"], "joints").float()[None, None],
-            "vertices": _tensor(frame["vertices"], "vertices").float()[None, None],
-            "valid": _tensor(frame["valid"], "valid").to(torch.bool).reshape(1, 1),
-            "uv_mask": self.uv_mask,
-        }
-        if "uv_geometry" in frame and frame["uv_geometry"] is not None:
-            batch["uv_geometry"] = _tensor(frame["uv_geometry"], "uv_geometry").float()[None, None]
-        # Conditions are built where the model runs: on a GPU the pose maps (20 bone maps per
-        # frame) cost a few kernels instead of milliseconds of CPU time.
-        return {key: value.to(self.model.device) for key, value in batch.items()}
-
     def _padded_index(self, available: int) -> torch.Tensor:
         """(T,) frame index of the window: until T frames have arrived, the first frame stands in
         for the missing past."""
@@ -312,7 +314,7 @@ class StreamingPressureEstimator:
         per-frame features are computed by the first pass that sees it, so a frame that leaves
         the window before any pass (a machine slower than the camera) costs nothing more.
         :meth:`denoise` estimates the frames added since the last pass."""
-        batch = self._frame_batch(frame)
+        batch = _frame_batch(frame, self.uv_mask, self.model.device)
         with self._lock:
             if bool(batch["valid"]) and bool(torch.isfinite(batch["joints"]).all()):
                 self._reference_depth = float(batch["joints"][..., 2].median())
@@ -379,6 +381,90 @@ class StreamingPressureEstimator:
         self.add(frame)
         _, pressure = self.denoise()
         return pressure[:, -1]
+
+
+class PerFramePressureEstimator:
+    """Live policy of the per-frame baseline (:class:`~egopress_core.model.bin_classifier.PerFrameBinClassifier`):
+    the interface of :class:`StreamingPressureEstimator` (:meth:`add` at camera rate,
+    :meth:`denoise` whenever the model is free) over a model that classifies every frame on its
+    own, so the live stream, the pressure node and the bench run either kind of checkpoint.
+
+    A pass classifies the frames added since the previous one, at most the newest
+    ``window_length`` (the model's ``num_frames``), so that a slow machine's pass stays as bounded
+    as the video model's; the older ones are counted by the stream as skipped. Conditions are
+    those of offline estimation, frame by frame, so live and offline estimates of a frame agree.
+
+    Args:
+        model: a trained per-frame baseline (put in eval mode here).
+        uv_mask: as :class:`StreamingPressureEstimator`.
+        precision: "fp32", "fp16" or "bf16" autocast (:func:`check_precision`).
+        record_timings: time "conditions" and "classify" of every pass into :attr:`last_timings`.
+    """
+
+    # One forward per frame, whatever the sampler options (the baseline has no sampler).
+    warm_steps = 1
+
+    def __init__(self, model, uv_mask: torch.Tensor | np.ndarray, precision: str = "fp32",
+                 record_timings: bool = False) -> None:
+        check_precision(precision, model.device)
+        self.model = model.eval()
+        mask = _tensor(uv_mask, "uv_mask").float()
+        while mask.ndim < 4:
+            mask = mask[None]
+        if tuple(mask.shape) != (1, 1, *model.config.uv_size):
+            raise DataError(f"uv_mask must be {tuple(model.config.uv_size)} for this model; got {tuple(mask.shape)}")
+        self.uv_mask = mask.to(model.device)
+        self.precision = precision
+        self.record_timings = bool(record_timings)
+        self.last_timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.reset()
+
+    @property
+    def window_length(self) -> int:
+        return self.model.config.num_frames
+
+    def reset(self) -> None:
+        """Forget the frames not estimated yet."""
+        with self._lock:
+            self._frames: deque[dict[str, torch.Tensor]] = deque(maxlen=self.window_length)
+            self.frames_seen = 0
+            self.pending = 0
+            self.last_timings = {}
+
+    @torch.no_grad()
+    def add(self, frame: Mapping[str, Any]) -> None:
+        """Add the newest camera frame (fields as :class:`StreamingPressureEstimator`)."""
+        batch = _frame_batch(frame, self.uv_mask, self.model.device)
+        with self._lock:
+            self._frames.append(batch)
+            self.frames_seen += 1
+            self.pending += 1
+
+    @torch.no_grad()
+    def denoise(self) -> tuple[int, torch.Tensor]:
+        """Classify the frames added since the last pass (the newest ``window_length`` of them).
+
+        Returns:
+            (frames added since the last pass, (1, k, Hu, Wu) kPa of the newest k of them).
+        """
+        model = self.model
+        timer = _StageTimer(model.device, self.record_timings)
+        with self._lock:
+            added, self.pending = self.pending, 0
+            frames = list(self._frames)
+            self._frames.clear()
+        if not added:
+            return 0, torch.zeros(1, 0, *model.config.uv_size, device=model.device)
+        batch = {key: self.uv_mask if key == "uv_mask" else torch.cat([frame[key] for frame in frames], dim=1)
+                 for key in frames[0]}
+        conditions = model.build_conditions(batch, check_window=False)
+        timer.lap("conditions")
+        with autocast_context(model.device, self.precision):
+            pressure = model.sample(conditions)[:, :, 0].float()
+        timer.lap("classify")
+        self.last_timings = timer.timings
+        return added, pressure
 
 
 @torch.no_grad()

@@ -378,8 +378,9 @@ class EgoPressPipeline:
 
     def stream(self, sampling: SamplingOptions | None = None, options: StreamOptions | None = None,
                record_timings: bool = False, cache_frame_features: bool = True):
-        """A live stream over this pipeline: ``push(frame)`` one camera frame at a time,
-        ``reset()`` for a new scene (:class:`~egopress_core.stream.PressureStream`).
+        """A live stream over this pipeline: ``add`` / ``step`` (or ``push``) camera frames,
+        ``reset()`` for a new scene (:class:`~egopress_core.stream.PressureStream`). The per-frame
+        baseline streams too, each frame on its own (the sampler options do not apply to it).
 
         Args:
             sampling: default :data:`~egopress_core.options.LIVE_SAMPLING`.
@@ -387,15 +388,9 @@ class EgoPressPipeline:
             record_timings: time the model's stages of every frame.
             cache_frame_features: encode each frame once (False re-encodes every window; same
                 results, for comparison).
-
-        Raises:
-            CheckpointError: the per-frame baseline has no streaming mode.
         """
         from egopress_core.stream import PressureStream
 
-        if not self.is_video_model:
-            raise CheckpointError(f"live estimation needs an EgoPressDiff model; got {type(self.model).__name__} "
-                                  "(the per-frame baseline has no streaming mode)")
         return PressureStream(self, _checked("sampling", sampling, SamplingOptions, LIVE_SAMPLING),
                               _checked("options", options, StreamOptions), record_timings=record_timings,
                               cache_frame_features=cache_frame_features)

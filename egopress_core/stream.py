@@ -143,10 +143,16 @@ class PressureStream:
         self._forget()
 
     def _build_policy(self) -> None:
-        from egopress_core.inference import StreamingPressureEstimator
+        from egopress_core.inference import PerFramePressureEstimator, StreamingPressureEstimator
 
         pipeline, sampling = self.pipeline, self.sampling
         self._runtime = pipeline.runtime
+        if not pipeline.is_video_model:
+            # The per-frame baseline: no window, no sampler; the same add / step bookkeeping.
+            self.policy = PerFramePressureEstimator(pipeline.model, pipeline.uv_mask_tensor(),
+                                                    precision=pipeline.runtime.precision,
+                                                    record_timings=self.record_timings)
+            return
         # The model was prepared (channels-last, compile) by the pipeline; the policy only
         # autocasts.
         self.policy = StreamingPressureEstimator(

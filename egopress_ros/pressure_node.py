@@ -141,6 +141,9 @@ class PressureNode(PipelineNode):
         self.get_logger().info(f"loaded {self.checkpoint_path}: window {self.pipeline.window_length} frames, images "
                                f"{self.pipeline.image_size}, UV {self.pipeline.uv_size}, {self.pipeline.hand_side} hand "
                                f"({self.pipeline.topology_id})")
+        if not self.pipeline.is_video_model:
+            self.get_logger().info(f"{type(self.pipeline.model).__name__} is the per-frame baseline: each frame is "
+                                   "estimated on its own, the sampler parameters do not apply")
 
     def to_device(self) -> None:
         if self.pipeline is not None:

@@ -446,3 +446,44 @@ def test_frames_added_while_a_pass_runs_wait_for_the_next_one(checkpoint, scene)
     skipped = stream.frames_skipped
     assert stream.step() == [] and stream.pending == 0
     assert stream.frames_skipped == skipped + 1  # counted: it will never get an estimate
+
+
+@pytest.fixture(scope="module")
+def baseline_checkpoint(tmp_path_factory):
+    """A tiny untrained per-frame baseline on the bundled right hand's UV layout."""
+    from egopress_core.data.sources import hand_uv_mask
+    from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
+    from egopress_core.model.config import tiny_config
+
+    config = tiny_config()
+    mask = hand_uv_mask(tuple(config.uv_size), "right")
+    directory = tmp_path_factory.mktemp("baseline_checkpoint")
+    torch.manual_seed(0)
+    PerFrameBinClassifier(BinClassifierConfig(
+        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
+        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(directory)
+    mask.save(directory / UV_MASK_FILE)
+    return directory
+
+
+def test_the_per_frame_baseline_streams_each_frame_on_its_own(baseline_checkpoint, scene):
+    """The live stream (and so the pressure node) runs the baseline too: a block gives exactly what
+    frame-by-frame passes give, in order, and a slow pass keeps the newest num_frames frames."""
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, size=scene["rgb"].shape, dtype=np.uint8) for _ in range(3)]
+    stamps = [5.0 + index / 30 for index in range(3)]
+    one_by_one = _stream(baseline_checkpoint)
+    pushed = [_push(one_by_one, scene, stamp, rgb=rgb) for stamp, rgb in zip(stamps, frames)]
+    block_stream = _stream(baseline_checkpoint)
+    for stamp, rgb in zip(stamps, frames):
+        block_stream.add(rgb, scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+    block = block_stream.step()
+    assert [estimate.stamp_s for estimate in block] == stamps
+    for alone, together in zip(pushed, block):
+        np.testing.assert_allclose(together.uv_pressure_kpa, alone.uv_pressure_kpa, atol=1e-5)
+    assert not np.array_equal(pushed[0].uv_pressure_kpa, pushed[1].uv_pressure_kpa)  # the frames differ
+    assert block_stream.warm_steps == 1 and block_stream.window_length == 4
+    for index in range(6):
+        block_stream.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 6.0 + index / 30, scene["vertices"],
+                         scene["joints"])
+    assert len(block_stream.step()) == 4 and block_stream.frames_skipped == 2
