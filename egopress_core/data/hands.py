@@ -83,11 +83,14 @@ PERTURBATION = HandPerturbation()
 class HandsReplaced:
     """A sequence whose frames carry other hand meshes (a :class:`SequenceSource`)."""
 
-    def __init__(self, sequence: SequenceSource, meshes: list[tuple[np.ndarray, np.ndarray] | None], source: str) -> None:
-        if len(meshes) != len(sequence):
-            raise DataError(f"{len(meshes)} hand meshes for the {len(sequence)} frames of {sequence.name}")
+    def __init__(self, sequence: SequenceSource, meshes: list[tuple[np.ndarray, np.ndarray] | None],
+                 annotated: list[bool], source: str) -> None:
+        if not len(meshes) == len(annotated) == len(sequence):
+            raise DataError(f"{len(meshes)} hand meshes and {len(annotated)} annotation flags for the {len(sequence)} "
+                            f"frames of {sequence.name}")
         self.sequence = sequence
         self.meshes = meshes
+        self._annotated = [bool(flag) for flag in annotated]
         self.hands = source
         self.name, self.fps = sequence.name, sequence.fps
         self.hand_model, self.uv_layout = sequence.hand_model, sequence.uv_layout
@@ -98,6 +101,10 @@ class HandsReplaced:
 
     def __len__(self) -> int:
         return len(self.sequence)
+
+    def annotation_flags(self) -> np.ndarray:
+        """(T,) frames with ground truth and a hand mesh (what windows count as annotated)."""
+        return np.array([flag and mesh is not None for flag, mesh in zip(self._annotated, self.meshes)], dtype=bool)
 
     def frame(self, index: int) -> FrameRecord:
         record = self.sequence.frame(index)
@@ -118,8 +125,10 @@ def perturbed_hands(sequence: SequenceSource, perturbation: HandPerturbation = P
 
     translations, rotations = perturbation.displacements(sequence.name, len(sequence))
     meshes: list[tuple[np.ndarray, np.ndarray] | None] = []
+    annotated = []
     for index in range(len(sequence)):
         record = sequence.frame(index)
+        annotated.append(record.has_annotation)
         if not record.has_annotation or record.vertices is None or record.joints is None:
             meshes.append(None)
             continue
@@ -130,7 +139,7 @@ def perturbed_hands(sequence: SequenceSource, perturbation: HandPerturbation = P
             return (rotation.apply(points.astype(np.float64) - wrist) + wrist + translations[index]).astype(np.float32)
 
         meshes.append((move(record.vertices), move(record.joints)))
-    return HandsReplaced(sequence, meshes, "perturbed")
+    return HandsReplaced(sequence, meshes, annotated, "perturbed")
 
 
 def estimated_hands(sequence: SequenceSource, backend: str = "mediapipe") -> HandsReplaced:
@@ -139,16 +148,18 @@ def estimated_hands(sequence: SequenceSource, backend: str = "mediapipe") -> Han
 
     estimator = build_estimator(backend, side=sequence.frame(0).hand_side if len(sequence) else "right")
     meshes: list[tuple[np.ndarray, np.ndarray] | None] = []
+    annotated = []
     try:
         for index in range(len(sequence)):
             record = sequence.frame(index)
+            annotated.append(record.has_annotation)
             estimate = estimator.estimate(RGBDFrame(rgb=record.rgb, depth_m=record.depth_m, intrinsics=record.intrinsics,
                                                     stamp=record.timestamp_s))
             found = estimate is not None and estimate.has_hand
             meshes.append((estimate.vertices, estimate.joints) if found else None)
     finally:
         estimator.close()
-    return HandsReplaced(sequence, meshes, "estimated")
+    return HandsReplaced(sequence, meshes, annotated, "estimated")
 
 
 def with_hands(sequence: SequenceSource, hands: str, perturbation: HandPerturbation = PERTURBATION) -> SequenceSource:

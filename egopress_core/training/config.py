@@ -223,6 +223,10 @@ class DataConfig(_Section):
         window: WindowConfig fields (see :class:`~egopress_core.data.windows.WindowConfig`).
         val_stride: stride of validation windows; null: the window length (no overlap).
         statistics_windows: windows sampled for the data statistics saved with the model.
+        hands: the hand meshes the model trains and validates on, as ``egopress eval --hands``
+            (:data:`~egopress_core.data.hands.HAND_SOURCES`): "annotated", "perturbed" (the
+            annotation's drifting like a fit's) or "estimated" (the camera-only path), so that a
+            model is trained on the kind of meshes it is evaluated, and used, with.
     """
 
     train: list[str] = field(default_factory=list)
@@ -237,6 +241,7 @@ class DataConfig(_Section):
     window: dict = field(default_factory=dict)
     val_stride: int | None = None
     statistics_windows: int = 256
+    hands: str = "annotated"
 
     def __post_init__(self) -> None:
         _choice("data.split", self.split, SPLITS)
@@ -254,6 +259,9 @@ class DataConfig(_Section):
             raise ConfigError(f"data.val_stride must be >= 1 or null; got {self.val_stride}")
         if self.statistics_windows < 1:
             raise ConfigError(f"data.statistics_windows must be >= 1; got {self.statistics_windows}")
+        from egopress_core.data.hands import HAND_SOURCES
+
+        _choice("data.hands", self.hands, HAND_SOURCES)
 
 
 @dataclass

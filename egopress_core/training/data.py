@@ -118,6 +118,11 @@ def build_datasets(config: TrainConfig, model_config: Any, window: WindowConfig 
                 raise ConfigError("validation.every_steps > 0 needs validation data: pass --val-data or set "
                                   "data.val_fraction > 0")
 
+    if data.hands != "annotated":
+        from egopress_core.data.hands import with_hands
+
+        train_sequences = [with_hands(sequence, data.hands) for sequence in train_sequences]
+        val_sequences = [with_hands(sequence, data.hands) for sequence in val_sequences]
     uv_mask = resolve_hand_uv_mask(train_sequences + val_sequences, tuple(model_config.uv_size),
                                    data.hand_model_path, data.uv_obj_path)
     train = _windows(train_sequences, window, f"training data ({train_source.description})")

@@ -92,6 +92,7 @@ def test_estimated_hands_run_the_detector_in_order_and_keep_its_misses(monkeypat
     estimated = estimated_hands(sequence)
     assert seen == [index / 30 for index in range(len(sequence))] and closed == [True]
     assert estimated.frames_with_hand == 3
+    assert estimated.annotation_flags().tolist() == [True, False, False, False, True, False]
     assert estimated.frame(0).has_annotation and estimated.frame(0).vertices[0, 0] == 0.0
     assert not estimated.frame(1).has_annotation and estimated.frame(1).vertices is None
     # Frame 2 gets the detector's mesh but stays unannotated: there is no ground truth to score.
@@ -106,5 +107,5 @@ def test_hand_sources_and_bad_values():
         with_hands(sequence, "fitted")
     with pytest.raises(ConfigError, match="HandPerturbation.translation_mm"):
         HandPerturbation(translation_mm=-1)
-    with pytest.raises(DataError, match="2 hand meshes for the 6 frames"):
-        HandsReplaced(sequence, [None, None], "estimated")
+    with pytest.raises(DataError, match="2 hand meshes and 2 annotation flags for the 6 frames"):
+        HandsReplaced(sequence, [None, None], [True, True], "estimated")

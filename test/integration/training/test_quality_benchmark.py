@@ -53,6 +53,9 @@ def test_quick_run_writes_the_comparison(benchmark, capsys):
     configs = summary["configs"]
     assert (configs["egopressdiff"], configs["baseline"], configs["model_overrides"]) == ("tiny", "baseline_tiny", [])
     assert "validation.every_steps=0" in configs["overrides"]
+    # The realistic protocol by default: every variant trained and scored on perturbed meshes.
+    assert "data.hands=perturbed" in configs["overrides"] and summary["eval_options"]["hands"] == "perturbed"
+    assert json.loads((benchmark / "eval" / "full.json").read_text())["hands"] == "perturbed"
     # Held-out data: generated with its own seed, distinct from the training data's.
     assert summary["heldout"]["seed"] == 5000 and summary["heldout"]["sequences"] == 2
     assert quality.synthetic_seed(summary["train_data"][0]) == 1
@@ -62,7 +65,7 @@ def test_quick_run_writes_the_comparison(benchmark, capsys):
     assert comparison["goals"]["ablations_worse"] is None  # 2 held-out sequences: no interval
     table = (benchmark / "quality.md").read_text()
     assert "| `full` | EgoPressDiff |" in table and "| `baseline` |" in table and "--quick smoke run" in table
-    assert "Vol IoU(EgoPressDiff) / Vol IoU(baseline)" in table
+    assert "Vol IoU(EgoPressDiff) / Vol IoU(baseline)" in table and "hand meshes: perturbed" in table
 
 
 def test_rerun_reuses_runs_and_scores(benchmark, capsys):
@@ -108,6 +111,18 @@ def test_heldout_data_must_not_share_the_training_seed(benchmark, tmp_path, caps
     train = benchmark / "data" / "train"
     assert quality.main([*SMALL, "--out", str(tmp_path), "--train-data", str(train), "--data", str(train)]) == 2
     assert "were generated with the same seed 1" in capsys.readouterr().err
+
+
+def test_ratio_bootstrap_brackets_the_ratio_of_means():
+    reference = {f"s{i}": {"volumetric_iou": 0.4 + 0.02 * i} for i in range(8)}
+    better = {name: {"volumetric_iou": 1.5 * values["volumetric_iou"]} for name, values in reference.items()}
+    interval = quality.ratio_bootstrap(better, reference)
+    assert interval["ratio_of_means"] == pytest.approx(1.5) and interval["ci95"] == pytest.approx([1.5, 1.5])
+    noisy = {name: {"volumetric_iou": values["volumetric_iou"] * (1.2 if i % 2 else 0.9)}
+             for i, (name, values) in enumerate(reference.items())}
+    low, high = quality.ratio_bootstrap(noisy, reference)["ci95"]
+    assert low < quality.ratio_bootstrap(noisy, reference)["ratio_of_means"] < high and high - low > 0.05
+    assert quality.ratio_bootstrap(dict(list(better.items())[:3]), reference) is None  # too few sequences
 
 
 def test_paired_bootstrap_detects_a_consistent_drop():

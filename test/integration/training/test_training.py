@@ -90,6 +90,7 @@ def test_overrides_are_typed():
     ("validation.scheduler=pndm", r"validation.scheduler must be one of"),
     ("data.window.augment.brightness=2", r"brightness must be a number in \[0, 1\)"),
     ("optim.lr", r"must have the form key=value"),
+    ("data.hands=fitted", r"data.hands must be one of \['annotated', 'estimated', 'perturbed'\]"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -233,6 +234,20 @@ def test_cli_trains_tiny_end_to_end(synthetic, tmp_path, capsys):
     # A second run into the same folder must not overwrite it.
     assert train_cli("--config", "tiny", "--data", synthetic, "--out", out, "--max-steps", 20) == 2
     assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_training_windows_carry_the_hands_the_config_asks_for(synthetic):
+    """data.hands=perturbed: the model trains on the meshes `egopress eval --hands perturbed`
+    scores it with (the same drift per sequence), with the ground truth unchanged."""
+    base = ["validation.every_steps=0", "data.window.augment=null"]
+    windows = {}
+    for hands in ("annotated", "perturbed"):
+        config = load_train_config("tiny", [*base, f"data.hands={hands}"], {"data.train": [str(synthetic)]})
+        windows[hands] = build_datasets(config, config.model_config()).train[0]
+    annotated, perturbed = windows["annotated"], windows["perturbed"]
+    shift_mm = (perturbed["joints"] - annotated["joints"]).norm(dim=-1).mean().item() * 1000
+    assert 0.5 < shift_mm < 20
+    assert torch.equal(perturbed["uv_pressure_kpa"], annotated["uv_pressure_kpa"])
 
 
 def test_loss_falls_on_a_fixed_small_set(tmp_path):
