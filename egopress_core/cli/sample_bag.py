@@ -7,6 +7,8 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from egopress_core.rosbag.sample import DEFAULT_IMAGE_SIZE
+
     parser = subparsers.add_parser(
         "sample-bag",
         help="write a small synthetic RGB-D rosbag2 (RealSense topics, ground truth)",
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--compression", choices=("none", "message", "file", "storage"), default="none",
                         help="zstd per message, per file, or per mcap chunk (storage)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of the recording (30 Hz)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=(108, 144),
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=DEFAULT_IMAGE_SIZE,
                         help="image size of the generated frames")
     parser.add_argument("--gesture", help="gesture of the generated sequence (default single_press)")
     parser.add_argument("--seed", type=int, default=0)

@@ -48,8 +48,11 @@ START_STAMP_NS = 1_700_000_000 * 1_000_000_000
 # Receive latency a recorder would log on top of the capture stamp (mean, jitter), ns.
 _LATENCY_NS = {"color": (8_000_000, 1_500_000), "depth": (9_000_000, 1_500_000), "info": (8_200_000, 500_000),
                "ground_truth": (10_000_000, 500_000)}
-# Small enough that 3 s stay under 10 MB uncompressed; the hand still spans ~40 px.
-DEFAULT_IMAGE_SIZE = (108, 144)
+# A RealSense colour stream's 640 x 480, at which the generator's framing gives the hand the
+# share of the picture it has in a head camera's recordings (about 200 px across), so that the
+# default camera-only backend (MediaPipe) finds it. 3 s are ~140 MB uncompressed (~1.5 MB a
+# frame, as a real RealSense bag); tests that write many bags pass a small image_size.
+DEFAULT_IMAGE_SIZE = (480, 640)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,26 @@ def sequence_to_bag(
                          stamps_ns=tuple(stamps), topics=topics, size_bytes=_folder_size(out), sequence=str(sequence.name))
 
 
+def sample_synth_config(
+    seconds: float = 3.0,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    gesture: str | None = None,
+    seed: int = 0,
+    uv_resolution: int = 224,
+):
+    """The :class:`~egopress_core.data.synthetic.generator.SynthConfig` of the sequence the
+    sample bag holds (arguments as :func:`write_sample_bag`), so that benchmarks and tests can
+    generate exactly what the bag records without writing a bag."""
+    from egopress_core.data.synthetic.generator import FPS, GESTURES, SynthConfig
+
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ConfigError(f"seconds must be a positive number. Got {seconds!r}")
+    if gesture is not None and gesture not in GESTURES:
+        raise ConfigError(f"gesture must be one of {GESTURES}. Got {gesture!r}")
+    return SynthConfig(sequences=1, frames=max(2, int(round(seconds * FPS))), seed=seed, image_sizes=(tuple(image_size),),
+                       gestures=(gesture or GESTURES[0],), uv_resolution=uv_resolution)
+
+
 def write_sample_bag(
     out: str | os.PathLike,
     seconds: float = 3.0,
@@ -208,7 +231,7 @@ def write_sample_bag(
         uv_resolution: UV resolution of the generator's contact simulation (lower is faster and
             coarser; the bag holds per-vertex ground truth only).
     """
-    from egopress_core.data.synthetic.generator import FPS, GESTURES, SynthConfig, generate_dataset
+    from egopress_core.data.synthetic.generator import FPS, generate_dataset
     from egopress_core.data.synthetic.storage import SyntheticDataset
 
     if not (isinstance(seconds, (int, float)) and seconds > 0):
@@ -224,10 +247,7 @@ def write_sample_bag(
         if len(sequences[0]) < frames:
             raise DataError(f"{sequences[0].path} has {len(sequences[0])} frames; {seconds} s needs {frames}")
         return sequence_to_bag(sequences[0], out, storage, compression, max_frames=frames, seed=seed, progress=progress)
-    if gesture is not None and gesture not in GESTURES:
-        raise ConfigError(f"gesture must be one of {GESTURES}. Got {gesture!r}")
-    config = SynthConfig(sequences=1, frames=frames, seed=seed, image_sizes=(tuple(image_size),),
-                         gestures=(gesture or GESTURES[0],), uv_resolution=uv_resolution)
+    config = sample_synth_config(seconds, image_size, gesture, seed, uv_resolution)
     with tempfile.TemporaryDirectory(prefix="egopress_sample_") as scratch:
         root = generate_dataset(config, Path(scratch) / "synth", workers=1, progress=progress)
         sequence = SyntheticDataset(root).sequences()[0]

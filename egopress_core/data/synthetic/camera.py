@@ -12,6 +12,19 @@ import numpy as np
 import transforms3d
 
 
+# Horizontal field of view of head-mounted RGB-D colour cameras (RealSense D415 65 deg, D435 69,
+# L515 70; EgoPressure's 1920 x 1080 head camera about 70), degrees.
+HORIZONTAL_FOV_DEG = (55.0, 75.0)
+# Distance from the camera to the hand: a head-mounted camera over a hand working on a table at
+# arm's length. With the field of view above, the hand (about 19 cm long, 9 cm wide) spans a
+# quarter to a third of the image width, as in RealSense and EgoPressure recordings.
+HAND_DISTANCE_M = (0.3, 0.5)
+# How far below the horizon the camera looks at the hand, degrees: the head is well above the
+# hand and the forearm (which rises 5-20 degrees towards the elbow, see forearm.py), so the
+# forearm enters the picture from below without hiding the hand.
+PITCH_DEG = (45.0, 75.0)
+
+
 @dataclass(frozen=True)
 class CameraRig:
     """A pinhole camera for one sequence and its per-frame pose."""
@@ -42,15 +55,16 @@ def sample_camera_rig(
     num_frames: int,
     image_size: tuple[int, int],
 ) -> CameraRig:
-    """An egocentric camera: 0.35-0.55 m from the hand, looking down at 35-70 degrees below the
-    horizon from the wearer's side, 60-85 degree horizontal field of view, with slow head sway.
+    """An egocentric camera: :data:`HAND_DISTANCE_M` from the hand, looking down at :data:`PITCH_DEG`
+    below the horizon from the wearer's side, :data:`HORIZONTAL_FOV_DEG` horizontal field of view,
+    with slow head sway.
 
     Args:
         hand_centre_world: (3,) where the gesture happens, world frame.
         image_size: (H, W) in pixels.
     """
     height, width = image_size
-    horizontal_fov = np.deg2rad(rng.uniform(60.0, 85.0))
+    horizontal_fov = np.deg2rad(rng.uniform(*HORIZONTAL_FOV_DEG))
     focal = 0.5 * width / np.tan(0.5 * horizontal_fov)
     intrinsics = np.array(
         [
@@ -59,8 +73,8 @@ def sample_camera_rig(
             [0.0, 0.0, 1.0],
         ]
     )
-    distance = rng.uniform(0.35, 0.55)
-    pitch = np.deg2rad(rng.uniform(35.0, 70.0))  # below the horizon
+    distance = rng.uniform(*HAND_DISTANCE_M)
+    pitch = np.deg2rad(rng.uniform(*PITCH_DEG))  # below the horizon
     # The wearer stands on the -y side of the pad, slightly varying in azimuth.
     azimuth = np.deg2rad(rng.uniform(-25.0, 25.0))
     back = np.array([np.sin(azimuth), -np.cos(azimuth), 0.0])

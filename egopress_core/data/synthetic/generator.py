@@ -44,10 +44,11 @@ from egopress_core.data.synthetic.gestures import (
     orientation_to_axis_angle,
     sample_gesture,
 )
-from egopress_core.data.synthetic.render import Appearance, render_rgbd
+from egopress_core.data.synthetic.forearm import Forearm
+from egopress_core.data.synthetic.render import Appearance, Scenery, SkinTexture, forearm_albedo, render_rgbd
 from egopress_core.errors import ConfigError, DataError
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "2.0.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses)
 FPS = 30.0
 # Sensel Morph pad grid: 185 x 105 cells of 1.25 mm (EgoPressure's `force` images).
 PAD_CELLS = (105, 185)  # (rows along y, columns along x)
@@ -205,10 +206,10 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
         return output.vertices.numpy().astype(np.float64), output.joints.numpy().astype(np.float64)
 
     # 1. Gesture: finger curls and hand orientation per frame, in the world frame.
-    _, rest_joints = forward(np.zeros((1, 3)), np.zeros((1, 45)), np.zeros((1, 3)))
+    rest_vertices, rest_joints = forward(np.zeros((1, 3)), np.zeros((1, 45)), np.zeros((1, 3)))
     poser = HandPoser(rest_joints[0], hand.hands_mean)
     motion = sample_gesture(rng, gesture_name, frames, poser)
-    hand_pose = np.stack([poser.pose(curls) for curls in motion.curls])
+    hand_pose = np.stack([poser.pose(curls, motion.spread) for curls in motion.curls])
     global_orient = np.stack([orientation_to_axis_angle(r) for r in motion.orientation])
     vertices, joints = forward(global_orient, hand_pose, np.zeros((frames, 3)))
 
@@ -254,11 +255,19 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     centre = np.array([*motion.lateral_m.mean(axis=0), -0.03])
     rig = sample_camera_rig(rng, centre, frames, image_size)
     appearance = Appearance.sample(rng)
+    skin = SkinTexture.sample(rng, appearance, rest_vertices[0], faces, rest_joints[0], poser.palm_normal)
+    forearm = Forearm.sample(rng, rest_vertices[0], rest_joints[0])
+    arm_albedo = arm_specular = None
     rgb = np.empty((frames, *image_size, 3), dtype=np.uint8)
     depth = np.empty((frames, *image_size), dtype=np.uint16)
     for t in range(frames):
+        arm_vertices, arm_faces, arm_local = forearm.mesh(joints_world[t])
+        if arm_albedo is None:
+            arm_albedo, arm_specular = forearm_albedo(appearance, arm_local)
+        scenery = Scenery(arm_vertices, arm_faces, arm_albedo, arm_local, arm_specular)
         rgb[t], depth[t] = render_rgbd(
-            vertices_world[t], faces, vertex_pressure[t], rig.camera_from_world[t], rig.intrinsics, image_size, appearance, rng
+            vertices_world[t], faces, vertex_pressure[t], rig.camera_from_world[t], rig.intrinsics, image_size, appearance, rng,
+            skin, scenery=scenery,
         )
 
     # 4. Everything geometric into the camera frame.

@@ -70,13 +70,40 @@ class HandPoser:
                 axes[joint] = axis / np.linalg.norm(axis)
         return axes
 
-    def pose(self, curls: dict[str, tuple[float, float, float]]) -> np.ndarray:
-        """(45,) axis-angle pose from ``{finger: (proximal, middle, distal) curl radians}``;
-        fingers not named stay flat."""
+    def _spread_axes(self, palm_normal: np.ndarray) -> dict[str, np.ndarray]:
+        """Per long finger, the axis (+-palm normal) about which a positive angle turns the finger
+        away from the middle finger at its knuckle (abduction); the middle finger's turns it
+        towards the thumb side, as the index's does."""
+        middle_base = self._rest_joints[OPENPOSE_FINGER_JOINTS["middle"][0]]
+        thumb_side = self._rest_joints[OPENPOSE_FINGER_JOINTS["index"][0]] - middle_base
+        axes = {}
+        for finger in ("index", "middle", "ring", "little"):
+            chain = OPENPOSE_FINGER_JOINTS[finger]
+            bone = self._rest_joints[chain[1]] - self._rest_joints[chain[0]]
+            away = thumb_side if finger == "middle" else self._rest_joints[chain[0]] - middle_base
+            axes[finger] = palm_normal if np.dot(np.cross(palm_normal, bone), away) > 0 else -palm_normal
+        return axes
+
+    def pose(self, curls: dict[str, tuple[float, float, float]], spread: dict[str, float] | None = None) -> np.ndarray:
+        """(45,) axis-angle pose from ``{finger: (proximal, middle, distal) curl radians}`` and
+        ``{finger: radians}`` of knuckle abduction (fingers spread apart, long fingers only);
+        fingers not named stay flat and unspread."""
         pose = np.zeros(45)
         for finger, angles in curls.items():
             for joint, angle in zip(MANO_FINGER_JOINTS[finger], angles):
                 pose[3 * (joint - 1) : 3 * joint] = self._axes[joint] * angle
+        spread_axes = self._spread_axes(self.palm_normal)
+        for finger, angle in (spread or {}).items():
+            if finger not in spread_axes:
+                raise ValueError(f"spread applies to {tuple(spread_axes)}; got {finger!r}")
+            joint = MANO_FINGER_JOINTS[finger][0]
+            # Abduct, then flex about the abducted axis: R = R_abduct @ R_flex (MANO's local
+            # rotations act in the rest frame, where the axes were derived).
+            flex = pose[3 * (joint - 1) : 3 * joint]
+            flex_angle = np.linalg.norm(flex)
+            flex_matrix = transforms3d.axangles.axangle2mat(flex / flex_angle, flex_angle) if flex_angle > 1e-12 else np.eye(3)
+            combined = transforms3d.axangles.axangle2mat(spread_axes[finger], angle) @ flex_matrix
+            pose[3 * (joint - 1) : 3 * joint] = orientation_to_axis_angle(combined)
         return pose
 
     def world_orientation(self, pitch: float, yaw: float, roll: float = 0.0) -> np.ndarray:
@@ -105,6 +132,7 @@ class GestureMotion:
 
     name: str
     curls: list[dict[str, tuple[float, float, float]]]  # per frame
+    spread: dict[str, float]  # knuckle abduction of the long fingers, radians (whole gesture)
     orientation: np.ndarray  # (T, 3, 3) hand-to-world rotations
     lateral_m: np.ndarray  # (T, 2) x/y position of the hand on the pad
     profile: ContactProfile
@@ -112,6 +140,32 @@ class GestureMotion:
 
 def _curled(rng: np.random.Generator, amount: float) -> tuple[float, float, float]:
     return tuple(float(amount * scale * rng.uniform(0.85, 1.15)) for scale in (1.2, 1.5, 0.9))
+
+
+def _reaching(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A finger that presses with its pad, seen from a head camera: bent down at the knuckle,
+    then slightly at the other joints, so it reaches lower than the hooked fingers beside it
+    (the contact simulation presses the lowest part of the hand)."""
+    return (float(rng.uniform(0.5, 0.7)), float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.1, 0.2)))
+
+
+def _hooked(rng: np.random.Generator, finger: str) -> tuple[float, float, float]:
+    """An idle finger beside a pressing one: nearly straight at the knuckle and curled at the
+    two finger joints, so it stays above the pad while its segments stay visible (a closed fist
+    from behind is a blob a hand detector does not recognise). The thumb rests along the index."""
+    if finger == "thumb":
+        return (float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.05, 0.3)))
+    return (float(rng.uniform(0.05, 0.25)), float(rng.uniform(1.2, 1.5)), float(rng.uniform(0.6, 0.9)))
+
+
+def _spread(rng: np.random.Generator, amount: float) -> dict[str, float]:
+    """Knuckle abduction: fingers apart by up to ``amount`` radians (the little finger most).
+
+    The flexion of each gesture (which finger is lowest, so which one the contact simulation
+    presses) is left as it was; spreading the fingers apart at the knuckles only separates them
+    in the picture, as real hands hold them, instead of a closed block of fingers."""
+    return {"index": float(rng.uniform(0.3, 1.0) * amount), "middle": float(rng.uniform(-0.2, 0.2) * amount),
+            "ring": float(rng.uniform(0.3, 1.0) * amount), "little": float(rng.uniform(0.5, 1.3) * amount)}
 
 
 def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: HandPoser) -> GestureMotion:
@@ -124,13 +178,18 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
     start = rng.uniform([-0.05, -0.03], [0.05, 0.03])
     lateral = np.repeat(start[None], num_frames, axis=0)
 
+    spread = _spread(rng, rng.uniform(0.05, 0.2))
     if name in ("single_press", "press_release"):
         finger = rng.choice(["index", "index", "middle", "thumb"])
-        base = {f: _curled(rng, 0.9) for f in FINGERS}
-        base[finger] = (0.25, 0.2, 0.1)
         if finger == "thumb":
+            base = {f: _curled(rng, 0.9) for f in FINGERS}
             base["thumb"] = (0.0, 0.1, 0.1)
-        pitch = rng.uniform(0.5, 0.9)
+            pitch = rng.uniform(0.5, 0.9)
+        else:
+            base = {f: _hooked(rng, f) for f in FINGERS}
+            base[finger] = _reaching(rng)
+            spread[finger] = 0.0  # the pressing finger points straight ahead
+            pitch = rng.uniform(0.25, 0.45)
         presses = 1 if name == "single_press" else int(rng.integers(2, 4))
         profile = press_profile(rng, num_frames, rng.uniform(0.5, 6.0), presses)
         curls = [base] * num_frames
@@ -138,6 +197,7 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         pressing = rng.choice(["index", "middle", "ring", "little"], size=int(rng.integers(2, 5)), replace=False)
         base = {f: (0.55, 0.5, 0.25) if f in pressing else _curled(rng, 0.9) for f in FINGERS}
         base["thumb"] = _curled(rng, 0.3)
+        spread = _spread(rng, rng.uniform(0.03, 0.12))  # pressing side by side
         pitch = rng.uniform(0.3, 0.5)
         profile = press_profile(rng, num_frames, rng.uniform(2.0, 10.0))
         curls = [base] * num_frames
@@ -148,11 +208,13 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         profile = press_profile(rng, num_frames, rng.uniform(5.0, 25.0))
         flat = {finger: _curled(rng, 0.02) for finger in FINGERS}
         flat["thumb"] = (-0.35, -0.2, 0.0)  # lifted off the pad, out of the palm's way
+        spread = _spread(rng, rng.uniform(0.1, 0.3))  # a hand pressed flat spreads its fingers
         curls = [flat] * num_frames
     elif name == "drag":
-        base = {f: _curled(rng, 0.9) for f in FINGERS}
-        base["index"] = (0.25, 0.2, 0.1)
-        pitch = rng.uniform(0.5, 0.8)
+        base = {f: _hooked(rng, f) for f in FINGERS}
+        base["index"] = _reaching(rng)
+        spread["index"] = 0.0
+        pitch = rng.uniform(0.25, 0.45)
         profile = press_profile(rng, num_frames, rng.uniform(0.8, 4.0))
         direction = rng.normal(size=2)
         direction /= np.linalg.norm(direction)
@@ -164,6 +226,7 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         profile = press_profile(rng, num_frames, rng.uniform(0.8, 4.0))
         closing = np.clip((times - 0.25) / 0.5, 0.0, 1.0)
         folded = {f: _curled(rng, 0.9) for f in ("middle", "ring", "little")}
+        spread["index"] = 0.0
         curls = []
         for amount in closing:
             frame_curls = dict(folded)
@@ -184,7 +247,7 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
     orientation = np.stack(
         [poser.world_orientation(pitch + 0.05 * np.sin(6.0 * t), yaw, roll) for t in times]
     )
-    return GestureMotion(name=name, curls=curls, orientation=orientation, lateral_m=lateral, profile=profile)
+    return GestureMotion(name=name, curls=curls, spread=spread, orientation=orientation, lateral_m=lateral, profile=profile)
 
 
 def orientation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
