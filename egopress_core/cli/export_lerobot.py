@@ -19,7 +19,9 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("bags", metavar="BAG", nargs="+", help="labelled bag folder(s)")
+    parser.add_argument("bags", metavar="BAG", nargs="+",
+                        help="labelled bag folder(s), or folders of them such as an `egopress label-bags` output folder "
+                             "(every bag its manifest lists, which must all be labelled)")
     parser.add_argument("output", metavar="OUT", help="data set folder to create")
     parser.add_argument("--camera-topic", default=COLOR_TOPIC, help="colour image topic")
     parser.add_argument("--namespace", default="/egopress", help="namespace the bags were labelled with")
@@ -39,12 +41,14 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from egopress_core.export.lerobot import LeRobotExportOptions, export_lerobot
+    from egopress_core.rosbag.fleet import labelled_bags_of
 
     options = LeRobotExportOptions(
         camera_topic=args.camera_topic, namespace=args.namespace, task=args.task, uv_size=tuple(args.uv_size),
         max_gap_s=args.max_gap, fps=args.fps, video_codec=args.video_codec, crf=args.crf, robot_type=args.robot_type,
     )  # fmt: skip
-    report = export_lerobot(args.bags, args.output, options, progress=not args.no_progress, accept_loss=args.accept_loss)
+    bags = [bag for item in args.bags for bag in labelled_bags_of(item)]
+    report = export_lerobot(bags, args.output, options, progress=not args.no_progress, accept_loss=args.accept_loss)
     print(f"wrote {report.output}: {report.episodes} episode(s), {report.frames} frames at {report.fps} fps, "
           f"video {report.image_size[1]}x{report.image_size[0]}, UV maps {report.uv_size[0]}x{report.uv_size[1]}, "
           f"{report.num_vertices} vertices")

@@ -25,7 +25,8 @@ the same command skips finished bags and resumes the others from their saved gro
 Paths: every worker reads the inputs and writes ``OUT_DIR`` by the paths the driver was given, so
 on a cluster they must be on a file system all nodes mount at the same place.
 
-Ray is imported only when a fleet runs (``import egopress_core`` does not load it).
+Ray is imported only when a fleet runs (``import egopress_core`` does not load it). Why it is
+built this way: docs/design.md, "Labelling a fleet".
 """
 
 from __future__ import annotations
@@ -249,6 +250,8 @@ class FleetManifest:
             for bag in bags
         ]  # fmt: skip
         self.summary: dict = {}
+        # Bags of earlier runs into the same folder that this run was not given: listed as they were.
+        self.kept: list[dict] = []
 
     @staticmethod
     def read(path: Path) -> dict:
@@ -267,6 +270,8 @@ class FleetManifest:
         if not self.path.is_file():
             return
         saved = self.read(self.path)
+        outputs = {entry["output"] for entry in self.entries}
+        self.kept = [entry for entry in saved["bags"] if isinstance(entry, dict) and entry.get("output") not in outputs]
         if saved.get("options") != self.options:
             differences = ", ".join(config_differences(saved.get("options") or {}, self.options))
             raise DataError(f"{self.out_dir} holds bags labelled with other options ({differences}); rerun with the "
@@ -274,7 +279,7 @@ class FleetManifest:
 
     def save(self) -> None:
         document = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "summary": self.summary, "options": self.options, "bags": self.entries}
+                    "summary": self.summary, "options": self.options, "bags": self.entries + self.kept}
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
         os.replace(temporary, self.path)
@@ -430,6 +435,8 @@ class FleetReport:
     workers: list[dict] = field(default_factory=list)
     frames_labelled: int = 0
     wall_s: float = 0.0
+    # Until the first worker had its model loaded (Ray's start included when it started here).
+    startup_s: float = 0.0
     units_retried: int = 0
     worker_failures: int = 0
 
@@ -500,6 +507,15 @@ def _worker_resources(options: LabelOptions, cluster: dict, cpus_per_worker: flo
     return resources, workers
 
 
+def _absolute_paths(options: LabelOptions) -> LabelOptions:
+    """The options with the checkpoint and hand model as absolute paths (workers run elsewhere)."""
+    import dataclasses
+
+    changes = {name: str(Path(value).resolve()) for name in ("checkpoint", "hand_model_path")
+               if (value := getattr(options, name)) and not Path(value).is_absolute()}
+    return dataclasses.replace(options, **changes) if changes else options
+
+
 def label_bags(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, options: LabelOptions | None = None,
                address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
                accept_loss: bool = False, progress: bool = True, stall_timeout_s: float = 600.0,
@@ -527,10 +543,9 @@ def label_bags(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, opti
         DataError / ConfigError / CheckpointError: bad inputs or options, or a checkpoint that
             does not load (nothing is labelled then).
     """
-    import ray
-
-    options = options or LabelOptions()
-    bags = find_bags(inputs)
+    options = _absolute_paths(options or LabelOptions())
+    # Absolute: a worker's working folder is not the driver's.
+    bags = [FleetBag(bag.input.resolve(), bag.relative) for bag in find_bags(inputs)]
     out = Path(out_dir)
     resolved_out = out.resolve()
     for bag in bags:
@@ -562,6 +577,12 @@ def label_bags(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, opti
         manifest.save()
         return report
 
+    began = time.perf_counter()
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("label-bags runs on Ray, which is not installed here: pip install ray==2.60.0 (make setup "
+                          "installs it)") from None
     started_here = False
     if not ray.is_initialized():
         try:
@@ -572,7 +593,7 @@ def label_bags(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, opti
         started_here = True
     try:
         return _FleetDriver(ray, manifest, states, options, workers, cpus_per_worker, accept_loss, progress,
-                            stall_timeout_s, unit_callback).run()
+                            stall_timeout_s, unit_callback, began).run()
     finally:
         if started_here:
             ray.shutdown()
@@ -584,7 +605,7 @@ class _FleetDriver:
 
     def __init__(self, ray, manifest: FleetManifest, states: list[_BagState], options: LabelOptions, workers: int | None,
                  cpus_per_worker: float, accept_loss: bool, progress: bool, stall_timeout_s: float,
-                 unit_callback: Callable[[dict], None] | None) -> None:
+                 unit_callback: Callable[[dict], None] | None, began: float) -> None:
         self.ray = ray
         self.manifest = manifest
         self.states = states
@@ -610,13 +631,15 @@ class _FleetDriver:
         self.frames_labelled = 0
         self.last_alive = time.monotonic()
         self.last_saved = 0.0
+        self.started = began
+        self.startup_s = 0.0
 
     # -- loop --------------------------------------------------------------------------------
 
     def run(self) -> FleetReport:
         from tqdm.auto import tqdm
 
-        started = time.perf_counter()
+        started = self.started
         for number in range(len(self.workers)):
             self._submit(_Unit("describe"), number)
         done_bags = sum(state.entry["status"] == "complete" for state in self.states)
@@ -655,7 +678,8 @@ class _FleetDriver:
     def _report(self) -> FleetReport:
         return FleetReport(out_dir=str(self.manifest.out_dir), manifest=str(self.manifest.path), bags=self.manifest.entries,
                            workers=[info for info in self.worker_info if info], frames_labelled=self.frames_labelled,
-                           wall_s=self.wall_s, units_retried=self.units_retried, worker_failures=self.worker_failures)
+                           wall_s=self.wall_s, startup_s=self.startup_s, units_retried=self.units_retried,
+                           worker_failures=self.worker_failures)
 
     def _save(self) -> None:
         self.last_saved = time.monotonic()
@@ -730,6 +754,7 @@ class _FleetDriver:
         self.last_alive = time.monotonic()
         if unit.kind == "describe":
             self.worker_info[number] = {"worker": number, **result}
+            self.startup_s = self.startup_s or time.perf_counter() - self.started
             self.idle.append(number)
             return
         self.idle.append(number)

@@ -312,7 +312,9 @@ class BagLabeller:
     def _load_model(self) -> None:
         """The pipeline and estimator (``self.models`` if given, else loaded from the options)."""
         if self.models is None:
+            started = time.perf_counter()
             self.models = LabelModels.load(self.options)
+            self.timer.add("load", time.perf_counter() - started)
         self.pipeline, self.estimator = self.models.pipeline, self.models.estimator
         self.checkpoint = self.pipeline.checkpoint
         self.report.model = self.pipeline.describe()

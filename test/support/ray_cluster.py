@@ -54,6 +54,7 @@ class LocalRayCluster:
         # A session of its own: the node's processes are torn down together by process group.
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        process.log = self.temp_dir / f"{name}.log"
         self.nodes.append(process)
         return process
 
@@ -62,7 +63,8 @@ class LocalRayCluster:
         while not condition():
             for node in self.nodes:
                 if node.poll() is not None:
-                    raise RuntimeError(f"a ray node exited ({node.returncode}) while {what}; logs in {self.temp_dir}")
+                    tail = "\n".join(node.log.read_text(errors="replace").splitlines()[-15:])
+                    raise RuntimeError(f"a ray node exited ({node.returncode}) while {what}:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out while {what}; logs in {self.temp_dir}")
             time.sleep(0.2)
@@ -81,8 +83,10 @@ class LocalRayCluster:
         # Ray registers the head under the machine's address (the loopback is its fallback).
         self.address = f"127.0.0.1:{self.port}"
         for number in range(self.workers):
-            self._start_node(f"worker{number}", f"--address={self.address}", f"--num-cpus={self.cpus_per_node}",
-                             "--num-gpus=0")
+            node = self._start_node(f"worker{number}", f"--address={self.address}", f"--num-cpus={self.cpus_per_node}",
+                                    "--num-gpus=0")
+            # One at a time: nodes starting together on one machine can pick the same socket names.
+            self._wait(lambda: "Ray runtime started" in node.log.read_text(errors="replace"), f"starting worker node {number}")
         return self
 
     def connect(self):

@@ -81,7 +81,9 @@ def assert_same_outputs(out: Path, reference: Path, names: dict[str, str] | None
         assert json.loads(report_path_for(out / name).read_text())["status"] == "complete"
 
 
-def test_fleet_outputs_equal_single_process_label_bag(tmp_path, cluster, inputs, single_process, options):
+def test_fleet_outputs_equal_single_process_label_bag(tmp_path, cluster, inputs, single_process, options, capsys):
+    from egopress_core.cli.main import main
+
     out = tmp_path / "labelled"
     pids_per_bag: dict[str, set] = {}
 
@@ -106,6 +108,9 @@ def test_fleet_outputs_equal_single_process_label_bag(tmp_path, cluster, inputs,
 
     # export-lerobot takes the output folder: its bags, in the manifest's order.
     assert labelled_bags_of(out) == [out / relative for relative in LAYOUT]
+    assert main(["export-lerobot", str(out), str(tmp_path / "dataset"), "--video-codec", "h264", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert json.loads((tmp_path / "dataset" / "meta" / "info.json").read_text())["total_episodes"] == len(LAYOUT)
 
 
 def test_a_worker_killed_mid_run_changes_nothing(tmp_path, cluster, inputs, single_process, options):
@@ -123,6 +128,7 @@ def test_a_worker_killed_mid_run_changes_nothing(tmp_path, cluster, inputs, sing
     assert killed, "no worker was busy when a batch finished"
     assert not report.failed, report.summary()
     assert report.worker_failures >= 1 and report.units_retried >= 1, report.summary()
+    assert not any("lost" in worker for worker in report.workers), "a restarted worker was given up"
     assert_same_outputs(out, single_process, {"take_1": "site_a/take_1"})
 
 
