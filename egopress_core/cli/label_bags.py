@@ -49,8 +49,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1. Got {args.workers}")
     if args.cpus_per_worker <= 0:
         raise ConfigError(f"--cpus-per-worker must be positive. Got {args.cpus_per_worker}")
-    report = label_bags(args.inputs, args.out_dir, label_options_from(args), address=args.address, workers=args.workers,
-                        cpus_per_worker=args.cpus_per_worker, accept_loss=args.accept_loss, progress=not args.no_progress)
+    from egopress_core.rosbag.fleet import MANIFEST_NAME
+
+    try:
+        report = label_bags(args.inputs, args.out_dir, label_options_from(args), address=args.address,
+                            workers=args.workers, cpus_per_worker=args.cpus_per_worker, accept_loss=args.accept_loss,
+                            progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"rerun the same command to resume (the saved batches are kept; {args.out_dir}/{MANIFEST_NAME} lists "
+              "each bag's state)")
+        raise
     print(report.summary())
     failed = report.failed
     if failed:

@@ -507,6 +507,24 @@ def _worker_resources(options: LabelOptions, cluster: dict, cpus_per_worker: flo
     return resources, workers
 
 
+def check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """A HOST:PORT that does not answer fails here in seconds (Ray itself retries for minutes,
+    then ends the process)."""
+    import socket
+
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address must be auto or HOST:PORT of the Ray head. Got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` on its "
+                          "head node, or check --address") from None
+
+
 def _absolute_paths(options: LabelOptions) -> LabelOptions:
     """The options with the checkpoint and hand model as absolute paths (workers run elsewhere)."""
     import dataclasses
@@ -585,6 +603,7 @@ def label_bags(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, opti
                           "installs it)") from None
     started_here = False
     if not ray.is_initialized():
+        check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, configure_logging=False)
         except ConnectionError as error:

@@ -12,11 +12,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from ray_cluster import LocalRayCluster
+from ray_cluster import LocalRayCluster, free_port
 from rosbag_helpers import label_options, sample_bag, tiny_checkpoint
 
-from egopress_core.errors import DataError
-from egopress_core.rosbag.fleet import MANIFEST_NAME, find_bags, label_bags, labelled_bags_of
+from egopress_core.errors import ConfigError, DataError
+from egopress_core.rosbag.fleet import MANIFEST_NAME, check_reachable, find_bags, label_bags, labelled_bags_of
 from egopress_core.rosbag.label_options import report_path_for, work_dir_for
 from egopress_core.rosbag.labeller import label_bag
 
@@ -188,3 +188,10 @@ def test_inputs_are_folders_globs_and_lists(tmp_path, inputs):
         find_bags([inputs / "site_a" / "take_1", inputs / "site_b" / "take_1"])
     with pytest.raises(DataError, match="matches nothing"):
         find_bags([str(inputs / "nowhere_*")])
+
+
+def test_an_address_nobody_answers_fails_at_once():
+    with pytest.raises(ConfigError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:\d+ .*ray start --head"):
+        check_reachable(f"127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError, match="auto or HOST:PORT"):
+        check_reachable("head-node")
