@@ -87,6 +87,7 @@ def evaluate(
     Returns the report: pooled ``metrics``, ``per_sequence`` metrics, and what was run.
     """
     from egopress_core.data.hands import with_hands
+    from egopress_core.evaluation_factors import factor_breakdown, sequence_factors
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
     from egopress_core.model.kinds import checkpoint_kind
     from egopress_core.pipeline import EgoPressPipeline
@@ -105,8 +106,8 @@ def evaluate(
     per_sequence: dict[str, dict] = {}
     figure_rows: list[dict] = []
     frames_with_hand = frames_total = 0
-    for sequence in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
-        sequence = with_hands(sequence, options.hands)
+    for source in tqdm(sequences, desc="eval", unit="seq", disable=not progress):
+        sequence = with_hands(source, options.hands)
         output = pipeline(sequence)
         batch = output.inputs
         predicted = output.uv_pressure_kpa[0]
@@ -126,9 +127,12 @@ def evaluate(
         sequence_metrics.update(scored["pred"], scored["gt"], **arguments)
         pooled.update(scored["pred"], scored["gt"], **arguments)
         per_sequence[sequence.name] = _json_ready(sequence_metrics.compute())
+        factors = sequence_factors(source, batch["joints"][0].numpy()[valid], int(np.flatnonzero(valid)[0]))
+        per_sequence[sequence.name]["factors"] = factors
         figure_rows.append({"name": sequence.name, "pred": scored["pred"], "gt": scored["gt"], "vertices": vertices,
                             "pred_vertex": vertex["pred"], "gt_vertex": vertex["gt"],
-                            "pred_force": force["pred"], "gt_force": force["gt"], "fps": sequence.fps})
+                            "pred_force": force["pred"], "gt_force": force["gt"], "fps": sequence.fps,
+                            "factors": factors})
     if not per_sequence:
         if options.hands == "estimated":
             raise DataError(f"{data}: the hand detector found no hand in any of its {frames_total} frames, so there is "
@@ -138,6 +142,8 @@ def evaluate(
     report = {
         "metrics": _json_ready(pooled.compute()),
         "per_sequence": per_sequence,
+        # Quality per third of the sequences by camera distance, pitch, hand size, skin, image size.
+        "per_factor": factor_breakdown(figure_rows, options.contact.contact_threshold_kpa),
         "checkpoint": str(checkpoint),
         "model": type(pipeline.model).__name__,
         "data": str(data),

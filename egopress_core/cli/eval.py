@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = evaluate(args.checkpoint, args.data, args.out, settings, split=args.split, hand_model_path=args.hand_model,
                       uv_obj_path=args.uv_obj, figure=not args.no_figure)
+    from egopress_core.evaluation_factors import format_breakdown
+
     print(json.dumps(report["metrics"], indent=2))
+    if report["per_factor"]:
+        print("per factor (thirds of the sequences):\n" + format_breakdown(report["per_factor"]))
     print(f"report: {args.out}")
     return 0

@@ -1,7 +1,8 @@
 """A moving hand a real hand detector can see, as rendered frames and as a camera-only rosbag.
 
-The sample bag's renders (``egopress sample-bag``: 144 x 108, fist-like blobs) are out of
-distribution for MediaPipe, which finds no hand in them. These are the frames it does find: the
+MediaPipe finds no hand in the default sample bag (``egopress sample-bag``: its single press is
+seen along the forearm, which hides the hand; ``docs/design.md``, "Synthetic renders"), and in
+60% of default ``egopress synth`` frames. These are frames it finds the hand in every time: the
 bundled hand, open, seen from the back as a head-mounted camera sees it, 640 x 480, turning
 (+-25 deg about the optical axis), tilting (+-15 deg), sliding (+-4 cm) and flexing its fingers in
 front of a wall, ray-cast with :func:`synthetic_hands.render_rgbd`, so every frame has its

@@ -39,8 +39,12 @@ def _site_packages(build: ColconBuild) -> Path:
     return matches[0]
 
 
-def test_train_executable_runs_from_install_space(colcon_build: ColconBuild, tmp_path: Path) -> None:
-    executable = colcon_build.prefix / "lib" / PACKAGE_NAME / "train"
+@pytest.mark.parametrize("name, command", [("train", "train"), ("label_bag", "label-bag"),
+                                           ("label_bags", "label-bags")])
+def test_command_executables_run_from_install_space(name: str, command: str, colcon_build: ColconBuild,
+                                                    tmp_path: Path) -> None:
+    """`ros2 run egopress_ros <name>` is `egopress <command>`."""
+    executable = colcon_build.prefix / "lib" / PACKAGE_NAME / name
     assert executable.is_file(), f"{executable} was not installed"
     assert os.access(executable, os.X_OK), f"{executable} is not executable"
     shebang = executable.read_text().splitlines()[0]
@@ -48,8 +52,8 @@ def test_train_executable_runs_from_install_space(colcon_build: ColconBuild, tmp
 
     result = _run([str(executable), "--help"], colcon_build.env, tmp_path)
 
-    assert result.returncode == 0, f"`train --help` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "usage:" in result.stdout
+    assert result.returncode == 0, f"`{name} --help` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert f"usage: egopress {command}" in result.stdout
 
 
 def test_messages_import_from_install_space(colcon_build: ColconBuild, tmp_path: Path) -> None:

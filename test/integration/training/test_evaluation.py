@@ -56,6 +56,11 @@ def test_eval_writes_report_and_figure(kind, data, checkpoints, tmp_path):
     assert 0.0 <= metrics["temporal_accuracy"] <= 1.0
     assert metrics["mae_kpa"] >= 0 and math.isfinite(metrics["force_mae_n"])
     assert sorted(report["per_sequence"]) == ["seq_00000", "seq_00001"]
+    for entry in report["per_sequence"].values():
+        factors = entry["factors"]
+        assert 0.1 < factors["camera_distance_m"] < 1.5 and 0.03 < factors["hand_size_m"] < 0.15
+        assert 0 < factors["view_pitch_deg"] <= 90 and factors["image_width_px"] == 96
+    assert report["per_factor"] == {}  # two sequences cannot be split in thirds
     assert report["model"] == {"diffusion": "EgoPressDiff", "baseline": "PerFrameBinClassifier"}[kind]
     assert out.with_suffix(".png").stat().st_size > 10_000
 
