@@ -117,6 +117,16 @@ def _frame_batch(frame: Mapping[str, Any], uv_mask: torch.Tensor, device: torch.
     return {key: value.to(device) for key, value in batch.items()}
 
 
+def _model_uv_mask(uv_mask: torch.Tensor | np.ndarray, model) -> torch.Tensor:
+    """(Hu, Wu), (1, Hu, Wu) or (1, 1, Hu, Wu) mask -> (1, 1, Hu, Wu) float on the model's device."""
+    mask = _tensor(uv_mask, "uv_mask").float()
+    while mask.ndim < 4:
+        mask = mask[None]
+    if tuple(mask.shape) != (1, 1, *model.config.uv_size):
+        raise DataError(f"uv_mask must be {tuple(model.config.uv_size)} for this model; got {tuple(mask.shape)}")
+    return mask.to(model.device)
+
+
 def shift_latents(latents: torch.Tensor, shift: int) -> torch.Tensor | None:
     """Move a window's latents ``shift`` frames earlier; new frames copy the last known one.
 
@@ -209,14 +219,7 @@ class StreamingPressureEstimator:
         _check_sampling_args(num_inference_steps, scheduler, guidance_scale, warm_start_strength)
         check_precision(precision, model.device)
         self.model = prepare_model_for_inference(model, channels_last, compile, compile_options)
-        mask = _tensor(uv_mask, "uv_mask").float()
-        while mask.ndim < 4:
-            mask = mask[None]
-        if tuple(mask.shape) != (1, 1, *model.config.uv_size):
-            raise DataError(
-                f"uv_mask must be {tuple(model.config.uv_size)} for this model; got {tuple(mask.shape)}"
-            )
-        self.uv_mask = mask.to(model.device)
+        self.uv_mask = _model_uv_mask(uv_mask, model)
         self.num_inference_steps = num_inference_steps
         self.warm_start_strength = None if warm_start_strength is None else float(warm_start_strength)
         self.scheduler = scheduler
@@ -408,12 +411,7 @@ class PerFramePressureEstimator:
                  record_timings: bool = False) -> None:
         check_precision(precision, model.device)
         self.model = model.eval()
-        mask = _tensor(uv_mask, "uv_mask").float()
-        while mask.ndim < 4:
-            mask = mask[None]
-        if tuple(mask.shape) != (1, 1, *model.config.uv_size):
-            raise DataError(f"uv_mask must be {tuple(model.config.uv_size)} for this model; got {tuple(mask.shape)}")
-        self.uv_mask = mask.to(model.device)
+        self.uv_mask = _model_uv_mask(uv_mask, model)
         self.precision = precision
         self.record_timings = bool(record_timings)
         self.last_timings: dict[str, float] = {}
