@@ -104,7 +104,9 @@ def test_frames_read_back_equal_the_labelled_bag(dataset, labelled):
         image = bag["image"]
         rgb = image.data.reshape(image.height, image.width, 3).astype(np.float64)
         errors.append(np.abs(item["observation.images.color"].astype(np.float64) - rgb).mean())
-    assert np.mean(errors) < 6.0  # lossy AV1 at LeRobot's default quality, same frames in the same order
+    # Lossy AV1 at LeRobot's default quality, same frames in the same order; the renders carry
+    # sensor noise and skin texture (generator 2), which the encoder smooths away (6.6 measured).
+    assert np.mean(errors) < 8.0
 
 
 def test_statistics_match_the_frames(dataset):
