@@ -245,9 +245,11 @@ def fit_surface_plane(
     """The dominant plane of each depth image outside ``exclude``: the pad or table a hand
     presses on, seen around the hand (it is hidden under the hand itself).
 
-    A least-squares plane (smallest principal axis of the back-projected points) refitted to the
-    points within each distance of ``inlier_schedule_m`` of the previous fit, so the hand's
-    unmasked fringe, a forearm or a small object do not tilt it.
+    A least-squares plane (smallest principal axis of the back-projected points), first of the
+    farther half of the usable pixels (the surface lies behind what else is in view: a forearm
+    reaching in from the image's edge can cover a third of a hand crop), then refitted to every
+    usable pixel within each distance of ``inlier_schedule_m`` of the previous fit, so the
+    hand's unmasked fringe, a forearm or a small object do not tilt it.
 
     Args:
         depth_m: (N, H, W) metres along the optical axis, 0 = missing.
@@ -276,13 +278,18 @@ def fit_surface_plane(
     y = (rows.reshape(1, -1) - cy) / fy
     x = (columns.reshape(1, -1) - cx - skew * y) / fx
     points = torch.stack([x * depth, y * depth, depth], dim=-1)  # (N, H*W, 3)
-    weight = ((depth > 0) & ~exclude.reshape(count, -1)).to(depth.dtype)
-    usable = weight.sum(1)
+    usable_pixels = (depth > 0) & ~exclude.reshape(count, -1)
+    usable = usable_pixels.to(depth.dtype).sum(1)
+    # The first fit sees only the farther half of the usable pixels: the surface lies behind
+    # whatever else is in view (the forearm reaching in, the hand's fringe), which would tilt it.
+    far_depth = torch.nanmedian(torch.where(usable_pixels, depth, torch.full_like(depth, float("nan"))), dim=1).values
+    weight = (usable_pixels & (depth >= far_depth.nan_to_num(0.0)[:, None])).to(depth.dtype)
     normal = point = eigenvalues = None
     for inlier_m in (None, *inlier_schedule_m):
         if inlier_m is not None:
+            # Every usable pixel near the plane so far counts, not only those of the first fit.
             distance = ((points - point[:, None]) * normal[:, None]).sum(-1).abs()
-            weight = weight * (distance < inlier_m).to(depth.dtype)
+            weight = (usable_pixels & (distance < inlier_m)).to(depth.dtype)
         total = weight.sum(1).clamp_min(1.0)
         point = (weight[..., None] * points).sum(1) / total[:, None]
         centred = points - point[:, None]

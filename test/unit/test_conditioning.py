@@ -189,6 +189,23 @@ def test_fit_surface_plane_recovers_a_tilted_plane_despite_clutter():
     assert not bool(valid[0])
 
 
+def test_fit_surface_plane_is_not_tilted_by_a_forearm_reaching_in():
+    """A head camera sees the forearm come in from the image's bottom edge, rising from the table
+    towards the camera; it is not the hand, so it is not excluded, and it covers a large part of
+    a hand crop. The surface is still the table behind it."""
+    depth = _plane_depth(tilt=0.2)
+    rows = torch.arange(32).float()[:, None].expand(32, 32)
+    forearm = (rows >= 12) & (torch.arange(32)[None, :] >= 6) & (torch.arange(32)[None, :] < 26)
+    # 3 cm above the table at the wrist (row 12), 12 cm near the camera (row 31).
+    depth = torch.where(forearm, depth - (0.03 + 0.09 * (rows - 12) / 19), depth)
+    exclude = torch.zeros(1, 32, 32, dtype=torch.bool)
+    exclude[:, 4:12, 10:22] = True  # the hand
+    normal, point, valid = fit_surface_plane(depth[None], _camera()[0], exclude)
+    expected = torch.tensor([0.2, 0.0, -1.0]) / (1.0 + 0.2 ** 2) ** 0.5
+    assert bool(valid[0]) and torch.allclose(normal[0], expected, atol=1e-3)
+    assert float((point[0] - torch.tensor([0.0, 0.0, 0.5])) @ normal[0]) == pytest.approx(0.0, abs=1e-4)
+
+
 def test_hand_silhouette_splats_and_dilates_the_vertices():
     vertices = torch.tensor([[[0.0, 0.0, 0.5], [0.05, 0.0, 0.5], [0.0, 0.0, -0.5]]])  # pixels (16,16), (26,16); behind
     mask = hand_silhouette(vertices, _camera()[0], (32, 32), dilation_px=3)
