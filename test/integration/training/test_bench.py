@@ -26,6 +26,7 @@ from egopress_core.bench import (
 )
 from egopress_core.cli.main import main
 from egopress_core.errors import ConfigError
+from egopress_core.options import LIVE_SAMPLING
 
 STAGES = ["hand_mesh", "preprocess", "conditions", "encode_frames", "encode_window", "denoise", "decode",
           "inference_other", "contact", "message_payload"]
@@ -195,7 +196,8 @@ def test_settings_grid_and_device_guards():
     assert options.headline_name == "euler 4"
     # A headline outside the grid gets its own row.
     outside = stream_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4,)), torch.device("cpu"))
-    assert [s.name for s in outside][:2] == ["ddim 4", "dpmsolver++ 8"]
+    live = (LIVE_SAMPLING.scheduler, LIVE_SAMPLING.num_inference_steps, LIVE_SAMPLING.warm_start_strength)
+    assert [s.name for s in outside][:2] == ["ddim 4", f"{live[0]} {live[1]}"]
     with pytest.raises(ConfigError, match="headline"):
         BenchOptions(config="tiny", headline=("dpmsolver++",))
     with pytest.raises(ConfigError, match="fp16"):
@@ -208,13 +210,13 @@ def test_settings_grid_and_device_guards():
         BenchOptions(config="tiny", compile_mode="fast")
     # The reference setting is not scored against itself.
     settings = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4, 25)))
-    assert settings == [("offline", "ddim", 4, None, "fp32"), ("streaming", "dpmsolver++", 8, 0.25, "fp32")]
+    assert settings == [("offline", "ddim", 4, None, "fp32"), ("streaming", *live, "fp32")]
     # Each half precision that is timed is scored too, on the headline only.
     half = quality_settings(BenchOptions(config="tiny", schedulers=("ddim",), steps=(4,), precisions=("fp32", "bf16"),
-                                         quality_streaming_steps=(4, 8)))
-    assert [s for s in half if s[0] == "streaming"] == [("streaming", "dpmsolver++", 4, 0.25, "fp32"),
-                                                         ("streaming", "dpmsolver++", 8, 0.25, "fp32"),
-                                                         ("streaming", "dpmsolver++", 8, 0.25, "bf16")]
+                                         quality_streaming_steps=(2, 6)))
+    assert [s for s in half if s[0] == "streaming"] == [("streaming", live[0], 2, live[2], "fp32"),
+                                                         ("streaming", live[0], 6, live[2], "fp32"),
+                                                         ("streaming", *live, "bf16")]
 
 
 def test_message_payload_sizes():
