@@ -129,7 +129,7 @@ def camera_messages(record, stamp_ns: int) -> dict:
 def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir: Path, env: dict) -> dict:
     import yaml
 
-    common = {"torch_threads": threads, "diagnostics_period_s": 0.5}
+    common = {"torch_threads": threads or 0, "diagnostics_period_s": 0.5}
     parameters = {
         "/**/hand_mesh_node": {"ros__parameters": {**common, "backend": "keypoints"}},
         "/**/pressure_node": {"ros__parameters": {
@@ -232,7 +232,8 @@ def main() -> int:
     parser.add_argument("--live-sequences", type=int, help="sequences played (default 3; --quick 1)")
     parser.add_argument("--live-frames", type=int, help="frames per sequence (default 150; --quick 120)")
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each process (bench --live: 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of each process (default: torch's own, as the nodes' torch_threads: 0)")
     parser.add_argument("--skip-library", action="store_true", help="only the ROS run")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--no-progress", action="store_true")
