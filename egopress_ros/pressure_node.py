@@ -97,7 +97,7 @@ class PressureNode(PipelineNode):
         self.stream = None
         self.outputs: dict[str, Any] = {}
         self.frames_without_hand = 0
-        self.frames_left_window = 0
+        self.frames_never_estimated = 0
         self._skipped_seen = 0
         self._hand_lost_header = None
         self.checkpoint_path = ""
@@ -167,7 +167,7 @@ class PressureNode(PipelineNode):
         stream had not estimated count as dropped."""
         old = self.stream
         if old is not None:
-            self.frames_left_window += old.frames_skipped - self._skipped_seen + old.pending
+            self.frames_never_estimated += old.frames_skipped - self._skipped_seen + old.pending
         self.stream = None if self.pipeline is None else self.pipeline.stream(self.sampling, self.stream_options)
         self._skipped_seen = 0
 
@@ -189,9 +189,9 @@ class PressureNode(PipelineNode):
     # -- per frame -------------------------------------------------------------------------
 
     def accept(self, messages: dict[str, Any]) -> None:
-        """Every synchronised set enters the model's window at camera rate (crop, conditions and
-        per-frame features, on the executor thread); the worker's next pass estimates all the
-        frames that entered since its previous one, so the window keeps consecutive frames
+        """Every synchronised set enters the model's window at camera rate (decoding, crop, resize
+        and UV geometry, on the executor thread); the worker's next pass encodes and estimates all
+        the frames that entered since its previous one, so the window keeps consecutive frames
         however slow the model is (``docs/design.md``, "Live streaming")."""
         from egopress_core.stream import ResetCause
 
@@ -237,7 +237,7 @@ class PressureNode(PipelineNode):
             return  # the stream was rebuilt (deactivate / activate) since this wake-up
         estimates = stream.step()
         skipped, self._skipped_seen = stream.frames_skipped - self._skipped_seen, stream.frames_skipped
-        self.frames_left_window += skipped
+        self.frames_never_estimated += skipped
         for _ in range(skipped):
             self.drops.add(True)
         for estimate in estimates:
@@ -250,7 +250,7 @@ class PressureNode(PipelineNode):
             self.outputs["marker"].publish(msgs.delete_marker(RCLPY, lost, MARKER_NAMESPACE))
 
     def sets_dropped(self) -> int:
-        return self.frames_left_window
+        return self.frames_never_estimated
 
     def _publish(self, estimate, header, vertices) -> None:
         pipeline, config, outputs = self.pipeline, self.config, self.outputs
