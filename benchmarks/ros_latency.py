@@ -12,9 +12,10 @@
    Fast DDS, localhost) with the same checkpoint, sampler and torch threads. This process plays the
    same frames at the same rate as colour (rgb8), aligned depth (16UC1 mm, as a RealSense driver
    publishes it), camera_info and keypoints, stamped with the current time, and records each
-   UVPressure's arrival. Latency = arrival - stamp. Between sequences it waits longer than the
-   node's ``max_gap_s``, so that each sequence starts a fresh window as the library's fresh stream
-   does; those expected restarts are not counted.
+   UVPressure's arrival. Latency = arrival - stamp. Twenty frames are played first, untimed (the
+   library run warms up too). Between sequences it waits longer than the node's ``max_gap_s``, so
+   that each sequence starts a fresh window as the library's fresh stream does; those expected
+   restarts are not counted (the nodes' own /diagnostics counters include them and the warm-up).
 3. The same figures from both (:func:`egopress_core.bench.live.live_section`: camera and output
    rate, latency p50 / p95, window restarts, frames without an estimate, Vol IoU against the
    offline pipeline on the same frames) side by side, with the ratio ROS / library.
@@ -205,8 +206,11 @@ def run_ros(options, live, workdir: Path, progress: bool) -> tuple[dict, dict]:
         if not ready:
             raise RuntimeError("the nodes did not become active within 180 s; see "
                                + ", ".join(str(workdir / f"{name}.log") for name in processes))
-        played = [play_through_nodes(player, sequence, live, StreamOptions().max_gap_s, first=number == 0)
-                  for number, sequence in enumerate(tqdm(sequences, desc="ros live", unit="seq", disable=not progress))]
+        # Untimed warm-up, as bench --live warms its pipeline up: 20 frames through both nodes.
+        play_through_nodes(player, sequences[0], dataclasses.replace(live, frames=20), StreamOptions().max_gap_s,
+                           first=True)
+        played = [play_through_nodes(player, sequence, live, StreamOptions().max_gap_s, first=False)
+                  for sequence in tqdm(sequences, desc="ros live", unit="seq", disable=not progress)]
         diagnostics = dict(player.diagnostics)
     finally:
         for process in processes.values():
