@@ -92,7 +92,8 @@ def test_config_file_holds_the_library_defaults():
 
 
 @pytest.mark.parametrize("command", [["eval", "--checkpoint", "c", "--data", "d", "--out", "o"],
-                                     ["label-bag", "in", "out"]], ids=lambda argv: argv[0])
+                                     ["label-bag", "in", "out"], ["label-bags", "in", "out"]],
+                         ids=lambda argv: argv[0])
 def test_command_line_defaults_and_choices_are_the_library_defaults(command):
     from egopress_core import options
     from egopress_core.cli.main import build_parser
