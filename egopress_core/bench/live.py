@@ -183,21 +183,14 @@ def run_live_benchmark(options, live: LiveBenchOptions, progress: bool = True) -
     import tempfile
     from pathlib import Path
 
-    import torch
-
-    from egopress_core.bench.setup import held_out_sequences, load_pipeline
-    from egopress_core.bench.timing import load_average, machine_info
-    from egopress_core.runtime import resolve_device
+    from egopress_core.bench.setup import held_out_sequences, start_run
+    from egopress_core.bench.timing import load_average
 
     started = time.perf_counter()
-    device = resolve_device(options.device)
-    # Torch's own thread count unless --threads says otherwise, as the pressure node runs
-    # (torch_threads: 0). Adding a frame is cheap since the encoders moved into the pass, so the
-    # pass gets the cores: on the idle 2-core machine two threads gave 4.6 frames/s, one 3.9.
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    machine = machine_info(device)
-    pipeline, description, trained = load_pipeline(options, device)
+    # Torch's own thread count unless --threads says otherwise: adding a frame is cheap since the
+    # encoders moved into the pass, so the pass gets the cores (on the idle 2-core machine two
+    # threads gave 4.6 frames/s, one 3.9).
+    _, machine, pipeline, description, trained = start_run(options)
     with tempfile.TemporaryDirectory(prefix="egopress_live_") as workdir:
         data_options = options if options.quality_sequences >= live.sequences else \
             type(options)(**{**asdict(options), "quality_sequences": live.sequences})

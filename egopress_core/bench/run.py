@@ -22,12 +22,11 @@ from egopress_core.bench.options import (
     stream_settings,
 )
 from egopress_core.bench.quality import run_quality
-from egopress_core.bench.setup import BenchSetup, camera_frames, held_out_sequences, load_pipeline, sequence_batches
+from egopress_core.bench.setup import BenchSetup, camera_frames, held_out_sequences, sequence_batches, start_run
 from egopress_core.bench.streaming import time_streaming
 from egopress_core.bench.timing import (
     Yardstick,
     load_average,
-    machine_info,
     peak_rss_mb,
     time_unet_forward,
     time_window_batches,
@@ -40,14 +39,8 @@ from egopress_core.errors import DataError
 def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
     """Run every measurement of ``options``; returns the report (see
     :func:`~egopress_core.bench.report.write_report`)."""
-    from egopress_core.runtime import resolve_device
-
     started = time.perf_counter()
-    device = resolve_device(options.device)
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    machine = machine_info(device)
-    pipeline, description, trained = load_pipeline(options, device)
+    device, machine, pipeline, description, trained = start_run(options)
     model = pipeline.model
     settings = stream_settings(options, device)
     stream_count = options.warmup_frames + options.stream_frames + COMPILED_EXTRA_WARMUP_FRAMES * any(

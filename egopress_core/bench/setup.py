@@ -61,6 +61,20 @@ class BenchSetup:
                                 crop=base.crop, contact=base.contact)
 
 
+def start_run(options: BenchOptions) -> tuple[torch.device, dict[str, Any], Any, str, bool]:
+    """(device, machine description, pipeline, its description, trained) of a benchmark run:
+    ``options.device`` resolved, torch's intra-op threads set when ``options.threads`` is given
+    (otherwise torch's own count, as the pressure node's ``torch_threads: 0``), the model loaded."""
+    from egopress_core.bench.timing import machine_info
+    from egopress_core.runtime import resolve_device
+
+    device = resolve_device(options.device)
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    machine = machine_info(device)
+    return (device, machine, *load_pipeline(options, device))
+
+
 def load_pipeline(options: BenchOptions, device: torch.device):
     """(pipeline, description, trained) of ``options.checkpoint`` or ``options.config``."""
     from egopress_core.pipeline import EgoPressPipeline

@@ -442,12 +442,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float, default=4.0)
     parser.add_argument("--missing-info-s", type=float, default=2.0)
     args = parser.parse_args(argv)
-    report = run(args)
-    descriptor, temporary = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
+    write_report(run(args), args.out)
+    return 0
+
+
+def write_report(report: dict, path: Path) -> None:
+    """The driver's JSON report, written atomically (the test reads it after the driver exits)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(descriptor, "w") as stream:
         json.dump(report, stream)
-    os.replace(temporary, args.out)
-    return 0
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from ros_node_driver import Driver
+from ros_node_driver import Driver, write_report
 
 LOW_RATE_PERIOD_S = 6.0
 LOW_RATE_FRAMES = 3
@@ -187,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-frames", type=int, default=15)
     parser.add_argument("--burst-frames", type=int, default=30)
     args = parser.parse_args(argv)
-    report = run(args)
-    descriptor, temporary = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
-    with os.fdopen(descriptor, "w") as stream:
-        json.dump(report, stream)
-    os.replace(temporary, args.out)
+    write_report(run(args), args.out)
     return 0
 
 
