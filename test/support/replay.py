@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +14,7 @@ from unittest import mock
 
 import rosbag_replay_player
 import yaml
-from ros_workspace import PACKAGE_NAME, REPO_ROOT, interrupt_nodes, kill_nodes
+from ros_workspace import PACKAGE_NAME, REPO_ROOT, run_beside_nodes
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "pressure.launch.py"
 PLAYER_SCRIPT = Path(rosbag_replay_player.__file__).resolve()
@@ -104,19 +103,7 @@ def run_replay(commands: dict[str, list[str]], player: list[str], workdir: Path,
         player: the player's command; its ``--out`` must be ``workdir / "recorded"``.
     """
     recorded = workdir / "recorded"
-    logs, nodes = {}, {}
-    try:
-        for name, command in commands.items():
-            logs[name] = workdir / f"{name}.log"
-            nodes[name] = subprocess.Popen(command, cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
-        played = subprocess.run(player, cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
-        alive = {name: process.poll() is None for name, process in nodes.items()}
-        exit_codes = interrupt_nodes(nodes, timeout_s=30)
-    finally:
-        kill_nodes(nodes)
-    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
-    assert played.returncode == 0 and recorded.is_dir(), (
-        f"player exited {played.returncode}:\n{(played.stdout + played.stderr)[-4000:]}\n"
-        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
+    run = run_beside_nodes(commands, player, "player", recorded, workdir, env, timeout_s=240)
+    assert recorded.is_dir(), f"the player wrote {recorded} but not as a bag folder"
     return {"recorded": recorded, "summary": json.loads(recorded.with_suffix(".json").read_text()),
-            "commands": commands, "alive": alive, "exit_codes": exit_codes, "logs": node_logs}
+            "commands": commands, "alive": run.alive, "exit_codes": run.exit_codes, "logs": run.logs}

@@ -173,6 +173,41 @@ def interrupt_nodes(nodes: dict[str, subprocess.Popen], timeout_s: float) -> dic
     return exit_codes
 
 
+@dataclass
+class NodesRun:
+    """What :func:`run_beside_nodes` saw: ``alive`` (each node still running when the driver
+    ended), the nodes' ``exit_codes`` after SIGINT and their ``logs``."""
+
+    alive: dict[str, bool]
+    exit_codes: dict[str, int | str]
+    logs: dict[str, str]
+
+
+def run_beside_nodes(commands: dict[str, list[str]], driver: list[str], driver_name: str, produces: Path,
+                     workdir: Path, env: dict[str, str], timeout_s: float, sigint_timeout_s: float = 30.0) -> NodesRun:
+    """Start each node (its output in ``workdir/<name>.log``), run ``driver`` to its end, stop the
+    nodes with SIGINT as a user stopping ``ros2 launch`` does (and kill any left); the driver must
+    exit 0 having written ``produces``, or the assertion shows its output and every node's log."""
+    logs: dict[str, Path] = {}
+    nodes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            logs[name] = workdir / f"{name}.log"
+            nodes[name] = subprocess.Popen(command, cwd=workdir, env=env, stdout=logs[name].open("w"),
+                                           stderr=subprocess.STDOUT)
+        completed = subprocess.run(driver, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)
+        alive = {name: process.poll() is None for name, process in nodes.items()}
+        exit_codes = interrupt_nodes(nodes, sigint_timeout_s)
+    finally:
+        kill_nodes(nodes)
+    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
+    assert completed.returncode == 0 and produces.exists(), (
+        f"{driver_name} exited {completed.returncode}:\n"
+        f"{(completed.stdout + completed.stderr)[-4000:]}\n"
+        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
+    return NodesRun(alive=alive, exit_codes=exit_codes, logs=node_logs)
+
+
 def kill_nodes(nodes: dict[str, subprocess.Popen]) -> None:
     """Kill whatever node is still running (a test's cleanup, whatever happened before)."""
     for process in nodes.values():

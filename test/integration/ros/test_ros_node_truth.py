@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 import ros_truth_driver
 import yaml
-from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, isolated_env, kill_nodes
+from ros_workspace import PACKAGE_NAME, ColconBuild, isolated_env, run_beside_nodes
 
 # slow: the colcon build (shared), then four nodes and the driver (~60 s).
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -82,33 +81,21 @@ def scenario(colcon_build: ColconBuild, synthetic_sequence: Path, tiny_checkpoin
                                                {**COMMON, "num_inference_steps": 0})),
     }
     executables = colcon_build.prefix / "lib" / PACKAGE_NAME
-    logs, nodes, fqns = {}, {}, {}
+    commands, fqns = {}, {}
     for name, (node_namespace, parameters) in starts.items():
         executable = "hand_mesh_node" if name == "hand_mesh" else "pressure_node"
         fqns[name] = f"{node_namespace}/{executable}"
-        logs[name] = workdir / f"{name}.log"
-        nodes[name] = subprocess.Popen(
-            [str(executables / executable), "--ros-args", "-r", f"__ns:={node_namespace}", "--params-file", str(parameters)],
-            cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
+        commands[name] = [str(executables / executable), "--ros-args", "-r", f"__ns:={node_namespace}",
+                          "--params-file", str(parameters)]
     report_path = workdir / "report.json"
-    driver_output = ""
-    try:
-        driver = subprocess.run(
-            [sys.executable, str(DRIVER_SCRIPT), "--namespace", namespace, "--data", str(synthetic_sequence),
-             "--bad-node", fqns["slop"], "--bad-node", fqns["steps"], "--out", str(report_path),
-             "--timeout", str(DRIVER_TIMEOUT_S)],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S + 60)
-        driver_output = driver.stdout + driver.stderr
-        alive = {name: process.poll() is None for name, process in nodes.items()}
-        exit_codes = interrupt_nodes(nodes, SIGINT_TIMEOUT_S)
-    finally:
-        kill_nodes(nodes)
-    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
-    assert driver.returncode == 0 and report_path.is_file(), (
-        f"driver exited {driver.returncode}:\n{driver_output[-4000:]}\n"
-        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
-    return {"report": json.loads(report_path.read_text()), "alive": alive, "exit_codes": exit_codes,
-            "logs": node_logs, "fqns": fqns}
+    driver = [sys.executable, str(DRIVER_SCRIPT), "--namespace", namespace, "--data", str(synthetic_sequence),
+              "--bad-node", fqns["slop"], "--bad-node", fqns["steps"], "--out", str(report_path),
+              "--timeout", str(DRIVER_TIMEOUT_S)]
+    run = run_beside_nodes(commands, driver, "driver", report_path, workdir, env, timeout_s=DRIVER_TIMEOUT_S + 60,
+                           sigint_timeout_s=SIGINT_TIMEOUT_S)
+    assert report_path.is_file()
+    return {"report": json.loads(report_path.read_text()), "alive": run.alive, "exit_codes": run.exit_codes,
+            "logs": run.logs, "fqns": fqns}
 
 
 def _lines(text: str, *needles: str) -> list[str]:

@@ -22,14 +22,13 @@ followed by a good frame that must come through, and SIGINT, which must end both
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import ros_node_driver
-from ros_workspace import PACKAGE_NAME, ColconBuild, interrupt_nodes, isolated_env, kill_nodes
+from ros_workspace import PACKAGE_NAME, ColconBuild, isolated_env, run_beside_nodes
 
 # slow: the colcon build, then the nodes and the driver (~35 s).
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -75,30 +74,16 @@ def scenario(colcon_build: ColconBuild, synthetic_sequence: Path, tiny_checkpoin
     namespace = f"/egopress_nodes_{uuid.uuid4().hex[:10]}"
     parameters = _parameters_file(workdir / "parameters.yaml", workdir / MISSING_CHECKPOINT)
     executables = colcon_build.prefix / "lib" / PACKAGE_NAME
-    logs, nodes = {}, {}
-    for name in ("hand_mesh_node", "pressure_node"):
-        logs[name] = workdir / f"{name}.log"
-        nodes[name] = subprocess.Popen(
-            [str(executables / name), "--ros-args", "-r", f"__ns:={namespace}", "--params-file", str(parameters)],
-            cwd=workdir, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
+    commands = {name: [str(executables / name), "--ros-args", "-r", f"__ns:={namespace}", "--params-file", str(parameters)]
+                for name in ("hand_mesh_node", "pressure_node")}
     report_path = workdir / "report.json"
-    driver_output = ""
-    try:
-        driver = subprocess.run(
-            [sys.executable, str(DRIVER_SCRIPT), "--namespace", namespace, "--data", str(synthetic_sequence),
-             "--checkpoint", str(tiny_checkpoint), "--out", str(report_path), "--timeout", str(DRIVER_TIMEOUT_S)],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S + 60)
-        driver_output = driver.stdout + driver.stderr
-        alive_before_sigint = {name: process.poll() is None for name, process in nodes.items()}
-        exit_codes = interrupt_nodes(nodes, SIGINT_TIMEOUT_S)
-    finally:
-        kill_nodes(nodes)
-    node_logs = {name: path.read_text(errors="replace") for name, path in logs.items()}
-    assert driver.returncode == 0 and report_path.is_file(), (
-        f"driver exited {driver.returncode}:\n{driver_output[-4000:]}\n"
-        + "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in node_logs.items()))
-    return {"report": json.loads(report_path.read_text()), "alive_before_sigint": alive_before_sigint,
-            "exit_codes": exit_codes, "logs": node_logs, "missing_checkpoint": str(workdir / MISSING_CHECKPOINT)}
+    driver = [sys.executable, str(DRIVER_SCRIPT), "--namespace", namespace, "--data", str(synthetic_sequence),
+              "--checkpoint", str(tiny_checkpoint), "--out", str(report_path), "--timeout", str(DRIVER_TIMEOUT_S)]
+    run = run_beside_nodes(commands, driver, "driver", report_path, workdir, env, timeout_s=DRIVER_TIMEOUT_S + 60,
+                           sigint_timeout_s=SIGINT_TIMEOUT_S)
+    assert report_path.is_file()
+    return {"report": json.loads(report_path.read_text()), "alive_before_sigint": run.alive,
+            "exit_codes": run.exit_codes, "logs": run.logs, "missing_checkpoint": str(workdir / MISSING_CHECKPOINT)}
 
 
 def _by_stamp(report: dict, topic: str) -> dict[int, dict]:
