@@ -20,3 +20,9 @@ OPENPOSE_FINGER_JOINTS = {
     "ring": (13, 14, 15, 16),
     "little": (17, 18, 19, 20),
 }
+
+# Each of the 21 OpenPose joints' parent (the wrist is its own): the joint the segment it ends
+# starts at.
+OPENPOSE_PARENTS = (0,) + tuple(
+    chain[index - 1] if index else 0 for chain in OPENPOSE_FINGER_JOINTS.values() for index in range(len(chain))
+)

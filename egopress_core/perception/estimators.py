@@ -168,7 +168,7 @@ class KeypointFittingEstimator(HandMeshEstimator):
         if depth_refinement is not None:
             config = dataclasses.replace(config, depth_refinement=depth_refinement)
         self.hand = hand_model if hand_model is not None else load_hand_model(side, model_path)
-        self.fitter = HandFitter(self.hand, config)
+        self.fitter = HandFitter(self.hand, config, keypoint_offsets=self._keypoint_offsets(self.hand))
         self.min_keypoints = min_keypoints
         self.min_confidence = float(min_confidence)
         self.inlier_threshold_m = float(inlier_threshold_m)
@@ -184,6 +184,12 @@ class KeypointFittingEstimator(HandMeshEstimator):
     @property
     def config(self) -> FitConfig:
         return self.fitter.config
+
+    def _keypoint_offsets(self, hand: HandModel) -> np.ndarray | None:
+        """Where this backend's keypoints sit relative to ``hand``'s joints (see
+        :class:`~egopress_core.perception.fitting.KeypointLayer`); None: at the joints, as a
+        tracker giving joint centres (or the ground truth) has them."""
+        return None
 
     def reset(self) -> None:
         super().reset()

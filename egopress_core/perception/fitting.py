@@ -65,7 +65,7 @@ from egopress_core.hand.poses import (
     THUMB_FLEXION_RANGE,
     joint_axes,
 )
-from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
+from egopress_core.hand.skeleton import MANO_FINGER_JOINTS, OPENPOSE_PARENTS
 from egopress_core.perception.types import NUM_KEYPOINTS, PALM_KEYPOINTS
 
 ROBUST_LOSSES = ("geman_mcclure", "huber", "l2")
@@ -346,7 +346,8 @@ class FitResult:
         params: fitted parameters.
         vertices: (B, V, 3) posed vertices, metres.
         joints: (B, 21, 3) joints, OpenPose order, metres.
-        residual_3d_m: (B, 21) joint-to-keypoint distances, NaN where no 3D keypoint.
+        residual_3d_m: (B, 21) distances of the fitted keypoints (the joints, unless the fitter
+            has keypoint offsets) to the observed ones, NaN where no 3D keypoint.
         residual_2d_px: (B, 21) reprojection errors, NaN where no 2D keypoint.
         loss: (B,) final objective per item.
         iterations: optimiser iterations over all stages.
@@ -391,14 +392,28 @@ class KeypointLayer(torch.nn.Module):
     the five second, the five third): each depth level is one batched product over a slice,
     three in all instead of smplx's fifteen sequential ones, with no gathers in between.
 
+    A keypoint detector's landmarks need not sit where the model's joints do (MediaPipe puts the
+    knuckles about 1.5 cm nearer the wrist than the bundled hand's MCP joints, see
+    :mod:`egopress_core.perception.landmark_offsets`). ``keypoint_offsets`` moves each of the 21
+    keypoints by a fixed vector carried rigidly by the segment the keypoint ends (the wrist's
+    own for the wrist), so that the layer poses the detector's keypoints instead of the joints.
+
     Args:
         hand: the model.
         vertex_ids: (E,) vertex indices to pose besides the joints, or None.
         dtype: floating dtype of the layer's buffers (None: the model's). The fitter uses
             float64: its forward-difference Jacobians need the precision.
+        keypoint_offsets: (21, 3) metres in the flat template's frame, OpenPose order, or None
+            (the joints themselves).
     """
 
-    def __init__(self, hand: HandModel, vertex_ids: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        hand: HandModel,
+        vertex_ids: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        keypoint_offsets: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         mano = hand.mano
         device = mano.v_template.device
@@ -450,10 +465,25 @@ class KeypointLayer(torch.nn.Module):
         self.register_buffer("joint_order", torch.tensor(remap, dtype=torch.long, device=device))
         self.num_tips = len(hand.tip_index)
         self.num_extra = len(chosen) - self.num_tips
+        # Each keypoint's segment: the rotation of its parent joint (tree-depth slot).
+        self.register_buffer("segment_slots", self.joint_order[torch.as_tensor(OPENPOSE_PARENTS, device=device)].clone())
+        self.keypoint_offsets: torch.Tensor | None
+        if keypoint_offsets is None:
+            self.keypoint_offsets = None
+        else:
+            offsets = torch.as_tensor(np.asarray(keypoint_offsets, dtype=np.float64), device=device)
+            if offsets.shape != (NUM_KEYPOINTS, 3) or not torch.isfinite(offsets).all():
+                raise ConfigError(f"keypoint_offsets must be ({NUM_KEYPOINTS}, 3) finite metres. Got shape {tuple(offsets.shape)}")
+            self.register_buffer("keypoint_offsets", cast(offsets).unsqueeze(-1))
 
     def forward(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
-        """(B, 21 + E, 3): the joints in OpenPose order, then the E chosen vertices, from
-        (B, 3), (B, 45), (B, 10), (B, 3)."""
+        """(B, 21 + E, 3): the keypoints (the joints, moved by ``keypoint_offsets`` if any) in
+        OpenPose order, then the E chosen vertices, from (B, 3), (B, 45), (B, 10), (B, 3)."""
+        return self.posed(global_orient, hand_pose, betas, transl)[0]
+
+    def posed(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor):
+        """:meth:`forward`'s points (B, 21 + E, 3), and the world rotation (B, 21, 3, 3) of each
+        keypoint's segment (what carries its offset)."""
         batch = global_orient.shape[0]
         full_pose = (torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean).view(batch, -1, 3)
         relative = rodrigues(full_pose)  # (B, 16, 3, 3), smplx's joint order
@@ -476,7 +506,10 @@ class KeypointLayer(torch.nn.Module):
         blended_shift = self.vertex_weights @ joint_shift
         vertices = (blended_rotation @ posed.unsqueeze(-1)).squeeze(-1) + blended_shift
         keypoints = torch.cat([world_position, vertices[:, : self.num_tips]], dim=1).index_select(1, self.joint_order)
-        return torch.cat([keypoints, vertices[:, self.num_tips :]], dim=1) + transl.unsqueeze(1)
+        segment_rotation = world_rotation.index_select(1, self.segment_slots)
+        if self.keypoint_offsets is not None:
+            keypoints = keypoints + (segment_rotation @ self.keypoint_offsets).squeeze(-1)
+        return torch.cat([keypoints, vertices[:, self.num_tips :]], dim=1) + transl.unsqueeze(1), segment_rotation
 
 
 def robust_cost(norm: torch.Tensor, kind: str, threshold: float) -> torch.Tensor:
@@ -586,9 +619,12 @@ class HandFitter:
         hand: the model; must use ``flat_hand_mean=True`` (poses relative to the flat hand, as
             FrameRecord and msg/HandMesh.msg store them).
         config: weights, noise levels, budgets.
+        keypoint_offsets: (21, 3) where the observed keypoints sit relative to the model's
+            joints (see :class:`KeypointLayer`), or None: the keypoints are the joints. The
+            result's mesh and joints are the model's own; its residuals are the keypoints'.
     """
 
-    def __init__(self, hand: HandModel, config: FitConfig | None = None) -> None:
+    def __init__(self, hand: HandModel, config: FitConfig | None = None, keypoint_offsets: np.ndarray | None = None) -> None:
         if not isinstance(hand, HandModel):
             raise ConfigError(f"hand must be a HandModel. Got {type(hand).__name__}")
         if not hand.flat_hand_mean:
@@ -602,7 +638,8 @@ class HandFitter:
         self.dtype = torch.float64
         self.result_dtype = hand.mano.v_template.dtype
         self.device = hand.mano.v_template.device
-        self.keypoint_layer = KeypointLayer(hand, dtype=self.dtype)
+        self.keypoint_offsets = None if keypoint_offsets is None else np.asarray(keypoint_offsets, dtype=np.float64)
+        self.keypoint_layer = KeypointLayer(hand, dtype=self.dtype, keypoint_offsets=self.keypoint_offsets)
         self.faces = torch.as_tensor(hand.faces, dtype=torch.long, device=self.device)
         self._build_pose_prior()
         self._build_joint_limits()
@@ -1094,14 +1131,15 @@ class HandFitter:
             latent, pose, betas, orient, transl = self._unpack(theta, transl_init)
             output = self.hand(orient, pose, betas, transl)
             loss = self._objective(theta, problem) if loss is None else loss
-            joints = output.joints.cpu().double().numpy()
+            keypoints = self.keypoint_layer(*(value.to(self.dtype) for value in (orient, pose, betas, transl)))
+            joints = keypoints.cpu().numpy()
             orient, pose, betas, transl = (value.to(self.result_dtype) for value in (orient, pose, betas, transl))
             residual_3d = np.full((batch, NUM_KEYPOINTS), np.nan)
             if targets.points_3d is not None:
                 residual_3d = np.where(weights_3d > 0, np.linalg.norm(joints - np.nan_to_num(targets.points_3d), axis=-1), np.nan)
             residual_2d = np.full((batch, NUM_KEYPOINTS), np.nan)
             if problem.obs2 is not None:
-                projected = self.project(output.joints.to(self.dtype), problem.intrinsics).cpu().double().numpy()
+                projected = self.project(keypoints, problem.intrinsics).cpu().double().numpy()
                 residual_2d = np.where(weights_2d > 0, np.linalg.norm(projected - np.nan_to_num(targets.points_2d), axis=-1), np.nan)
         return FitResult(
             params=FitParams(orient.clone(), pose.clone(), betas.clone(), transl.clone()),
@@ -1170,7 +1208,7 @@ class HandFitter:
                 generator = torch.Generator().manual_seed(0)
                 pick = torch.randperm(len(candidates), generator=generator)[: self.config.depth_max_vertices]
                 candidates = candidates[pick.sort().values.to(candidates.device)]
-            depth_layer = KeypointLayer(self.hand, candidates, dtype=self.dtype)
+            depth_layer = KeypointLayer(self.hand, candidates, dtype=self.dtype, keypoint_offsets=self.keypoint_offsets)
             visible = visible[:, candidates]
             visible_weight = visible.to(self.dtype) / visible.sum(1, keepdim=True).clamp(min=1)
             nearest = None

@@ -13,7 +13,9 @@ lifted to metric 3D with the aligned depth (robust window median, holes skipped,
 the hand dropped; :func:`~egopress_core.perception.depth.lift_keypoints`), and the hand model is
 fitted to the lifted 3D landmarks and the 2D landmarks together
 (:class:`~egopress_core.perception.estimators.KeypointFittingEstimator`), warm-started from the
-previous frame. Landmarks without a reading take their depth from MediaPipe's metric world
+previous frame. What is fitted to them is the model's landmarks: its joints moved by the
+offsets measured between them and MediaPipe's landmarks
+(:mod:`~egopress_core.perception.landmark_offsets`). Landmarks without a reading take their depth from MediaPipe's metric world
 landmarks anchored to those with one (at half weight: those depths are rough); with fewer than
 three readings the fit is 2D-only (depth from the model's size) at half confidence.
 
@@ -56,6 +58,7 @@ from egopress_core.errors import ConfigError, DataError
 from egopress_core.options import from_mapping
 from egopress_core.perception.depth import SOURCE_DEPTH, SOURCE_RELATIVE, sample_depth
 from egopress_core.perception.estimators import KeypointFittingEstimator
+from egopress_core.perception.landmark_offsets import load_keypoint_offsets
 from egopress_core.perception.types import NUM_KEYPOINTS, HandMeshEstimate, RGBDFrame
 
 RUNNING_MODES = ("video", "image")
@@ -90,6 +93,9 @@ class LandmarkerConfig:
             is re-detected instead of tracked, in [0, 1].
         bundle_path: the ``.task`` bundle; None: the one ``make setup`` builds
             (:data:`~egopress_core.assets.hand_landmarker.BUNDLE_PATH`).
+        landmark_offsets: fit the hand model's landmarks, where MediaPipe's were measured to
+            sit on it (:mod:`~egopress_core.perception.landmark_offsets`), to MediaPipe's;
+            False fits its joints to them (as before those were measured).
     """
 
     running_mode: str = "video"
@@ -99,6 +105,7 @@ class LandmarkerConfig:
     min_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     bundle_path: str | None = None
+    landmark_offsets: bool = True
 
     def __post_init__(self) -> None:
         if self.running_mode not in RUNNING_MODES:
@@ -112,6 +119,8 @@ class LandmarkerConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"LandmarkerConfig.{name} must be a number in [0, 1]. Got {value!r}")
             object.__setattr__(self, name, float(value))
+        if not isinstance(self.landmark_offsets, bool):
+            raise ConfigError(f"LandmarkerConfig.landmark_offsets must be true or false. Got {self.landmark_offsets!r}")
         if self.bundle_path is not None and not isinstance(self.bundle_path, (str, Path)):
             raise ConfigError(f"LandmarkerConfig.bundle_path must be a path or None. Got {self.bundle_path!r}")
 
@@ -222,6 +231,13 @@ class MediaPipeEstimator(KeypointFittingEstimator):
         self._last_timestamp_ms: int | None = None
         self.stage_times_s: dict[str, float] = {}
         self.last_landmarks: HandLandmarks | None = None
+
+    def _keypoint_offsets(self, hand) -> np.ndarray | None:
+        if not self.landmarker_config.landmark_offsets:
+            self.landmark_offsets_source = "off (landmarker.landmark_offsets: false): fitting the joints to MediaPipe's landmarks"
+            return None
+        offsets, self.landmark_offsets_source = load_keypoint_offsets(hand)
+        return offsets
 
     # -- the landmarkers --------------------------------------------------------------------
 
