@@ -17,7 +17,9 @@ Printed:
 - detection rate, mean vertex error of the fitted mesh (mm, mean and p90), and the landmarks'
   mean distance to the projected joints (px; MediaPipe's joints sit where a human hand's are,
   1-2 cm off this model's at the MCPs, so this is not zero even for perfect landmarks);
-- the same for other fit budgets (``--compare``);
+- the same for other fit budgets, detection in every frame, and the fit to the model's joints
+  instead of its measured landmarks (``--compare``; see
+  :mod:`egopress_core.perception.landmark_offsets`);
 - "Handedness": the label the model gives rendered right and left hands seen from the back
   (egocentric) and from the palm side, at several distances and rolls; the decision in
   ``egopress_core/assets/hand_landmarker/__init__.py`` rests on it.
@@ -155,6 +157,7 @@ def main() -> None:
             ("fit warm budget 10 iterations", {"fit": {"warm_iterations": 10}}),
             ("fit warm budget 2 iterations", {"fit": {"warm_iterations": 2}}),
             ("detection in every frame (image mode)", {"landmarker": {"running_mode": "image"}}),
+            ("fitting the joints (no landmark offsets)", {"landmarker": {"landmark_offsets": False}}),
         ]
     for name, options in configurations:
         estimator = build_estimator("mediapipe", hand_model=hand, **options)

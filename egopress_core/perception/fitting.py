@@ -479,11 +479,14 @@ class KeypointLayer(torch.nn.Module):
     def forward(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
         """(B, 21 + E, 3): the keypoints (the joints, moved by ``keypoint_offsets`` if any) in
         OpenPose order, then the E chosen vertices, from (B, 3), (B, 45), (B, 10), (B, 3)."""
-        return self.posed(global_orient, hand_pose, betas, transl)[0]
+        return self._pose(global_orient, hand_pose, betas, transl, self.keypoint_offsets is not None)[0]
 
     def posed(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor):
         """:meth:`forward`'s points (B, 21 + E, 3), and the world rotation (B, 21, 3, 3) of each
         keypoint's segment (what carries its offset)."""
+        return self._pose(global_orient, hand_pose, betas, transl, True)
+
+    def _pose(self, global_orient, hand_pose, betas, transl, segments: bool):
         batch = global_orient.shape[0]
         full_pose = (torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean).view(batch, -1, 3)
         relative = rodrigues(full_pose)  # (B, 16, 3, 3), smplx's joint order
@@ -506,7 +509,7 @@ class KeypointLayer(torch.nn.Module):
         blended_shift = self.vertex_weights @ joint_shift
         vertices = (blended_rotation @ posed.unsqueeze(-1)).squeeze(-1) + blended_shift
         keypoints = torch.cat([world_position, vertices[:, : self.num_tips]], dim=1).index_select(1, self.joint_order)
-        segment_rotation = world_rotation.index_select(1, self.segment_slots)
+        segment_rotation = world_rotation.index_select(1, self.segment_slots) if segments else None
         if self.keypoint_offsets is not None:
             keypoints = keypoints + (segment_rotation @ self.keypoint_offsets).squeeze(-1)
         return torch.cat([keypoints, vertices[:, self.num_tips :]], dim=1) + transl.unsqueeze(1), segment_rotation
