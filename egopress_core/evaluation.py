@@ -127,7 +127,9 @@ def evaluate(
         sequence_metrics.update(scored["pred"], scored["gt"], **arguments)
         pooled.update(scored["pred"], scored["gt"], **arguments)
         per_sequence[sequence.name] = _json_ready(sequence_metrics.compute())
-        factors = sequence_factors(source, batch["joints"][0].numpy()[valid], int(np.flatnonzero(valid)[0]))
+        scored_frames = np.flatnonzero(valid)
+        touching = scored_frames[(truth[valid] >= options.contact.contact_threshold_kpa).reshape(len(scored_frames), -1).any(axis=1)]
+        factors = sequence_factors(source, batch["joints"][0].numpy()[valid], int(scored_frames[0]), touching)
         per_sequence[sequence.name]["factors"] = factors
         figure_rows.append({"name": sequence.name, "pred": scored["pred"], "gt": scored["gt"], "vertices": vertices,
                             "pred_vertex": vertex["pred"], "gt_vertex": vertex["gt"],

@@ -12,7 +12,13 @@
   image size together;
 - ``image_width_px``: the camera image's width;
 - ``skin_luminance``: relative luminance of the hand's base skin colour, where the source
-  records it (synthetic data).
+  records it (synthetic data);
+- ``contact_visible_share``: how much of the true contact the camera sees: the pressure-weighted
+  share of pressed vertices whose depth matches the depth image at their pixel (within
+  :data:`VISIBLE_TOLERANCE_M`), over up to :data:`VISIBILITY_FRAMES` frames with contact spread
+  over the scored ones; low where fingertips press behind the knuckles, as a head camera behind
+  the hand sees many presses. Sequences without contact (or without ground-truth vertices and
+  pressure) have no value.
 
 Sequences are then split into :data:`FACTOR_BINS` groups of about equal size by each factor's
 value, and each group's frames are pooled into the usual metrics, so a model that loses quality
@@ -34,17 +40,23 @@ WRIST, MIDDLE_KNUCKLE = 0, 9
 # The normal of the surface in the extrinsics' world frame (the pad is z = 0; its sign differs
 # between sources, so only the angle's size is used).
 SURFACE_NORMAL = np.array([0.0, 0.0, 1.0])
+# A pressed vertex counts as seen when the depth image at its pixel is this close to its depth.
+VISIBLE_TOLERANCE_M = 0.006
+# Frames with contact read per sequence for contact_visible_share (evenly spread).
+VISIBILITY_FRAMES = 12
 # Metrics shown per group.
 GROUP_METRICS = ("volumetric_iou", "contact_iou", "mae_kpa", "force_mae_n", "temporal_accuracy")
 
 
-def sequence_factors(sequence, joints: np.ndarray, first_scored: int) -> dict[str, float]:
+def sequence_factors(sequence, joints: np.ndarray, first_scored: int, contact_frames=None) -> dict[str, float]:
     """The factors of one sequence.
 
     Args:
         sequence: the data-set sequence as it was read (its own frames, meta and extrinsics).
         joints: (n, 21, 3) joints of the scored frames, metres, camera frame.
         first_scored: index of the first scored frame (its record gives the camera).
+        contact_frames: indices (into ``sequence``) of scored frames with true contact, for
+            ``contact_visible_share``; None leaves that factor out.
     """
     record = sequence.frame(first_scored)
     distance = float(np.median(np.linalg.norm(joints.mean(axis=1), axis=-1)))
@@ -61,7 +73,42 @@ def sequence_factors(sequence, joints: np.ndarray, first_scored: int) -> dict[st
     skin = (getattr(sequence, "meta", None) or {}).get("skin_rgb")
     if skin is not None:
         factors["skin_luminance"] = float(np.dot([0.2126, 0.7152, 0.0722], np.asarray(skin, dtype=np.float64)))
+    if contact_frames is not None and len(contact_frames):
+        share = contact_visible_share(sequence, contact_frames)
+        if share is not None:
+            factors["contact_visible_share"] = share
     return factors
+
+
+def contact_visible_share(sequence, frames) -> float | None:
+    """Pressure-weighted share of the pressed ground-truth vertices the depth image shows
+    (module docstring), over up to :data:`VISIBILITY_FRAMES` of ``frames`` (indices of frames
+    with contact); None without ground-truth vertices, pressure or depth."""
+    frames = np.asarray(frames)
+    picked = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), VISIBILITY_FRAMES)).round().astype(int))]
+    seen = total = 0.0
+    for index in picked:
+        record = sequence.frame(int(index))
+        if record.vertices is None or record.vertex_pressure_kpa is None or record.depth_m is None:
+            return None
+        pressure = np.asarray(record.vertex_pressure_kpa, dtype=np.float64)
+        pressed = pressure > 0
+        if not pressed.any():
+            continue
+        points = np.asarray(record.vertices, dtype=np.float64)[pressed]
+        weights = pressure[pressed]
+        depth = np.asarray(record.depth_m, dtype=np.float64)
+        intrinsics = np.asarray(record.intrinsics, dtype=np.float64)
+        z = np.clip(points[:, 2], 1e-6, None)
+        u = np.round(intrinsics[0, 0] * points[:, 0] / z + intrinsics[0, 2]).astype(int)
+        v = np.round(intrinsics[1, 1] * points[:, 1] / z + intrinsics[1, 2]).astype(int)
+        inside = (u >= 0) & (u < depth.shape[1]) & (v >= 0) & (v < depth.shape[0])
+        reading = np.zeros_like(z)
+        reading[inside] = depth[v[inside], u[inside]]
+        visible = inside & (reading > 0) & (np.abs(reading - points[:, 2]) <= VISIBLE_TOLERANCE_M)
+        seen += float(weights[visible].sum())
+        total += float(weights.sum())
+    return seen / total if total > 0 else None
 
 
 def factor_breakdown(rows: list[dict[str, Any]], contact_threshold_kpa: float) -> dict[str, list[dict[str, Any]]]:

@@ -29,7 +29,9 @@ def register(subparsers) -> None:
         action="append",
         help="image size; repeat to sample among several (default: 256x256, 240x320, 288x288)",
     )
-    parser.add_argument("--gestures", nargs="+", help="gestures to cycle through (default: all)")
+    parser.add_argument("--gestures", nargs="+",
+                        help="gestures to cycle through (default: the default mix); 'weak' stands for the weak-evidence "
+                             "gestures, 'all' for every gesture; an unknown name lists them")
     parser.add_argument("--hand-model", help="MANO-format .pkl (default: the bundled hand)")
     parser.add_argument("--preview", action="store_true", help="also write a contact sheet PNG per sequence to OUT/previews/")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -37,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from egopress_core.data.synthetic.generator import GESTURES, IMAGE_SIZES, SynthConfig, generate_dataset
+    from egopress_core.data.synthetic.generator import GESTURES, IMAGE_SIZES, SynthConfig, expand_gestures, generate_dataset
 
     config = SynthConfig(
         sequences=args.sequences,
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_sizes=tuple(tuple(size) for size in args.image_size) if args.image_size else IMAGE_SIZES,
         uv_resolution=args.uv_resolution,
-        gestures=tuple(args.gestures) if args.gestures else GESTURES,
+        gestures=expand_gestures(args.gestures) if args.gestures else GESTURES,
         hand_model_path=args.hand_model,
     )
     root = generate_dataset(config, args.out, workers=args.workers, progress=not args.no_progress)

@@ -57,3 +57,39 @@ def test_breakdown_pools_each_third_of_the_sequences():
     assert groups[0]["range"] == pytest.approx([0.3, 0.35]) and groups[2]["range"] == pytest.approx([0.5, 0.55])
     assert [g["volumetric_iou"] for g in groups] == pytest.approx([1.0, 0.75, 0.5])
     assert groups[2]["force_mae_n"] == pytest.approx(2.0)
+
+
+class PressedPatch:
+    """Frames of four pressed vertices 0.5 m in front of the camera; the depth image shows them
+    (the first two frames) or an occluder 5 cm nearer over the last two vertices' pixels."""
+
+    meta = {}
+
+    def __init__(self):
+        intrinsics = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+        vertices = np.array([[0.0, 0.0, 0.5], [0.05, 0.0, 0.5], [0.0, 0.05, 0.5], [0.05, 0.05, 0.5], [0.1, 0.1, 0.5]])
+        pressure = np.array([1.0, 1.0, 2.0, 2.0, 0.0])  # the last vertex does not press
+        self.records = []
+        for index in range(4):
+            depth = np.full((48, 64), 0.5)
+            if index >= 2:
+                depth[34, 42] = 0.45  # the occluder over vertex 3 (u 42, v 34)...
+                depth[34, 32] = 0.45  # ...and over vertex 2
+            self.records.append(FrameRecord(
+                sequence="s", index=index, timestamp_s=index / 30, rgb=np.zeros((48, 64, 3), np.uint8), depth_m=depth,
+                intrinsics=intrinsics, hand_side="right", has_annotation=True, mano=None, vertices=vertices, joints=None,
+                uv_pressure_kpa=None, vertex_pressure_kpa=pressure))  # fmt: skip
+
+    def frame(self, index):
+        return self.records[index]
+
+
+def test_contact_visible_share_weighs_what_the_depth_image_shows():
+    joints = np.full((4, 21, 3), 0.5)
+    sequence = PressedPatch()
+    share = lambda frames: sequence_factors(sequence, joints, 0, frames)["contact_visible_share"]  # noqa: E731
+    assert share([0, 1]) == pytest.approx(1.0)
+    assert share([2, 3]) == pytest.approx(2.0 / 6.0)  # the hidden vertices carry 4 of the 6 kPa
+    assert share([0, 1, 2, 3]) == pytest.approx(8.0 / 12.0)
+    assert "contact_visible_share" not in sequence_factors(sequence, joints, 0)  # no contact frames given
+    assert "contact_visible_share" not in sequence_factors(OneFrame(None), joints[:1], 0, [0])  # no ground truth

@@ -179,3 +179,13 @@ def test_parallel_workers_give_the_same_data(dataset_root, tmp_path):
     for name in ("seq_00000", "seq_00001"):
         for array in ("rgb", "uv_pressure_kpa", "vertices"):
             assert np.array_equal(np.load(tmp_path / name / f"{array}.npy"), np.load(dataset_root / name / f"{array}.npy"))
+
+
+def test_synth_command_takes_gesture_groups(tmp_path):
+    from egopress_core.cli.main import main
+    from egopress_core.data.synthetic.generator import WEAK_EVIDENCE_GESTURES
+
+    out = tmp_path / "weak"
+    assert main(["synth", "--out", str(out), "--sequences", str(len(WEAK_EVIDENCE_GESTURES)), "--frames", "2",
+                 "--image-size", "48", "48", "--uv-resolution", "16", "--gestures", "weak", "--no-progress"]) == 0
+    assert tuple(s.meta["gesture"] for s in SyntheticDataset(out).sequences()) == WEAK_EVIDENCE_GESTURES

@@ -8,8 +8,8 @@ import torch
 
 from egopress_core.data.synthetic.camera import project
 from egopress_core.data.synthetic.forearm import Forearm
-from egopress_core.data.synthetic.generator import GESTURES, SynthConfig, generate_sequence, hand_and_atlas
-from egopress_core.data.synthetic.gestures import HandPoser, sample_gesture
+from egopress_core.data.synthetic.generator import GESTURES, SynthConfig, expand_gestures, generate_sequence, hand_and_atlas
+from egopress_core.data.synthetic.gestures import ALL_GESTURES, WEAK_EVIDENCE_GESTURES, HandPoser, sample_gesture
 from egopress_core.data.synthetic.render import (
     TABLE_KINDS,
     Appearance,
@@ -19,6 +19,7 @@ from egopress_core.data.synthetic.render import (
     render_rgbd,
     vertex_normals,
 )
+from egopress_core.errors import ConfigError
 from egopress_core.hand.skeleton import OPENPOSE_FINGER_JOINTS
 
 # Framing is resolution-independent: a quarter of the RealSense image keeps the test fast.
@@ -272,3 +273,44 @@ def test_mediapipe_finds_the_hand_in_most_default_sample_bag_frames():
     found = _right_hand_found([(arrays["rgb"][i], arrays["depth_mm"][i], arrays["intrinsics"], arrays["vertices"][i])
                                for i in range(len(arrays["rgb"]))])  # fmt: skip
     assert sum(error is not None for error in found) >= 0.8 * len(found)
+
+
+def _finger_carrying_the_force(arrays, frame):
+    vertices, joints = arrays["vertices"][frame], arrays["joints"][frame]
+    nearest = np.argmin(np.linalg.norm(vertices[:, None] - joints[None], axis=2), axis=1)
+    pressure = arrays["vertex_pressure_kpa"][frame]
+    by_finger = {finger: pressure[np.isin(nearest, chain[1:])].sum() for finger, chain in OPENPOSE_FINGER_JOINTS.items()}
+    return max(by_finger, key=by_finger.get)
+
+
+def _weak(gesture, seed, frames=32):
+    config = SynthConfig(sequences=1, frames=frames, image_sizes=((48, 48),), seed=seed, gestures=(gesture,), uv_resolution=48)
+    return generate_sequence(config, 0)[0]
+
+
+def test_weak_evidence_gestures_are_what_they_say():
+    assert set(WEAK_EVIDENCE_GESTURES).isdisjoint(GESTURES) and ALL_GESTURES == GESTURES + WEAK_EVIDENCE_GESTURES
+    assert expand_gestures(["drag", "weak", "sliding_press"]) == ("drag", *WEAK_EVIDENCE_GESTURES)
+    with pytest.raises(ConfigError, match="near_hover"):  # the refusal lists every gesture
+        SynthConfig(sequences=1, gestures=("hidden",))
+    for seed in range(2):
+        # Slow presses: gradual onsets to a low peak, on the index finger.
+        slow, single = _weak("slow_press", seed), _weak("single_press", seed)
+        touching = np.flatnonzero(slow["force_n"] > 0)
+        onset = int(np.argmax(slow["force_n"] >= 0.9 * slow["force_n"].max())) - touching[0]
+        assert onset >= 0.3 * len(touching) and slow["force_n"].max() < 2.0
+        assert _finger_carrying_the_force(slow, int(np.argmax(slow["force_n"]))) == "index"
+        # Near hovers: never touching, the hand's lowest point 1-4 mm above the pad (+z is into it).
+        near = _weak("near_hover", seed)
+        assert (near["force_n"] == 0).all() and (near["vertex_pressure_kpa"] == 0).all()
+        rotation, translation = near["camera_from_world"][:, :3, :3], near["camera_from_world"][:, :3, 3]
+        world = np.einsum("tvi,tij->tvj", near["vertices"].astype(np.float64) - translation[:, None], rotation)
+        gap_mm = -world[..., 2].max(axis=1) * 1000.0
+        assert gap_mm.min() > 0.5 and gap_mm.max() < 4.5, gap_mm
+        # Sliding presses: the contact moves 4 cm or more while the index presses.
+        sliding = _weak("sliding_press", seed)
+        contact = np.flatnonzero(sliding["force_n"] > 0.05)
+        centres = np.stack([(sliding["vertices"][t] * sliding["vertex_pressure_kpa"][t][:, None]).sum(0)
+                            / sliding["vertex_pressure_kpa"][t].sum() for t in contact])  # fmt: skip
+        assert np.linalg.norm(centres[-1] - centres[0]) > 0.04
+        assert _finger_carrying_the_force(sliding, int(np.argmax(sliding["force_n"]))) == "index"

@@ -39,7 +39,9 @@ from egopress_core.data.records import HAND_LEFT, HAND_RIGHT
 from egopress_core.data.synthetic import contact, storage
 from egopress_core.data.synthetic.camera import sample_camera_rig
 from egopress_core.data.synthetic.gestures import (
+    ALL_GESTURES,
     GESTURES,
+    WEAK_EVIDENCE_GESTURES,
     HandPoser,
     orientation_to_axis_angle,
     sample_gesture,
@@ -58,6 +60,21 @@ PAD_PITCH_M = 0.00125
 MIN_CURVATURE_RADIUS_M = 0.004
 MAX_CURVATURE_RADIUS_M = 0.06
 IMAGE_SIZES = ((256, 256), (240, 320), (288, 288))
+
+
+# Names that stand for a group of gestures where a list of gestures is given by name.
+GESTURE_GROUPS = {"default": GESTURES, "weak": WEAK_EVIDENCE_GESTURES, "all": ALL_GESTURES}
+
+
+def expand_gestures(names) -> tuple[str, ...]:
+    """Gesture names with the :data:`GESTURE_GROUPS` names replaced by their gestures, in order,
+    each once (unknown names are left for :class:`SynthConfig` to refuse)."""
+    expanded: list[str] = []
+    for name in names:
+        for gesture in GESTURE_GROUPS.get(name, (name,)):
+            if gesture not in expanded:
+                expanded.append(gesture)
+    return tuple(expanded)
 
 
 @dataclass(frozen=True)
@@ -83,9 +100,9 @@ class SynthConfig:
             raise ConfigError(f"frames must be >= 2. Got {self.frames}")
         if self.uv_resolution < 16:
             raise ConfigError(f"uv_resolution must be >= 16. Got {self.uv_resolution}")
-        unknown = [g for g in self.gestures if g not in GESTURES]
+        unknown = [g for g in self.gestures if g not in ALL_GESTURES]
         if unknown or not self.gestures:
-            raise ConfigError(f"gestures must be a non-empty subset of {GESTURES}. Got {self.gestures}")
+            raise ConfigError(f"gestures must be a non-empty subset of {ALL_GESTURES}. Got {self.gestures}")
         if self.hand_side not in (HAND_RIGHT, HAND_LEFT):
             raise ConfigError(f"hand_side must be one of ('right', 'left'). Got {self.hand_side!r}")
         for size in self.image_sizes:

@@ -26,12 +26,17 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def press_profile(
-    rng: np.random.Generator, num_frames: int, peak_force_n: float, presses: int = 1
+    rng: np.random.Generator,
+    num_frames: int,
+    peak_force_n: float,
+    presses: int = 1,
+    ramp_fraction: tuple[float, float] = (0.2, 0.4),
 ) -> ContactProfile:
     """Approach, ``presses`` press-hold-release cycles, and lift-off, with a wobbly hold.
 
     The pressing phases fill the middle of the sequence; each press ramps smoothly up to a
-    peak drawn around ``peak_force_n``, holds with slow variations, and ramps down.
+    peak drawn around ``peak_force_n``, holds with slow variations, and ramps down. Each ramp
+    takes a share of its press's span drawn from ``ramp_fraction`` (up to 0.5: no hold).
     """
     times = np.arange(num_frames, dtype=np.float64)
     force = np.zeros(num_frames)
@@ -43,7 +48,7 @@ def press_profile(
         gap_between = 0.15 * span if presses > 1 else 0.0
         start, end = start + gap_between / 2, end - gap_between / 2
         span = end - start
-        ramp = rng.uniform(0.2, 0.4) * span
+        ramp = rng.uniform(*ramp_fraction) * span
         peak = peak_force_n * rng.uniform(0.6, 1.2)
         envelope = _smoothstep((times - start) / ramp) * _smoothstep((end - times) / ramp)
         wobble = 1.0 + 0.15 * np.sin(2 * np.pi * times / rng.uniform(10, 30) + rng.uniform(0, 6.3))
@@ -62,9 +67,14 @@ def press_profile(
     return ContactProfile(force_n=force, gap_m=gap, description=f"{presses} press(es), peak {peak_force_n:.2f} N")
 
 
-def hover_profile(rng: np.random.Generator, num_frames: int) -> ContactProfile:
-    """No contact: the hand drifts 5-50 mm above the pad, sometimes coming close."""
+def hover_profile(rng: np.random.Generator, num_frames: int, gap_m: tuple[float, float] | None = None) -> ContactProfile:
+    """No contact. By default the hand drifts 5-50 mm above the pad, sometimes coming close;
+    with ``gap_m`` (low, high) it stays between those heights (metres), drifting slowly."""
     times = np.arange(num_frames)
+    if gap_m is not None:
+        low, high = gap_m
+        gap = low + (high - low) * 0.5 * (1.0 + np.sin(2 * np.pi * times / rng.uniform(20, 60) + rng.uniform(0, 6.3)))
+        return ContactProfile(force_n=np.zeros(num_frames), gap_m=gap, description=f"hover {low * 1000:.0f}-{high * 1000:.0f} mm, no contact")
     base = rng.uniform(0.008, 0.03)
     gap = base + 0.6 * base * np.sin(2 * np.pi * times / rng.uniform(20, 60) + rng.uniform(0, 6.3))
     return ContactProfile(

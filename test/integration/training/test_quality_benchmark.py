@@ -23,8 +23,8 @@ def _load_benchmark():
 
 quality = _load_benchmark()
 SMALL = ["--quick", "--train-steps", "2", "--variants", "full,no_depth,baseline", "--train-sequences", "2",
-         "--train-frames", "8", "--eval-sequences", "2", "--eval-frames", "8", "--steps", "2", "--threads", "1",
-         "--no-progress"]
+         "--train-frames", "8", "--eval-sequences", "2", "--eval-frames", "8", "--eval-gestures", "drag", "weak",
+         "--steps", "2", "--threads", "1", "--no-progress"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -58,6 +58,11 @@ def test_quick_run_writes_the_comparison(benchmark, capsys):
     assert json.loads((benchmark / "eval" / "full.json").read_text())["hands"] == "perturbed"
     # Held-out data: generated with its own seed, distinct from the training data's.
     assert summary["heldout"]["seed"] == 5000 and summary["heldout"]["sequences"] == 2
+    # Its gestures as asked ('weak' names the weak-evidence ones), compared per group.
+    assert summary["heldout"]["gestures"] == {"seq_00000": "drag", "seq_00001": "slow_press"}
+    groups = summary["comparison"]["by_gesture_group"]
+    assert {name: entry["gestures"] for name, entry in groups.items()} == {
+        "default gestures": ["drag"], "weak-evidence gestures": ["slow_press"]}
     assert quality.synthetic_seed(summary["train_data"][0]) == 1
     comparison = summary["comparison"]
     assert "volumetric_iou_ratio_vs_baseline" in comparison and "no_depth" in comparison["relative_to_full"]
@@ -66,6 +71,7 @@ def test_quick_run_writes_the_comparison(benchmark, capsys):
     table = (benchmark / "quality.md").read_text()
     assert "| `full` | EgoPressDiff |" in table and "| `baseline` |" in table and "--quick smoke run" in table
     assert "Vol IoU(EgoPressDiff) / Vol IoU(baseline)" in table and "hand meshes: perturbed" in table
+    assert "- weak-evidence gestures (1 sequences: slow_press): per-sequence Vol IoU" in table
 
 
 def test_rerun_reuses_runs_and_scores(benchmark, capsys):
@@ -123,6 +129,19 @@ def test_ratio_bootstrap_brackets_the_ratio_of_means():
     low, high = quality.ratio_bootstrap(noisy, reference)["ci95"]
     assert low < quality.ratio_bootstrap(noisy, reference)["ratio_of_means"] < high and high - low > 0.05
     assert quality.ratio_bootstrap(dict(list(better.items())[:3]), reference) is None  # too few sequences
+
+
+def test_comparison_per_gesture_group():
+    per_sequence = lambda values: {f"s{i}": {"volumetric_iou": v} for i, v in enumerate(values)}  # noqa: E731
+    metrics = {"volumetric_iou": 0.5, "contact_iou": 0.5, "mae_kpa": 0.1, "temporal_accuracy": 0.9}
+    results = {"full": {"metrics": metrics, "per_sequence": per_sequence([0.6] * 5 + [0.4] * 5)},
+               "baseline": {"metrics": metrics, "per_sequence": per_sequence([0.5] * 5 + [0.5] * 5)}}
+    gestures = {f"s{i}": "drag" if i < 5 else "near_hover" for i in range(10)}
+    groups = quality.compare(results, gestures)["by_gesture_group"]
+    assert groups["default gestures"]["ratio_of_means"] == pytest.approx(1.2)
+    assert groups["weak-evidence gestures"]["ratio_of_means"] == pytest.approx(0.8)
+    assert groups["weak-evidence gestures"]["ratio_bootstrap"]["ci95"] == pytest.approx([0.8, 0.8])
+    assert "by_gesture_group" not in quality.compare(results)  # no gestures known (other data)
 
 
 def test_paired_bootstrap_detects_a_consistent_drop():
