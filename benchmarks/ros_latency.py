@@ -3,6 +3,7 @@
     . scripts/env.sh
     python benchmarks/ros_latency.py --quick --out benchmarks/results/cpu_DATE_ros_live.json
     python benchmarks/ros_latency.py --live-sequences 3 --live-frames 150   # the full bench's size
+    python benchmarks/ros_latency.py --quick --backend mediapipe   # the camera-only path on both sides
 
 1. Library: `egopress bench --live` (:func:`egopress_core.bench.live.run_live_benchmark`) on the
    held-out sequences, in this process: frames added at 30 Hz wall clock with their annotated hand
@@ -20,9 +21,12 @@
    rate, latency p50 / p95, window restarts, frames without an estimate, Vol IoU against the
    offline pipeline on the same frames) side by side, with the ratio ROS / library.
 
-What differs, by design: the ROS chain fits its hand meshes from keypoints (the library uses the
-annotation's), it decodes and encodes messages, and on this machine its two nodes and this player
-share the same two cores that the library run has to itself.
+What differs, by design: with ``--backend keypoints`` (the default) the ROS chain fits its hand
+meshes from keypoints while the library uses the annotation's; with ``--backend mediapipe`` both
+run the camera-only path (the hand-mesh node on the colour and depth topics; the library with
+``--live-hands estimated``, the hand stage in its camera thread), so both carry the same hand
+stage and are scored against the offline estimate on that path's meshes. The ROS chain also
+decodes and encodes messages, and its two nodes and this player share the machine's cores.
 
 Prints a table and writes JSON (``--out``). The figures depend on the machine and its load.
 """
@@ -127,12 +131,13 @@ def camera_messages(record, stamp_ns: int) -> dict:
             "color": messages.image(RCLPY, record.rgb, "rgb8", header)}
 
 
-def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir: Path, env: dict) -> dict:
+def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir: Path, env: dict,
+                backend: str = "keypoints") -> dict:
     import yaml
 
     common = {"torch_threads": threads or 0, "diagnostics_period_s": 0.5}
     parameters = {
-        "/**/hand_mesh_node": {"ros__parameters": {**common, "backend": "keypoints"}},
+        "/**/hand_mesh_node": {"ros__parameters": {**common, "backend": backend}},
         "/**/pressure_node": {"ros__parameters": {
             **common, "checkpoint": checkpoint, "scheduler": sampling.scheduler,
             "num_inference_steps": sampling.num_inference_steps,
@@ -183,7 +188,7 @@ def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: 
             "maps": {stamps.index(stamp): player.maps[stamp] for stamp in received}}
 
 
-def run_ros(options, live, workdir: Path, progress: bool) -> tuple[dict, dict]:
+def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoints") -> tuple[dict, dict]:
     """(the ``live`` section of the ROS run, the nodes' last /diagnostics values)."""
     import rclpy
     from tqdm.auto import tqdm
@@ -197,7 +202,7 @@ def run_ros(options, live, workdir: Path, progress: bool) -> tuple[dict, dict]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     namespace = f"/egopress_live_{uuid.uuid4().hex[:8]}"
-    processes = start_nodes(namespace, options.checkpoint, live.sampling, options.threads, workdir, env)
+    processes = start_nodes(namespace, options.checkpoint, live.sampling, options.threads, workdir, env, backend)
     rclpy.init()
     try:
         player = Player(namespace)
@@ -222,6 +227,11 @@ def run_ros(options, live, workdir: Path, progress: bool) -> tuple[dict, dict]:
                 process.kill()
         rclpy.try_shutdown()
     pipeline, _, _ = load_pipeline(options, resolve_device(options.device))
+    if backend == "mediapipe":
+        # Scored against the offline estimate on the camera-only path's meshes, as the library's.
+        from egopress_core.data.hands import with_hands
+
+        sequences = [with_hands(sequence, "estimated") for sequence in sequences]
     return live_section(pipeline, sequences, played, live), diagnostics
 
 
@@ -238,13 +248,16 @@ def main() -> int:
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of each process (default: torch's own, as the nodes' torch_threads: 0)")
+    parser.add_argument("--backend", choices=("keypoints", "mediapipe"), default="keypoints",
+                        help="the hand-mesh node's backend; mediapipe runs the library with --live-hands estimated")
     parser.add_argument("--skip-library", action="store_true", help="only the ROS run")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
     live = quick_live_options() if args.quick else LiveBenchOptions()
-    changes = {"sequences": args.live_sequences, "frames": args.live_frames}
+    changes = {"sequences": args.live_sequences, "frames": args.live_frames,
+               "hands": "estimated" if args.backend == "mediapipe" else None}
     live = dataclasses.replace(live, **{key: value for key, value in changes.items() if value is not None})
     with tempfile.TemporaryDirectory(prefix="egopress_ros_live_") as scratch:
         workdir = Path(scratch)
@@ -254,13 +267,13 @@ def main() -> int:
         if not args.skip_library:
             library = run_live_benchmark(options, live, progress=not args.no_progress)
             print("library (egopress bench --live):\n" + format_live(library["live"]))
-        ros, diagnostics = run_ros(options, live, workdir, progress=not args.no_progress)
+        ros, diagnostics = run_ros(options, live, workdir, progress=not args.no_progress, backend=args.backend)
     print("ROS (hand_mesh_node + pressure_node):\n" + format_live(ros))
     report = {
         "benchmark": "benchmarks/ros_latency.py",
         "machine": library["machine"] if library else {"cpu_count": os.cpu_count()},
         "load_average_end": os.getloadavg(),
-        "checkpoint": args.checkpoint, "threads": args.threads,
+        "checkpoint": args.checkpoint, "threads": args.threads, "backend": args.backend,
         "library": None if library is None else library["live"], "ros": ros,
         "ros_over_library": {} if library is None else {
             key: (None if not library["live"][key] or ros[key] is None else ros[key] / library["live"][key])

@@ -2,13 +2,18 @@
 
 The pipeline is warmed up first (:func:`warm_up`, untimed), as a running node is.
 
-A player thread adds each frame (with its hand mesh from the annotation) at its wall-clock time,
-``1 / camera_fps`` apart, as a camera driver would; the main thread runs the model whenever it is
-free (:meth:`~egopress_core.stream.PressureStream.step`) and collects every estimate. Measured:
-the camera rate achieved, frames with pressure per second, the latency from a frame's arrival to
-its estimate, window restarts, frames that left the window before a pass reached them, and the
-Volumetric IoU of the streamed estimates over the offline pipeline's (context both ways) on the
-same frames, both against ground truth.
+A player thread takes each frame at its wall-clock time, ``1 / camera_fps`` apart, as a camera
+driver would, and adds it with its hand mesh (:attr:`LiveBenchOptions.hands`): the annotation's,
+the annotation's displaced as a fit is (``perturbed``), or the camera-only path's (``estimated``:
+the hand stage runs in the camera thread on each frame, as the hand-mesh node does; when it falls
+behind, the frames whose time passed meanwhile are dropped, latest only, and a frame where it
+finds no hand is not added). The main thread runs the model whenever it is free
+(:meth:`~egopress_core.stream.PressureStream.step`) and collects every estimate. Measured: the
+camera rate, frames with pressure per second, the latency from a frame's capture to its
+estimate, window restarts, frames that left the window before a pass reached them, frames the
+hand stage dropped or found no hand in, and the Volumetric IoU of the streamed estimates over the
+offline pipeline's (context both ways, the same kind of hand meshes) on the same frames, both
+against ground truth.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from egopress_core.data.hands import HAND_SOURCES, with_hands
 from egopress_core.errors import ConfigError
 from egopress_core.options import LIVE_SAMPLING, SamplingOptions
 
@@ -33,12 +39,15 @@ class LiveBenchOptions:
         sequences: held-out sequences played one after another (a new stream each).
         frames: frames played per sequence.
         sampling: the stream's sampler (default: the pressure node's, :data:`LIVE_SAMPLING`).
+        hands: the hand meshes added with the frames, one of
+            :data:`~egopress_core.data.hands.HAND_SOURCES` (module docstring).
     """
 
     camera_fps: float = 30.0
     sequences: int = 3
     frames: int = 150
     sampling: SamplingOptions = LIVE_SAMPLING
+    hands: str = "annotated"
 
     def __post_init__(self) -> None:
         if isinstance(self.camera_fps, bool) or not isinstance(self.camera_fps, (int, float)) or not 0 < self.camera_fps <= 1000:
@@ -47,6 +56,8 @@ class LiveBenchOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"LiveBenchOptions.{name} must be an integer >= 1. Got {value!r}")
+        if self.hands not in HAND_SOURCES:
+            raise ConfigError(f"LiveBenchOptions.hands must be one of {HAND_SOURCES}. Got {self.hands!r}")
 
 
 def quick_live_options() -> LiveBenchOptions:
@@ -54,16 +65,52 @@ def quick_live_options() -> LiveBenchOptions:
     return LiveBenchOptions(sequences=1, frames=120)
 
 
-def _play(stream, records: list, camera_fps: float, arrivals: dict[float, float], done: threading.Event) -> None:
+@dataclass
+class _Played:
+    """What the camera thread did with one sequence's frames."""
+
+    captured: dict[float, float]  # stamp -> capture time (perf_counter) of every frame added
+    taken_at: list[float]  # when the camera thread took each frame it did not drop
+    added: int = 0
+    dropped: int = 0  # frames whose time passed while the hand stage ran
+    without_hand: int = 0  # frames the hand stage found no hand in
+    hand_stage_s: list[float] | None = None
+
+
+def _play(stream, records: list, camera_fps: float, played: _Played, done: threading.Event, estimator=None) -> None:
+    from egopress_core.perception import RGBDFrame
+
     started = time.perf_counter()
-    for number, record in enumerate(records):
-        delay = started + number / camera_fps - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        stamp = number / camera_fps
-        arrivals[stamp] = time.perf_counter()
-        stream.add(record.rgb, record.depth_m, record.intrinsics, stamp, record.vertices, record.joints)
-    done.set()
+    number = 0
+    try:
+        while number < len(records):
+            delay = started + number / camera_fps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif estimator is not None:
+                # Latest only, as the hand-mesh node: what the camera delivered meanwhile is dropped.
+                newest = min(len(records) - 1, int((time.perf_counter() - started) * camera_fps))
+                played.dropped += newest - number
+                number = newest
+            record, stamp = records[number], number / camera_fps
+            played.taken_at.append(time.perf_counter())
+            vertices, joints = record.vertices, record.joints
+            if estimator is not None:
+                stage_started = time.perf_counter()
+                estimate = estimator.estimate(RGBDFrame(rgb=record.rgb, depth_m=record.depth_m, intrinsics=record.intrinsics,
+                                                        stamp=stamp))  # fmt: skip
+                played.hand_stage_s.append(time.perf_counter() - stage_started)
+                if estimate is None or not estimate.has_hand:
+                    played.without_hand += 1
+                    number += 1
+                    continue
+                vertices, joints = estimate.vertices, estimate.joints
+            played.captured[stamp] = started + stamp
+            played.added += 1
+            stream.add(record.rgb, record.depth_m, record.intrinsics, stamp, vertices, joints)
+            number += 1
+    finally:
+        done.set()
 
 
 def warm_up(pipeline, sequence, options: LiveBenchOptions) -> None:
@@ -80,13 +127,38 @@ def warm_up(pipeline, sequence, options: LiveBenchOptions) -> None:
         stream.step()
 
 
-def play_sequence(pipeline, sequence, options: LiveBenchOptions) -> dict[str, Any]:
-    """One sequence at camera rate through a fresh stream; per-frame maps and timings."""
+class _Prefix:
+    """The first ``frames`` frames of a sequence (a :class:`~egopress_core.data.records.SequenceSource`)."""
+
+    def __init__(self, sequence, frames: int) -> None:
+        self.sequence, self.frames = sequence, min(frames, len(sequence))
+        self.name, self.fps = sequence.name, sequence.fps
+        self.hand_model, self.uv_layout = sequence.hand_model, sequence.uv_layout
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def frame(self, index: int):
+        if not 0 <= index < self.frames:
+            raise IndexError(index)
+        return self.sequence.frame(index)
+
+    def __iter__(self):
+        return (self.frame(index) for index in range(self.frames))
+
+
+def play_sequence(pipeline, sequence, options: LiveBenchOptions, estimator=None) -> dict[str, Any]:
+    """One sequence at camera rate through a fresh stream; per-frame maps and timings.
+    ``sequence`` carries the hand meshes to add unless ``estimator`` (the camera-only path) is
+    given, which then runs on each frame in the camera thread."""
     records = [sequence.frame(index) for index in range(min(options.frames, len(sequence)))]
     stream = pipeline.stream(options.sampling)
-    arrivals: dict[float, float] = {}
+    played = _Played(captured={}, taken_at=[], hand_stage_s=[] if estimator is not None else None)
+    if estimator is not None:
+        estimator.reset()
     done = threading.Event()
-    player = threading.Thread(target=_play, args=(stream, records, options.camera_fps, arrivals, done), daemon=True)
+    player = threading.Thread(target=_play, args=(stream, records, options.camera_fps, played, done, estimator), daemon=True)
+    arrivals = played.captured
     started = time.perf_counter()
     player.start()
     estimates, latencies, emitted_at = {}, [], []
@@ -101,11 +173,17 @@ def play_sequence(pipeline, sequence, options: LiveBenchOptions) -> dict[str, An
             emitted_at.append(now)
     player.join()
     elapsed = time.perf_counter() - started
-    played = len(arrivals)
-    return {"name": sequence.name, "frames_played": played, "frames_estimated": len(estimates),
-            "frames_skipped": stream.frames_skipped, "window_resets": stream.resets, "elapsed_s": elapsed,
-            "camera_fps": (played - 1) / (max(arrivals.values()) - min(arrivals.values())) if played > 1 else 0.0,
-            "latencies_s": latencies, "maps": estimates}
+    taken = played.taken_at
+    span = taken[-1] - taken[0] if len(taken) > 1 else 0.0
+    row = {"name": sequence.name, "frames_played": played.added, "frames_estimated": len(estimates),
+           "frames_skipped": stream.frames_skipped, "window_resets": stream.resets, "elapsed_s": elapsed,
+           # The camera's rate: frames the camera thread took, and those it dropped in between.
+           "camera_fps": (len(taken) + played.dropped - 1) / span if span else 0.0,
+           "frames_dropped_by_hand_stage": played.dropped, "frames_without_hand": played.without_hand,
+           "latencies_s": latencies, "maps": estimates}
+    if played.hand_stage_s:
+        row["hand_stage_s"] = played.hand_stage_s
+    return row
 
 
 def _vol_iou(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
@@ -119,9 +197,24 @@ def run_live(pipeline, sequences: list, options: LiveBenchOptions, progress: boo
     from tqdm.auto import tqdm
 
     sequences = sequences[: options.sequences]
-    warm_up(pipeline, sequences[0], options)
-    played = [play_sequence(pipeline, sequence, options)
-              for sequence in tqdm(sequences, desc="live", unit="seq", disable=not progress)]
+    estimator = None
+    if options.hands == "estimated":
+        from egopress_core.perception import build_estimator
+
+        estimator = build_estimator("mediapipe", side=sequences[0].frame(0).hand_side)
+        estimator.warm_up()
+    else:
+        sequences = [with_hands(_Prefix(sequence, options.frames), options.hands) for sequence in sequences]
+    try:
+        warm_up(pipeline, sequences[0], options)
+        played = [play_sequence(pipeline, sequence, options, estimator)
+                  for sequence in tqdm(sequences, desc="live", unit="seq", disable=not progress)]
+    finally:
+        if estimator is not None:
+            estimator.close()
+    if options.hands == "estimated":
+        # The offline reference is given the camera-only path's meshes of every frame.
+        sequences = [with_hands(_Prefix(sequence, options.frames), "estimated") for sequence in sequences]
     return live_section(pipeline, sequences, played, options)
 
 
@@ -147,6 +240,7 @@ def live_section(pipeline, sequences: list, played: list[dict[str, Any]], option
                 offline.append((reference.uv_pressure_kpa[0, index], truth[index]))
         rows.append({key: value for key, value in row.items() if key != "maps"})
     latencies = np.concatenate([row["latencies_s"] for row in rows]) if rows else np.zeros(0)
+    hand_stage = np.concatenate([row.pop("hand_stage_s", []) for row in rows]) if rows else np.zeros(0)
     elapsed = sum(row["elapsed_s"] for row in rows)
     streamed_iou, offline_iou = _vol_iou(streamed), _vol_iou(offline)
     for row in rows:
@@ -160,6 +254,10 @@ def live_section(pipeline, sequences: list, played: list[dict[str, Any]], option
         "frames_played": int(sum(row["frames_played"] for row in rows)),
         "frames_estimated": int(sum(row["frames_estimated"] for row in rows)),
         "frames_skipped": int(sum(row["frames_skipped"] for row in rows)),
+        "frames_dropped_by_hand_stage": int(sum(row.get("frames_dropped_by_hand_stage", 0) for row in rows)),
+        "frames_without_hand": int(sum(row.get("frames_without_hand", 0) for row in rows)),
+        "hand_stage_p50_ms": float(np.percentile(hand_stage, 50) * 1000) if len(hand_stage) else None,
+        "hands": options.hands,
         "vol_iou_streamed": streamed_iou,
         "vol_iou_offline": offline_iou,
         "vol_iou_ratio_to_offline": None if not (streamed_iou is not None and offline_iou) else streamed_iou / offline_iou,
@@ -217,7 +315,9 @@ def format_live(live: dict[str, Any]) -> str:
         f"live: camera {number(live['camera_fps'], 1)} fps -> pressure {number(live['output_fps'], 2)} frames/s; "
         f"latency p50 {number(live['latency_p50_ms'], 0)} ms, p95 {number(live['latency_p95_ms'], 0)} ms",
         f"      {live['frames_estimated']} of {live['frames_played']} frames estimated ({live['frames_skipped']} left the "
-        f"window before a pass), {live['window_resets']} window restart(s)",
+        f"window before a pass), {live['window_resets']} window restart(s); hand meshes: {live.get('hands', 'annotated')}"
+        + (f", hand stage {number(live['hand_stage_p50_ms'], 0)} ms p50, {live['frames_dropped_by_hand_stage']} frames "
+           f"dropped behind it, {live['frames_without_hand']} without a hand" if live.get("hand_stage_p50_ms") is not None else ""),
         f"      Vol IoU streamed {number(live['vol_iou_streamed'], 3)} / offline {number(live['vol_iou_offline'], 3)} = "
         f"{number(live['vol_iou_ratio_to_offline'], 3)} on {live['scored_frames']} annotated frames",
     ])

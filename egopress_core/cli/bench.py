@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from egopress_core.data.hands import HAND_SOURCES
+
 # egopress_core.options imports no torch: `egopress --help` stays instant.
 from egopress_core.options import (
     COMPILE_MODES,
@@ -102,6 +104,9 @@ def register(subparsers) -> None:
                              "report output rate, latency, window restarts and quality against the offline estimate")
     parser.add_argument("--live-sequences", type=int, help="--live: sequences played (default 3; --quick 1)")
     parser.add_argument("--live-frames", type=int, help="--live: frames per sequence (default 150; --quick 120)")
+    parser.add_argument("--live-hands", choices=HAND_SOURCES,
+                        help="--live: hand meshes added with the frames: the annotation's (default), the camera-only "
+                             "path run in the camera thread (estimated), or the annotation's displaced as a fit is")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench.json", help="JSON report (default bench.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         from egopress_core.bench.live import LiveBenchOptions, format_live, quick_live_options, run_live_benchmark
 
         live = quick_live_options() if args.quick else LiveBenchOptions()
-        changes = {"sequences": args.live_sequences, "frames": args.live_frames}
+        changes = {"sequences": args.live_sequences, "frames": args.live_frames, "hands": args.live_hands}
         live = dataclasses.replace(live, **{key: value for key, value in changes.items() if value is not None})
         report = run_live_benchmark(options, live, progress=not args.no_progress)
         print(format_live(report["live"]))

@@ -284,3 +284,73 @@ def _mask_of(sequences, checkpoint):
     from egopress_core.model.egopressdiff import EgoPressDiff
 
     return resolve_hand_uv_mask(sequences, tuple(EgoPressDiff.load_config(checkpoint).uv_size))
+
+
+class _SlowHandStage:
+    """A hand stage that takes 50 ms a frame (a camera at 60 Hz delivers three meanwhile) and
+    finds no hand in every fourth frame it is given; otherwise it returns the annotation's mesh."""
+
+    def __init__(self, sequence):
+        self.sequence, self.calls = sequence, 0
+
+    def reset(self):
+        pass
+
+    def estimate(self, frame):
+        import time
+        from types import SimpleNamespace
+
+        time.sleep(0.05)
+        self.calls += 1
+        record = self.sequence.frame(int(round(frame.stamp * 60.0)))
+        return None if self.calls % 4 == 0 else SimpleNamespace(has_hand=True, vertices=record.vertices, joints=record.joints)
+
+
+def test_live_bench_with_a_hand_stage_drops_what_it_cannot_keep_up_with(tiny_checkpoint, synthetic):
+    """With the hand stage in the camera thread (``--live-hands estimated``), frames that arrive
+    while it runs are dropped, latest only, and frames without a hand are not added: every frame
+    is accounted for, and latency counts from the frame's capture."""
+    from egopress_core.bench.live import LiveBenchOptions, play_sequence, run_live
+    from egopress_core.data.sources import open_data_source
+    from egopress_core.options import RuntimeOptions
+    from egopress_core.pipeline import EgoPressPipeline
+
+    sequences = open_data_source(synthetic).sequences()
+    pipeline = EgoPressPipeline.from_checkpoint(tiny_checkpoint, runtime=RuntimeOptions(device="cpu"),
+                                                uv_mask=_mask_of(sequences, tiny_checkpoint))
+    options = LiveBenchOptions(camera_fps=60.0, sequences=1, frames=16, hands="estimated")
+    stage = _SlowHandStage(sequences[0])
+    row = play_sequence(pipeline, sequences[0], options, estimator=stage)
+    assert row["frames_dropped_by_hand_stage"] >= 6 and row["frames_without_hand"] >= 1
+    assert row["frames_played"] + row["frames_dropped_by_hand_stage"] + row["frames_without_hand"] == 16
+    assert row["frames_played"] == stage.calls - row["frames_without_hand"]
+    assert row["camera_fps"] > 40.0  # the camera kept its rate; the hand stage did not
+    assert min(row["latencies_s"]) > 0.05  # the hand stage's time is part of every estimate's latency
+    assert sorted(row["maps"]) == list(row["maps"])  # estimates in order
+    with pytest.raises(ConfigError, match="LiveBenchOptions.hands must be one of"):
+        LiveBenchOptions(hands="fitted")
+
+    perturbed = run_live(pipeline, sequences, LiveBenchOptions(camera_fps=60.0, sequences=1, frames=12, hands="perturbed"),
+                         progress=False)
+    assert perturbed["hands"] == "perturbed" and perturbed["frames_played"] == 12 and perturbed["scored_frames"] > 0
+
+
+def test_live_bench_runs_the_camera_only_path(tiny_checkpoint, tmp_path):
+    """``--live-hands estimated`` end to end: MediaPipe, lifting and the fit in the camera thread
+    on renders it finds the hand in, the offline reference on the same path's meshes."""
+    from egopress_core.bench.live import LiveBenchOptions, run_live
+    from egopress_core.data.sources import open_data_source
+    from egopress_core.data.synthetic.generator import SynthConfig, generate_dataset
+    from egopress_core.options import RuntimeOptions
+    from egopress_core.pipeline import EgoPressPipeline
+
+    generate_dataset(SynthConfig(sequences=1, frames=10, image_sizes=((480, 640),), gestures=("palm_press",), seed=3),
+                     tmp_path, progress=False)
+    sequences = open_data_source(tmp_path).sequences()
+    pipeline = EgoPressPipeline.from_checkpoint(tiny_checkpoint, runtime=RuntimeOptions(device="cpu"),
+                                                uv_mask=_mask_of(sequences, tiny_checkpoint))
+    live = run_live(pipeline, sequences, LiveBenchOptions(camera_fps=10.0, sequences=1, frames=10, hands="estimated"),
+                    progress=False)
+    assert live["hands"] == "estimated" and live["hand_stage_p50_ms"] > 0
+    assert live["frames_played"] + live["frames_dropped_by_hand_stage"] + live["frames_without_hand"] == 10
+    assert live["frames_played"] >= 5 and live["scored_frames"] > 0
