@@ -48,6 +48,7 @@ from egopress_core.data.synthetic.camera import project
 from egopress_core.data.synthetic.generator import GESTURES, IMAGE_SIZES, SynthConfig, generate_sequence
 from egopress_core.hand.hand_model import load_hand_model
 from egopress_core.perception import KeypointLayer, RGBDFrame, build_estimator
+from egopress_core.perception.mediapipe_backend import FINGER_DEPTH_MODES
 from egopress_core.rosbag.sample import sample_synth_config
 
 ACCEPT_ERROR_MM = 15.0
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--sample-seeds", type=int, nargs="+", default=[0], help="sample-bag seeds (0 is the default bag)")
     parser.add_argument("--no-landmark-offsets", action="store_true",
                         help="fit the model's joints to MediaPipe's landmarks (landmarker.landmark_offsets: false)")
+    parser.add_argument("--finger-depth", choices=FINGER_DEPTH_MODES, default="bound",
+                        help="how finger landmarks' depth readings enter the fit (the backend's finger_depth)")
     parser.add_argument("--cpu", type=int, default=0, help="pin to this CPU (-1: do not pin)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -157,10 +160,12 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f}")
 
     hand = load_hand_model("right")
-    estimator = build_estimator("mediapipe", hand_model=hand, landmarker={"landmark_offsets": not args.no_landmark_offsets})
+    estimator = build_estimator("mediapipe", hand_model=hand, landmarker={"landmark_offsets": not args.no_landmark_offsets},
+                                finger_depth=args.finger_depth)
     print(f"landmarks: {estimator.landmark_offsets_source}")
     estimator.warm_up()
-    results = {"machine": platform.machine(), "load_average": load, "landmarks": estimator.landmark_offsets_source, "data_sets": []}
+    results = {"machine": platform.machine(), "load_average": load, "landmarks": estimator.landmark_offsets_source,
+               "finger_depth": args.finger_depth, "data_sets": []}
     try:
         all_sample = []
         for seed in args.sample_seeds:

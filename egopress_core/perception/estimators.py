@@ -223,6 +223,8 @@ class KeypointFittingEstimator(HandMeshEstimator):
         weights_2d: np.ndarray | None,
         detection_confidence: float = 1.0,
         started: float | None = None,
+        depth_bounds_m: np.ndarray | None = None,
+        anchors_3d: np.ndarray | None = None,
     ) -> HandMeshEstimate | None:
         """Fits the model to one frame's keypoints; None ("no hand") when too few are usable or
         the fit explains too few of them.
@@ -233,6 +235,9 @@ class KeypointFittingEstimator(HandMeshEstimator):
             detection_confidence: the detector's score in [0, 1], multiplied into the confidence.
             started: ``time.perf_counter()`` when this frame's processing began (detection
                 included), for ``fit_time_s``.
+            depth_bounds_m: (21,) nearest depth each keypoint may have (NaN: none), see
+                :class:`~egopress_core.perception.fitting.FitTargets`.
+            anchors_3d: (21, 3) where to gather the depth cloud around (default ``points_3d``).
         """
         started = time.perf_counter() if started is None else started
         w3 = np.zeros(NUM_KEYPOINTS) if points_3d is None else np.where(np.isfinite(points_3d).all(1), 1.0 if weights_3d is None else weights_3d, 0.0)
@@ -244,7 +249,8 @@ class KeypointFittingEstimator(HandMeshEstimator):
         clouds = None
         depth_maps = None
         if self.config.depth_refinement and frame.depth_m is not None and has_3d:
-            cloud = hand_point_cloud(frame.depth_m, frame.intrinsics, keypoint_anchor_points(points_3d), radius_m=self.cloud_radius_m)
+            anchors = points_3d if anchors_3d is None else anchors_3d
+            cloud = hand_point_cloud(frame.depth_m, frame.intrinsics, keypoint_anchor_points(anchors), radius_m=self.cloud_radius_m)
             if len(cloud):
                 clouds, depth_maps = [cloud], [frame.depth_m]
         targets = FitTargets(
@@ -255,6 +261,7 @@ class KeypointFittingEstimator(HandMeshEstimator):
             intrinsics=frame.intrinsics[None],
             clouds=clouds,
             depth_maps=depth_maps,
+            depth_bounds_m=None if depth_bounds_m is None else np.asarray(depth_bounds_m, dtype=np.float64)[None],
         )
         previous, gap = None, None
         if self._previous is not None:

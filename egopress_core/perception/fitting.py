@@ -249,6 +249,12 @@ class FitTargets:
         clouds: per item an (N_b, 3) depth point cloud (metres, camera frame) or None.
         depth_maps: per item an (H, W) depth image (metres, 0 = hole) for the occlusion test
             of the depth stage, or None.
+        depth_bounds_m: (B, 21) the nearest camera depth (z, metres) each keypoint may have, or
+            None; NaN where there is no bound. A depth reading at a keypoint's pixel bounds it
+            from the camera's side only: the keypoint is on the skin seen there or hidden behind
+            it (a fingertip behind the knuckles), never in front of it. Fitted keypoints nearer
+            than their bound cost as 3D keypoints do (``keypoint_noise_m``, robust kernel);
+            those behind it cost nothing.
     """
 
     points_3d: np.ndarray | None = None
@@ -258,6 +264,7 @@ class FitTargets:
     intrinsics: np.ndarray | None = None
     clouds: list | None = None
     depth_maps: list | None = None
+    depth_bounds_m: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         batch = None
@@ -295,6 +302,11 @@ class FitTargets:
             if (intrinsics[:, 0, 0] <= 0).any() or (intrinsics[:, 1, 1] <= 0).any():
                 raise DataError("fit targets intrinsics must have positive focal lengths")
             object.__setattr__(self, "intrinsics", intrinsics)
+        if self.depth_bounds_m is not None:
+            bounds = np.asarray(self.depth_bounds_m, dtype=np.float64)
+            if bounds.shape != (batch, NUM_KEYPOINTS) or np.isinf(bounds).any():
+                raise DataError(f"fit targets depth_bounds_m must be (B, 21) metres, NaN where unbounded; got shape {tuple(bounds.shape)}")
+            object.__setattr__(self, "depth_bounds_m", bounds)
         if self.points_2d is not None and self.intrinsics is None:
             raise DataError("fit targets points_2d need intrinsics (B, 3, 3) to project the model")
         for name in ("clouds", "depth_maps"):
@@ -585,7 +597,7 @@ class _Problem:
 
     Tensors: obs3 (B, 21, 3), w3 (B, 21), obs2 (B, 21, 2), w2 (B, 21), intrinsics (B, 3, 3),
     transl_init (B, 3), previous (4 tensors of FitParams, or None), cloud (B, N, 3) padded,
-    cloud_present (B, N); depth_layer poses the joints and E vertices sampled from those visible
+    cloud_present (B, N); bounds (B, 21) nearest depths and wb (B, 21) their weights, or None; depth_layer poses the joints and E vertices sampled from those visible
     in some item, visible_weight (B, E) their weights, nearest (B, E) their cloud points.
     """
 
@@ -603,6 +615,8 @@ class _Problem:
     visible_weight: torch.Tensor | None = None
     nearest: torch.Tensor | None = None
     depth_layer: KeypointLayer | None = None
+    bounds: torch.Tensor | None = None
+    wb: torch.Tensor | None = None
 
     def subset(self, index: torch.Tensor) -> "_Problem":
         def pick(value):
@@ -832,6 +846,9 @@ class HandFitter:
         if problem.obs2 is not None:
             residual = (self.project(joints, problem.intrinsics) - problem.obs2) / config.keypoint_noise_px
             blocks.append(_Block(residual, problem.w2, problem.threshold))
+        if problem.bounds is not None:
+            ahead = torch.relu(problem.bounds - joints[..., 2]) / config.keypoint_noise_m
+            blocks.append(_Block(ahead.unsqueeze(-1), problem.wb, problem.threshold))
         ones = lambda n: torch.ones(theta.shape[0], n, dtype=self.dtype, device=self.device)  # noqa: E731
         blocks.append(_Block(latent.unsqueeze(-1), config.pose_prior_weight * ones(latent.shape[1]), None))
         blocks.append(_Block(betas.unsqueeze(-1), config.shape_prior_weight * ones(NUM_BETAS), None))
@@ -1104,6 +1121,9 @@ class HandFitter:
             widen=widen,
             threshold=config.robust_threshold,
         )
+        if targets.depth_bounds_m is not None:
+            bounded = np.isfinite(targets.depth_bounds_m)
+            problem = dataclasses.replace(problem, bounds=to(np.nan_to_num(targets.depth_bounds_m)), wb=to(bounded.astype(np.float64)))
         if previous is None:
             stages = [("coarse", config.robust_threshold * config.coarse_threshold_factor, config.coarse_iterations),
                       ("fine", config.robust_threshold, config.fine_iterations)]  # fmt: skip

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from egopress_core.assets.hand_landmarker import (
     BUILD_COMMAND,
@@ -64,6 +65,19 @@ from egopress_core.perception.types import NUM_KEYPOINTS, HandMeshEstimate, RGBD
 RUNNING_MODES = ("video", "image")
 # Weight of a landmark whose depth came from MediaPipe's relative depths instead of the image.
 RELATIVE_DEPTH_WEIGHT = 0.5
+# How the finger landmarks' depth readings enter the fit (``finger_depth``): "bound" (the nearest
+# depth the landmark may have: seen, or hidden behind what the camera sees) or "point" (its 3D
+# position, as the palm's).
+FINGER_DEPTH_MODES = ("bound", "point")
+# The landmarks whose depth reading is taken as their position in either mode: the wrist and
+# the knuckles, which a head camera sees.
+DEPTH_POINT_KEYPOINTS = (0, 1, 5, 9, 13, 17)
+# Slack of a finger landmark's depth bound (metres): the skin-to-joint offset it was pushed back
+# by is the model's, not this hand's.
+FINGER_BOUND_TOLERANCE_M = 0.005
+# A finger landmark whose depth reading is this close to the previous frame's fitted depth is
+# taken as seen (its reading is its position).
+FINGER_SEEN_TOLERANCE_M = 0.015
 # Frames in a row with only the wanted hand in view before tracking goes back to one hand (the
 # other hand may just be hidden for a moment; each switch costs one detection).
 TRACK_ONE_AFTER_FRAMES = 30
@@ -184,6 +198,10 @@ class MediaPipeEstimator(KeypointFittingEstimator):
 
     Args:
         landmarker: :class:`LandmarkerConfig` or a mapping of its fields.
+        finger_depth: how the depth read at the finger landmarks enters the fit, one of
+            :data:`FINGER_DEPTH_MODES`: "bound" (the default: the nearest depth the landmark
+            may have, since a head camera often sees the knuckles in front of a fingertip) or
+            "point" (its position, as the wrist's and the knuckles' always are).
         **options: those of :class:`KeypointFittingEstimator` (side, model_path, fit, ...).
 
     Attributes:
@@ -209,7 +227,11 @@ class MediaPipeEstimator(KeypointFittingEstimator):
         window_radius_px: int = 3,
         max_depth_spread_m: float = 0.15,
         landmarker: LandmarkerConfig | dict | None = None,
+        finger_depth: str = "bound",
     ) -> None:
+        if finger_depth not in FINGER_DEPTH_MODES:
+            raise ConfigError(f"finger_depth must be one of {FINGER_DEPTH_MODES}. Got {finger_depth!r}")
+        self.finger_depth = finger_depth
         self.landmarker_config = LandmarkerConfig.from_options(landmarker)
         bundle = self.landmarker_config.bundle
         # Both checks before loading the hand model: fail fast, with the fix in one line.
@@ -375,9 +397,40 @@ class MediaPipeEstimator(KeypointFittingEstimator):
                 points_3d = lifted.points_3d
                 weights_3d = np.select([lifted.source == SOURCE_DEPTH, lifted.source == SOURCE_RELATIVE], [1.0, RELATIVE_DEPTH_WEIGHT], 0.0)
         lifted_at = time.perf_counter()
+        if points_3d is not None and self.finger_depth == "bound":
+            # Depth read at a finger landmark is the skin seen there: the finger's own, or the
+            # knuckles in front of a fingertip they hide. Where the previous frame's fit put the
+            # landmark at that depth, it is seen and the reading is its position; otherwise, and
+            # in a first frame, the reading only bounds it from the camera's side. The palm's
+            # landmarks are seen and keep their 3D position. A frame whose fit explains too few
+            # landmarks so (a first frame's fit is loose) is fitted again with every reading as a
+            # position.
+            fingers = np.ones(NUM_KEYPOINTS, dtype=bool)
+            fingers[list(DEPTH_POINT_KEYPOINTS)] = False
+            previous = self._previous_keypoints()
+            if previous is not None:
+                fingers &= ~(np.abs(points_3d[:, 2] - previous[:, 2]) <= FINGER_SEEN_TOLERANCE_M)
+            read = fingers & (weights_3d > 0) & (lifted.source == SOURCE_DEPTH)
+            bounds = np.where(read, points_3d[:, 2] - FINGER_BOUND_TOLERANCE_M, np.nan)
+            positions = np.where(fingers[:, None], np.nan, points_3d)
+            estimate = self.fit_frame(frame, positions, np.where(fingers, 0.0, weights_3d), points_2d, np.ones(NUM_KEYPOINTS),
+                                      hand.score, started=started, depth_bounds_m=bounds, anchors_3d=points_3d)  # fmt: skip
+            if estimate is not None:
+                self.stage_times_s.update(lift=lifted_at - detected, fit=time.perf_counter() - lifted_at)
+                return estimate
         estimate = self.fit_frame(frame, points_3d, weights_3d, points_2d, np.ones(NUM_KEYPOINTS), hand.score, started=started)
         self.stage_times_s.update(lift=lifted_at - detected, fit=time.perf_counter() - lifted_at)
         return estimate
+
+    def _previous_keypoints(self) -> np.ndarray | None:
+        """(21, 3) the previous frame's fitted landmarks, or None without a previous fit."""
+        if self._previous is None:
+            return None
+        params = self._previous[0]
+        values = [torch.as_tensor(value, dtype=torch.float64) for value in
+                  (params.global_orient, params.hand_pose, params.betas, params.transl)]  # fmt: skip
+        with torch.no_grad():
+            return self.fitter.keypoint_layer(*values)[0].numpy()
 
     @staticmethod
     def _relative_depth(hand: HandLandmarks, points_2d: np.ndarray, frame: RGBDFrame) -> np.ndarray | None:

@@ -44,6 +44,7 @@ from egopress_core.perception import (
     sample_depth,
 )
 from egopress_core.perception.estimators import keypoint_anchor_points
+from egopress_core.perception.types import PALM_KEYPOINTS
 from egopress_core.perception.fitting import KeypointLayer, _Problem
 
 from synthetic_hands import open_hand_params, pose_hands, sample_hand_params
@@ -112,7 +113,8 @@ def test_keypoint_layer_matches_hand_model(side):
 def test_forward_difference_jacobian_matches_autograd(right_hand, fitter):
     """Levenberg-Marquardt's Jacobian (forward differences over a batch of shifted copies) is the
     derivative of the IRLS-weighted residuals, on a problem with every keypoint-stage block: 3D
-    and 2D keypoints under the robust kernel, priors, joint limits and temporal terms."""
+    and 2D keypoints under the robust kernel, depth bounds, priors, joint limits and temporal
+    terms."""
     params = sample_hand_params(right_hand, 2, seed=21)
     _, joints = pose_hands(right_hand, params)
     tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=torch.float64)  # noqa: E731
@@ -122,6 +124,7 @@ def test_forward_difference_jacobian_matches_autograd(right_hand, fitter):
         obs3=tensor(joints + rng.normal(0.0, 0.01, joints.shape)), w3=tensor(rng.uniform(0.2, 1.0, (2, 21))),
         obs2=tensor(project(joints) + rng.normal(0.0, 5.0, (2, 21, 2))), w2=tensor(np.ones((2, 21))),
         intrinsics=tensor(np.repeat(K[None], 2, 0)), transl_init=previous[3], previous=previous, widen=1.5, threshold=3.0,
+        bounds=tensor(joints[..., 2] + rng.normal(0.0, 0.02, (2, 21))), wb=tensor(rng.uniform(0.2, 1.0, (2, 21))),
     )  # fmt: skip
     theta = torch.cat([fitter.latent_from_pose(previous[1]), previous[2], previous[0], torch.zeros(2, 3, dtype=torch.float64)], 1)
     theta = theta + tensor(rng.normal(0.0, 0.05, theta.shape))
@@ -218,6 +221,44 @@ def test_first_order_optimisers_minimise_the_same_objective(right_hand, fitter):
         result = HandFitter(right_hand, config).fit(targets)
         assert (result.loss < reference.loss * 1.03).all(), (config.optimizer, result.loss, reference.loss)
         assert vertex_error_mm(result.vertices, vertices).mean() < 5.0
+
+
+def test_depth_bounds_ignore_an_occluder_that_3d_keypoints_follow(right_hand, fitter):
+    """A head camera behind a curled hand sees the knuckles in front of every fingertip and DIP:
+    the depth read at those landmarks is 3 cm nearer than they are. Taken as their 3D position, the readings bend
+    the fingers towards the camera; taken as the nearest depth the landmarks may have (with the
+    palm's 3D keypoints and every landmark's pixel), they cost nothing and the fit follows the
+    2D landmarks; a bound that a fitted landmark violates pulls it back."""
+    params = sample_hand_params(right_hand, 4, seed=31)
+    vertices, joints = pose_hands(right_hand, params)
+    pixels = project(joints)
+    hidden = [3, 4, 7, 8, 11, 12, 15, 16, 19, 20]  # the DIPs (thumb IP) and the tips
+    readings = joints[..., 2].copy()
+    readings[:, hidden] -= 0.03
+    palm = list(PALM_KEYPOINTS)
+    fingers = [k for k in range(21) if k not in palm]
+    as_points = joints.copy()
+    as_points[:, :, 2] = readings  # every landmark at its depth reading, as "point" takes them
+    as_points[:, :, :2] = joints[:, :, :2] * (readings / joints[..., 2])[..., None]
+    intrinsics = np.repeat(K[None], 4, 0)
+    points_fit = fitter.fit(FitTargets(points_3d=as_points, points_2d=pixels, intrinsics=intrinsics))
+    palm_only = np.full_like(joints, np.nan)
+    palm_only[:, palm] = joints[:, palm]
+    bounds = np.full((4, 21), np.nan)
+    bounds[:, fingers] = readings[:, fingers]
+    bounded_fit = fitter.fit(FitTargets(points_3d=palm_only, points_2d=pixels, intrinsics=intrinsics, depth_bounds_m=bounds))
+    points_error, bounded_error = (vertex_error_mm(fit.vertices, vertices).mean() for fit in (points_fit, bounded_fit))
+    assert bounded_error < 6.0 and bounded_error < 0.6 * points_error, (bounded_error, points_error)
+    fitted_depth = bounded_fit.joints.numpy()[..., 2]
+    assert np.all(fitted_depth[:, fingers] > bounds[:, fingers] - 0.01)  # none well in front of its bound (soft)
+    # A bound behind where 2D alone would leave the fingertips pushes them back.
+    far = np.full((4, 21), np.nan)
+    far[:, [8, 12]] = joints[:, [8, 12], 2] + 0.02
+    pushed = fitter.fit(FitTargets(points_3d=palm_only, points_2d=pixels, intrinsics=intrinsics, depth_bounds_m=far))
+    pushed_back = pushed.joints.numpy()[:, [8, 12], 2] - bounded_fit.joints.numpy()[:, [8, 12], 2]
+    assert np.all(pushed_back > 0.0) and pushed_back.mean() > 0.008, pushed_back
+    with pytest.raises(DataError, match="depth_bounds_m must be"):
+        FitTargets(points_3d=joints, depth_bounds_m=np.zeros((4, 20)))
 
 
 def test_warm_start_converges_faster_and_closer(right_hand, fitter):
@@ -621,6 +662,10 @@ def test_landmarker_options_are_validated_naming_the_field():
         LandmarkerConfig.from_options({"model_complexity": 1})
     with pytest.raises(ConfigError, match="unknown option"):
         build_estimator("mediapipe", handedness="swapped")  # it is a landmarker option
+    with pytest.raises(ConfigError, match=r"finger_depth must be one of \('bound', 'point'\)"):
+        build_estimator("mediapipe", finger_depth="maybe")
+    with pytest.raises(ConfigError, match="LandmarkerConfig.landmark_offsets must be true or false"):
+        LandmarkerConfig.from_options({"landmark_offsets": "yes"})
 
 
 def test_handedness_labels_map_to_sides():
@@ -729,16 +774,17 @@ def test_mediapipe_finds_the_wanted_hand_next_to_the_other_one(right_hand, left_
     """Both hands in view: whichever hand MediaPipe tracks first, each estimator fits its own
     hand in every frame (it tracks both when the single tracked one is the other). The left
     hand's landmarks are further off here: 29 px from its joints in the first frame, where both
-    hands come from the palm detector, 17 px by the third; its mesh 33, 22 and 12 mm off, fitting
-    the model's landmarks (21, 22, 18 mm fitting its joints). The bound separates the hands (the
-    other is 24 cm away), not the fit's quality, which the renders' benchmark measures."""
+    hands come from the palm detector, 17 px by the third; its mesh 43, 26 and 14 mm off, fitting
+    the model's landmarks (38, 30, 20 mm fitting its joints; before the finger landmarks' depth
+    became bounds, 33, 22, 12 and 21, 22, 18). The bound separates the hands (the other is 24 cm
+    away), not the fit's quality, which the renders' benchmark measures."""
     shift = np.array([0.12, 0.0, 0.0])  # the thumbs 4 cm apart: touching hands are not found
     right_vertices, _ = pose_hands(right_hand, open_hand_params(right_hand, distance_m=0.5, facing="back"))
     left_vertices, _ = pose_hands(left_hand, open_hand_params(left_hand, distance_m=0.5, facing="back"))
     right_vertices, left_vertices = right_vertices[0] + shift, left_vertices[0] - shift
     faces = np.concatenate([right_hand.faces, left_hand.faces + right_hand.num_vertices])
     rgb, depth = render_rgbd(np.concatenate([right_vertices, left_vertices]), faces, background_depth=0.9)
-    for side, hand, truth, bound in (("right", right_hand, right_vertices, RIGHT_BOUND_MM), ("left", left_hand, left_vertices, 40.0)):
+    for side, hand, truth, bound in (("right", right_hand, right_vertices, RIGHT_BOUND_MM), ("left", left_hand, left_vertices, 50.0)):
         estimator = build_estimator("mediapipe", hand_model=hand)
         try:
             for index in range(3):
