@@ -119,13 +119,21 @@ def test_load_pressure_model_names_bad_checkpoints(tmp_path):
         load_pressure_model(tmp_path)
 
 
-def test_demo_runs_the_whole_path(checkpoints, tmp_path):
+def test_demo_runs_the_whole_path(checkpoints, tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--checkpoint", str(checkpoints / "diffusion"), "--sequences", "1",
                  "--frames", "8", "--steps", "2"])
     assert code == 0
     assert json.loads((out / "report.json").read_text())["sequences"] == 1
     assert (out / "report.png").is_file()
+    # The camera-only path's evaluation beside it: scored on the frames it found the hand in.
+    printed = capsys.readouterr().out
+    assert "annotation meshes" in printed and "camera-only path" in printed and "frames with a hand" in printed
+    camera_only = out / "report_camera_only.json"
+    if camera_only.is_file():
+        assert json.loads(camera_only.read_text())["hands"] == "estimated"
+    else:
+        assert "camera-only path: nothing to score" in printed
     assert (out / "data" / "previews" / "seq_00000.png").is_file()
     # The rosbag step: an 8-frame sample bag, labelled frame for frame, under its final name only.
     from rosbags.highlevel import AnyReader
