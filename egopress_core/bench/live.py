@@ -75,6 +75,7 @@ class _Played:
     dropped: int = 0  # frames whose time passed while the hand stage ran
     without_hand: int = 0  # frames the hand stage found no hand in
     hand_stage_s: list[float] | None = None
+    error: BaseException | None = None  # what stopped the camera thread, raised in the caller's
 
 
 def _play(stream, records: list, camera_fps: float, played: _Played, done: threading.Event, estimator=None) -> None:
@@ -109,6 +110,8 @@ def _play(stream, records: list, camera_fps: float, played: _Played, done: threa
             played.added += 1
             stream.add(record.rgb, record.depth_m, record.intrinsics, stamp, vertices, joints)
             number += 1
+    except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
+        played.error = error
     finally:
         done.set()
 
@@ -172,6 +175,8 @@ def play_sequence(pipeline, sequence, options: LiveBenchOptions, estimator=None)
             latencies.append(now - arrivals[estimate.stamp_s])
             emitted_at.append(now)
     player.join()
+    if played.error is not None:
+        raise played.error
     elapsed = time.perf_counter() - started
     taken = played.taken_at
     span = taken[-1] - taken[0] if len(taken) > 1 else 0.0
