@@ -15,7 +15,10 @@ fitted to the lifted 3D landmarks and the 2D landmarks together
 (:class:`~egopress_core.perception.estimators.KeypointFittingEstimator`), warm-started from the
 previous frame. What is fitted to them is the model's landmarks: its joints moved by the
 offsets measured between them and MediaPipe's landmarks
-(:mod:`~egopress_core.perception.landmark_offsets`). Landmarks without a reading take their depth from MediaPipe's metric world
+(:mod:`~egopress_core.perception.landmark_offsets`). A finger landmark's depth reading is its
+position only where the previous frame's fit agrees it is seen; otherwise it bounds the landmark
+from the camera's side, since the knuckles often hide the fingertips from a head camera
+(``finger_depth``). Landmarks without a reading take their depth from MediaPipe's metric world
 landmarks anchored to those with one (at half weight: those depths are rough); with fewer than
 three readings the fit is 2D-only (depth from the model's size) at half confidence.
 
@@ -402,9 +405,9 @@ class MediaPipeEstimator(KeypointFittingEstimator):
             # knuckles in front of a fingertip they hide. Where the previous frame's fit put the
             # landmark at that depth, it is seen and the reading is its position; otherwise, and
             # in a first frame, the reading only bounds it from the camera's side. The palm's
-            # landmarks are seen and keep their 3D position. A frame whose fit explains too few
-            # landmarks so (a first frame's fit is loose) is fitted again with every reading as a
-            # position.
+            # landmarks are seen and keep their 3D position. Where that fit explains too few
+            # landmarks (a first frame's can be too loose), the frame is fitted again with every
+            # reading as a position.
             fingers = np.ones(NUM_KEYPOINTS, dtype=bool)
             fingers[list(DEPTH_POINT_KEYPOINTS)] = False
             previous = self._previous_keypoints()
