@@ -621,11 +621,15 @@ def compare(results: dict[str, dict[str, Any]], gestures: dict[str, str] | None 
                 groups.setdefault(gesture_group(gestures.get(name)), []).append(name)
             comparison["by_gesture_group"] = {}
             for group, names in sorted(groups.items()):
-                pick = lambda per_sequence: {n: per_sequence[n] for n in names}  # noqa: E731
-                means = {label: float(np.mean([result["per_sequence"][n].get("volumetric_iou") or 0.0 for n in names]))
+                # Sequences both score: Vol IoU is undefined where neither truth nor estimate
+                # has pressure (a hover estimated as a hover).
+                scored = [n for n in names if full["per_sequence"][n].get("volumetric_iou") is not None
+                          and baseline["per_sequence"][n].get("volumetric_iou") is not None]  # fmt: skip
+                pick = lambda per_sequence: {n: per_sequence[n] for n in scored}  # noqa: E731
+                means = {label: float(np.mean([result["per_sequence"][n]["volumetric_iou"] for n in scored])) if scored else None
                          for label, result in (("full", full), ("baseline", baseline))}  # fmt: skip
                 comparison["by_gesture_group"][group] = {
-                    "sequences": len(names), "gestures": sorted({gestures.get(n) for n in names}),
+                    "sequences": len(names), "scored_sequences": len(scored), "gestures": sorted({gestures.get(n) for n in names}),
                     "volumetric_iou_mean": means, "ratio_of_means": _ratio(means["full"], means["baseline"]),
                     "ratio_bootstrap": ratio_bootstrap(pick(full["per_sequence"]), pick(baseline["per_sequence"])),
                 }
@@ -691,9 +695,10 @@ def markdown(summary: dict[str, Any]) -> str:
                         if paired else ""))
     for group, entry in comparison.get("by_gesture_group", {}).items():
         interval = entry["ratio_bootstrap"]
-        lines.append(f"- {group} ({entry['sequences']} sequences: {', '.join(entry['gestures'])}): per-sequence Vol IoU "
-                     f"{entry['volumetric_iou_mean']['full']:.3f} vs {entry['volumetric_iou_mean']['baseline']:.3f}, ratio "
-                     f"{_fmt(entry['ratio_of_means'], 2)}"
+        means = entry["volumetric_iou_mean"]
+        lines.append(f"- {group} ({entry['sequences']} sequences: {', '.join(entry['gestures'])}; "
+                     f"{entry['scored_sequences']} with a Vol IoU for both): per-sequence Vol IoU "
+                     f"{_fmt(means['full'])} vs {_fmt(means['baseline'])}, ratio {_fmt(entry['ratio_of_means'], 2)}"
                      + (f", 95% CI [{interval['ci95'][0]:.2f}, {interval['ci95'][1]:.2f}]" if interval
                         else f" (no interval below {BOOTSTRAP_MIN_SEQUENCES} sequences)"))
     for name, entry in comparison["relative_to_full"].items():

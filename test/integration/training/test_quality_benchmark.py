@@ -71,7 +71,7 @@ def test_quick_run_writes_the_comparison(benchmark, capsys):
     table = (benchmark / "quality.md").read_text()
     assert "| `full` | EgoPressDiff |" in table and "| `baseline` |" in table and "--quick smoke run" in table
     assert "Vol IoU(EgoPressDiff) / Vol IoU(baseline)" in table and "hand meshes: perturbed" in table
-    assert "- weak-evidence gestures (1 sequences: slow_press): per-sequence Vol IoU" in table
+    assert "- weak-evidence gestures (1 sequences: slow_press; 1 with a Vol IoU for both): per-sequence Vol IoU" in table
 
 
 def test_rerun_reuses_runs_and_scores(benchmark, capsys):
@@ -142,6 +142,10 @@ def test_comparison_per_gesture_group():
     assert groups["weak-evidence gestures"]["ratio_of_means"] == pytest.approx(0.8)
     assert groups["weak-evidence gestures"]["ratio_bootstrap"]["ci95"] == pytest.approx([0.8, 0.8])
     assert "by_gesture_group" not in quality.compare(results)  # no gestures known (other data)
+    # A sequence without a Vol IoU (no pressure in truth or estimate) is left out of its group.
+    results["full"]["per_sequence"]["s9"]["volumetric_iou"] = None
+    weak = quality.compare(results, gestures)["by_gesture_group"]["weak-evidence gestures"]
+    assert weak["sequences"] == 5 and weak["scored_sequences"] == 4 and weak["ratio_of_means"] == pytest.approx(0.8)
 
 
 def test_paired_bootstrap_detects_a_consistent_drop():
