@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from egopress_core.errors import DataError
+from egopress_core.files import write_text_atomic
 from egopress_core.perception.types import NUM_KEYPOINTS
 
 OFFSETS_PATH = Path(__file__).resolve().parents[1] / "assets" / "hand_landmarker" / "landmark_offsets.json"
@@ -137,18 +137,7 @@ def write_keypoint_offsets(path: str | os.PathLike, hand, offsets: np.ndarray, p
     document = {"format": FORMAT, "hand_model": hand.name, "topology_ids": topology_ids,
                 "frame": "the flat template's axes (right hand), metres, OpenPose order; carried by the segment each keypoint ends",
                 "offsets_m": np.round(right, 6).tolist(), "provenance": provenance}  # fmt: skip
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(document, stream, indent=1)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(Path(path), json.dumps(document, indent=1) + "\n")
 
 
 def load_keypoint_offsets(hand, path: str | os.PathLike | None = None) -> tuple[np.ndarray | None, str]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import Any
 import yaml
 
 from egopress_core.errors import ConfigError
+from egopress_core.files import write_text_atomic  # noqa: F401 - re-exported: trainer, checkpoints, benchmarks
 from egopress_core.options import PRECISIONS, SCHEDULERS
 
 DEVICES = ("auto", "cpu")
@@ -512,21 +512,6 @@ class TrainConfig(_Section):
 # ----------------------------------------------------------------------------------------------
 # Loading and overrides
 # ----------------------------------------------------------------------------------------------
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def config_dirs() -> list[Path]:
