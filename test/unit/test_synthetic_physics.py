@@ -5,7 +5,7 @@ import open3d as o3d
 import pytest
 
 from egopress_core.data.synthetic import contact
-from egopress_core.data.synthetic.camera import look_at_camera_from_world, project, sample_camera_rig
+from egopress_core.data.synthetic.camera import AZIMUTH_DEG, look_at_camera_from_world, project, sample_camera_rig
 from egopress_core.data.synthetic.generator import PAD_PITCH_M, pad_pressure_image, vertex_curvature_radius
 from egopress_core.data.synthetic.profiles import hover_profile, press_profile
 
@@ -85,6 +85,27 @@ def test_camera_rig_sees_the_hand_for_every_frame():
         point = pose[:3, :3] @ np.array([0.0, 0.0, -0.03]) + pose[:3, 3]
         u, v = project(point, rig.intrinsics)
         assert point[2] > 0.2 and 0 < u < 320 and 0 < v < 240
+
+
+@pytest.mark.parametrize("heading", [-0.5, 0.0, 0.5])
+@pytest.mark.parametrize("thumb_sign", [1.0, -1.0])
+def test_camera_looks_from_behind_the_hand_from_its_thumb_side(heading, thumb_sign):
+    # A head camera is behind the working hand and inside its arm: the hand points up the picture
+    # and the camera stands on the thumb's side of the line the hand points along.
+    centre = np.array([0.0, 0.0, -0.03])
+    forward = np.array([-np.sin(heading), np.cos(heading), 0.0])  # HandPoser.world_orientation's yaw
+    thumb = thumb_sign * np.array([np.cos(heading), np.sin(heading), 0.0])
+    for seed in range(5):
+        rig = sample_camera_rig(np.random.default_rng(seed), centre, 2, (480, 640), hand_heading=heading, thumb_side=thumb)
+        pose = rig.camera_from_world[0]
+        eye = -pose[:3, :3].T @ pose[:3, 3]
+        level = (eye - centre)[:2] / np.linalg.norm((eye - centre)[:2])
+        turn = np.degrees(np.arccos(np.clip(np.dot(level, -forward[:2]), -1, 1)))
+        assert AZIMUTH_DEG[0] - 1 < turn < AZIMUTH_DEG[1] + 1
+        assert np.dot(level, thumb[:2]) > 0
+        base, tip = (project(pose[:3, :3] @ p + pose[:3, 3], rig.intrinsics) for p in (centre, centre + 0.08 * forward))
+        up = np.degrees(np.arctan2(abs(tip[0] - base[0]), base[1] - tip[1]))
+        assert up < 60, up  # up the picture, not across it
 
 
 def test_force_profiles():

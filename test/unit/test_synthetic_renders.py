@@ -261,12 +261,9 @@ def test_mediapipe_finds_the_hand_in_default_renders():
     assert np.median(errors) < 0.03  # metres: the right hand, where it is
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20's target (>= 80 % of the default sample bag's frames) is not met: 0 % "
-                                       "measured; that single press is seen nearly edge-on along the forearm, its fingers hidden, "
-                                       "and MediaPipe finds no hand in it even cropped, enlarged, with a shorter or turned forearm "
-                                       "or a steeper camera; 8 of 12 single-press seeds are found in every frame "
-                                       "(benchmarks/results/cpu_2026-12-06_render_detection_landmark_offsets.json)")
 def test_mediapipe_finds_the_hand_in_most_default_sample_bag_frames():
+    # Issue 20's target on the default bag's first frames (each on its own, no tracking); the
+    # whole bag is measured by benchmarks/render_detection.py.
     from egopress_core.rosbag.sample import sample_synth_config
 
     arrays, _ = generate_sequence(sample_synth_config(seconds=0.2, uv_resolution=32), 0)

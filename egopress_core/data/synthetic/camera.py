@@ -22,7 +22,14 @@ HAND_DISTANCE_M = (0.3, 0.5)
 # How far below the horizon the camera looks at the hand, degrees: the head is well above the
 # hand and the forearm (which rises 5-20 degrees towards the elbow, see forearm.py), so the
 # forearm enters the picture from below without hiding the hand.
-PITCH_DEG = (45.0, 75.0)
+PITCH_DEG = (55.0, 80.0)
+# How far round from straight behind the hand the camera looks at it, towards the thumb's side,
+# degrees: the head is behind the working hand and inside its arm (the arm comes into the picture
+# from the little finger's side, see forearm.py), so the hand points away from the camera, up the
+# picture, and the forearm does not hide it. Hands seen side-on, pointing across the picture, or
+# from straight along the forearm are what MediaPipe's palm detector missed in every frame of a
+# sequence (benchmarks/render_detection.py).
+AZIMUTH_DEG = (10.0, 35.0)
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,20 @@ def sample_camera_rig(
     hand_centre_world: np.ndarray,
     num_frames: int,
     image_size: tuple[int, int],
+    hand_heading: float = 0.0,
+    thumb_side: np.ndarray | None = None,
 ) -> CameraRig:
     """An egocentric camera: :data:`HAND_DISTANCE_M` from the hand, looking down at :data:`PITCH_DEG`
-    below the horizon from the wearer's side, :data:`HORIZONTAL_FOV_DEG` horizontal field of view,
-    with slow head sway.
+    below the horizon from behind the hand (turned :data:`AZIMUTH_DEG` towards its thumb),
+    :data:`HORIZONTAL_FOV_DEG` horizontal field of view, with slow head sway.
 
     Args:
         hand_centre_world: (3,) where the gesture happens, world frame.
         image_size: (H, W) in pixels.
+        hand_heading: the hand's turn about the vertical from pointing along +y (away from the
+            wearer), radians, as :meth:`~egopress_core.data.synthetic.gestures.HandPoser.world_orientation`'s yaw.
+        thumb_side: (3,) world direction from the hand's little finger to its index (None: the
+            camera turns either way).
     """
     height, width = image_size
     horizontal_fov = np.deg2rad(rng.uniform(*HORIZONTAL_FOV_DEG))
@@ -75,8 +88,14 @@ def sample_camera_rig(
     )
     distance = rng.uniform(*HAND_DISTANCE_M)
     pitch = np.deg2rad(rng.uniform(*PITCH_DEG))  # below the horizon
-    # The wearer stands on the -y side of the pad, slightly varying in azimuth.
-    azimuth = np.deg2rad(rng.uniform(-25.0, 25.0))
+    # The wearer stands on the -y side of the pad, behind the hand; d(back)/d(azimuth) is level
+    # and at right angles to the heading, so its sign against the thumb side says which way round.
+    turn = np.deg2rad(rng.uniform(*AZIMUTH_DEG))
+    if thumb_side is None:
+        towards_thumb = 1.0 if rng.uniform() < 0.5 else -1.0
+    else:
+        towards_thumb = 1.0 if float(np.dot(thumb_side[:2], [np.cos(hand_heading), np.sin(hand_heading)])) >= 0 else -1.0
+    azimuth = hand_heading + towards_thumb * turn
     back = np.array([np.sin(azimuth), -np.cos(azimuth), 0.0])
     up = np.array([0.0, 0.0, -1.0])
     base_eye = hand_centre_world + distance * (np.cos(pitch) * back + np.sin(pitch) * up)

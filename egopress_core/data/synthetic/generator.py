@@ -49,8 +49,9 @@ from egopress_core.data.synthetic.gestures import (
 from egopress_core.data.synthetic.forearm import Forearm
 from egopress_core.data.synthetic.render import Appearance, Scenery, SkinTexture, forearm_albedo, render_rgbd
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.hand.skeleton import OPENPOSE_FINGER_JOINTS
 
-GENERATOR_VERSION = "2.0.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses)
+GENERATOR_VERSION = "2.1.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses); 2.1: camera behind the hand, thumb side
 FPS = 30.0
 # Sensel Morph pad grid: 185 x 105 cells of 1.25 mm (EgoPressure's `force` images).
 PAD_CELLS = (105, 185)  # (rows along y, columns along x)
@@ -270,7 +271,9 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     # 3. Camera and appearance, then render every frame.
     image_size = tuple(config.image_sizes[int(rng.integers(len(config.image_sizes)))])
     centre = np.array([*motion.lateral_m.mean(axis=0), -0.03])
-    rig = sample_camera_rig(rng, centre, frames, image_size)
+    middle = frames // 2
+    rig = sample_camera_rig(rng, centre, frames, image_size, hand_heading=motion.heading,
+                            thumb_side=joints_world[middle, OPENPOSE_FINGER_JOINTS["index"][0]] - joints_world[middle, OPENPOSE_FINGER_JOINTS["little"][0]])
     appearance = Appearance.sample(rng)
     skin = SkinTexture.sample(rng, appearance, rest_vertices[0], faces, rest_joints[0], poser.palm_normal)
     forearm = Forearm.sample(rng, rest_vertices[0], rest_joints[0])

@@ -148,6 +148,7 @@ class GestureMotion:
     curls: list[dict[str, tuple[float, float, float]]]  # per frame
     spread: dict[str, float]  # knuckle abduction of the long fingers, radians (whole gesture)
     orientation: np.ndarray  # (T, 3, 3) hand-to-world rotations
+    heading: float  # the hand's turn about the vertical (yaw), radians
     lateral_m: np.ndarray  # (T, 2) x/y position of the hand on the pad
     profile: ContactProfile
 
@@ -255,7 +256,7 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
         pitch = rng.uniform(0.45, 0.75)
         profile = press_profile(rng, num_frames, rng.uniform(0.8, 4.0))
         closing = np.clip((times - 0.25) / 0.5, 0.0, 1.0)
-        folded = {f: _curled(rng, 0.9) for f in ("middle", "ring", "little")}
+        folded = {f: _hooked(rng, f) for f in ("middle", "ring", "little")}
         spread["index"] = 0.0
         curls = []
         for amount in closing:
@@ -277,7 +278,8 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
     orientation = np.stack(
         [poser.world_orientation(pitch + 0.05 * np.sin(6.0 * t), yaw, roll) for t in times]
     )
-    return GestureMotion(name=name, curls=curls, spread=spread, orientation=orientation, lateral_m=lateral, profile=profile)
+    return GestureMotion(name=name, curls=curls, spread=spread, orientation=orientation, heading=float(yaw), lateral_m=lateral,
+                         profile=profile)
 
 
 def orientation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
