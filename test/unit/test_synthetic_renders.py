@@ -311,3 +311,29 @@ def test_weak_evidence_gestures_are_what_they_say():
                             / sliding["vertex_pressure_kpa"][t].sum() for t in contact])  # fmt: skip
         assert np.linalg.norm(centres[-1] - centres[0]) > 0.04
         assert _finger_carrying_the_force(sliding, int(np.argmax(sliding["force_n"]))) == "index"
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_single_presses_press_with_the_finger_they_chose(side, monkeypatch):
+    # Seeds 3 and 6 choose the thumb, 0 and 1 the index; the thumb press rolls the hand onto its
+    # thumb's side (which way depends on the hand), which it did not before generator 2.2: the
+    # knuckles of a fist carried the force.
+    import egopress_core.data.synthetic.generator as generator
+
+    chosen = []
+
+    def recording(rng, name, frames, poser):
+        motion = sample_gesture(rng, name, frames, poser)
+        curls = motion.curls[0]
+        # The pressing long finger bends at its knuckle, the hooked ones barely; a pressing thumb is straight.
+        chosen.append("thumb" if curls["thumb"] == (0.0, 0.1, 0.1) else max(("index", "middle"), key=lambda f: curls[f][0]))
+        return motion
+
+    monkeypatch.setattr(generator, "sample_gesture", recording)
+    for seed in (0, 1, 3, 6):
+        config = SynthConfig(sequences=1, frames=16, image_sizes=((48, 48),), seed=seed, gestures=("single_press",),
+                             uv_resolution=48, hand_side=side)  # fmt: skip
+        arrays, _ = generate_sequence(config, 0)
+        assert _finger_carrying_the_force(arrays, int(np.argmax(arrays["force_n"]))) == chosen[-1], seed
+    assert chosen.count("thumb") == 2
+

@@ -51,7 +51,7 @@ from egopress_core.data.synthetic.render import Appearance, Scenery, SkinTexture
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.hand.skeleton import OPENPOSE_FINGER_JOINTS
 
-GENERATOR_VERSION = "2.1.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses); 2.1: camera behind the hand, thumb side
+GENERATOR_VERSION = "2.2.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses); 2.1: camera behind the hand, from its thumb side; 2.2: thumb presses press with the thumb
 FPS = 30.0
 # Sensel Morph pad grid: 185 x 105 cells of 1.25 mm (EgoPressure's `force` images).
 PAD_CELLS = (105, 185)  # (rows along y, columns along x)

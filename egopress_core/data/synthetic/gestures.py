@@ -120,6 +120,13 @@ class HandPoser:
             pose[3 * (joint - 1) : 3 * joint] = orientation_to_axis_angle(combined)
         return pose
 
+    def roll_towards_thumb(self, angle: float) -> float:
+        """The ``roll`` of :meth:`world_orientation` that turns the hand ``angle`` radians onto
+        its thumb's side (its sign depends on the hand's side)."""
+        thumb_tip = self._rest_joints[OPENPOSE_FINGER_JOINTS["thumb"][-1]] - self._rest_joints[0]
+        # +z is down into the pad: the roll that lowers the thumb's tip the more.
+        return max((angle, -angle), key=lambda roll: float((self.world_orientation(0.0, 0.0, roll) @ thumb_tip)[2]))
+
     def world_orientation(self, pitch: float, yaw: float, roll: float = 0.0) -> np.ndarray:
         """(3, 3) rotation taking the hand from model space to the world (pad) frame with the
         palm facing the pad (+z), the fingers pointing away from the wearer (+y), pitched
@@ -198,9 +205,13 @@ def sample_gesture(rng: np.random.Generator, name: str, num_frames: int, poser: 
     if name in ("single_press", "press_release"):
         finger = rng.choice(["index", "index", "middle", "thumb"])
         if finger == "thumb":
-            base = {f: _curled(rng, 0.9) for f in FINGERS}
+            # The thumb pad pressing, the hand rolled onto its thumb side so that the thumb is
+            # its lowest part, the other fingers hooked clear of the pad (a fist seen from behind
+            # is a blob a hand detector does not find, and pressed its knuckles, not the thumb).
+            base = {f: _hooked(rng, f) for f in FINGERS}
             base["thumb"] = (0.0, 0.1, 0.1)
-            pitch = rng.uniform(0.5, 0.9)
+            pitch = rng.uniform(0.2, 0.4)
+            roll = poser.roll_towards_thumb(rng.uniform(0.5, 0.8))
         else:
             base = {f: _hooked(rng, f) for f in FINGERS}
             base[finger] = _reaching(rng)
