@@ -5,10 +5,11 @@
     ros2 bag play --clock BAG
 
 No ``backend`` argument and no keypoint topic: the hand mesh node runs its default, the
-``mediapipe`` backend, on the colour image. The frames are 320 x 240: at 640 x 480 (1.5 MB a
-frame set) the sensor-data (best-effort) inputs lost frames on the busy 2-core machine, the
-newest one included, which is the transport's business, not the hand stage's. The bag is a camera-only recording of renders
-MediaPipe sees (test/support/camera_bags.py); the launch file is evaluated, the nodes started and
+``mediapipe`` backend, on the colour image. The bag is `egopress sample-bag`'s default sequence
+(a single press) at 320 x 240: at 640 x 480 (1.5 MB a frame set) the sensor-data (best-effort)
+inputs lost frames on the busy 2-core machine, the newest one included, which is the transport's
+business, not the hand stage's. Its ground-truth topics are played too, and nothing in the
+default configuration subscribes to them. The launch file is evaluated, the nodes started and
 the bag played as in test_rosbag_replay.py (both use ``test/support/replay.py``), with the
 tiny untrained checkpoint, whose pressures are meaningless but flow through the same code.
 Checked: hand meshes from MediaPipe land on the bag's ground truth, and pressure comes out for
@@ -23,12 +24,11 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from camera_bags import render_moving_hand, write_camera_bag
 from rosbag_helpers import deserialize, read_bag, stamp_ns, tiny_checkpoint
 from ros_workspace import REPO_ROOT, ColconBuild, isolated_env
 
 from egopress_core.assets.hand_landmarker import BUILD_COMMAND, BUNDLE_PATH, MEDIAPIPE_MACHINES
-from egopress_core.rosbag.sample import COLOR_TOPIC, DEPTH_TOPIC, GROUND_TRUTH_MESH_TOPIC
+from egopress_core.rosbag.sample import COLOR_TOPIC, DEPTH_TOPIC, GROUND_TRUTH_MESH_TOPIC, write_sample_bag
 from egopress_core.rosbag.typestore import HAND_MESH, IMAGE, UV_PRESSURE
 
 # slow: the colcon build, rendering, then the nodes and a live replay.
@@ -48,12 +48,9 @@ RECORDED = {"/egopress/hand_mesh": HAND_MESH, "/egopress/uv_pressure": UV_PRESSU
 
 @pytest.fixture(scope="module")
 def replay(colcon_build: ColconBuild, tmp_path_factory) -> dict:
-    from egopress_core.hand.hand_model import load_hand_model
-
     workdir = tmp_path_factory.mktemp("replay_camera_only")
-    hand = load_hand_model("right")
-    bag = workdir / "camera"
-    stamps = write_camera_bag(bag, hand, render_moving_hand(hand, FRAMES, scale=0.5))
+    bag = workdir / "sample"
+    stamps = list(write_sample_bag(bag, seconds=FRAMES / 30, image_size=(240, 320), progress=False).stamps_ns)
     # The shipped config, at test speed (one torch thread, two sampler steps).
     document = yaml.safe_load((REPO_ROOT / "config" / "pressure.yaml").read_text())
     for node in ("/**/hand_mesh_node", "/**/pressure_node"):
