@@ -4,6 +4,7 @@
     python benchmarks/ros_latency.py --quick --out benchmarks/results/cpu_DATE_ros_live.json
     python benchmarks/ros_latency.py --live-sequences 3 --live-frames 150   # the full bench's size
     python benchmarks/ros_latency.py --quick --backend mediapipe   # the camera-only path on both sides
+    python benchmarks/ros_latency.py --quick --backend annotated   # no hand stage on either side
 
 1. Library: `egopress bench --live` (:func:`egopress_core.bench.live.run_live_benchmark`) on the
    held-out sequences, in this process: frames added at 30 Hz wall clock with their annotated hand
@@ -22,7 +23,10 @@
    offline pipeline on the same frames) side by side, with the ratio ROS / library.
 
 What differs, by design: with ``--backend keypoints`` (the default) the ROS chain fits its hand
-meshes from keypoints while the library uses the annotation's; with ``--backend mediapipe`` both
+meshes from keypoints while the library uses the annotation's; with ``--backend annotated`` the
+player publishes the annotation's ``HandMesh`` itself, stamped like the images, and only the
+pressure node runs, so both sides carry the same work as `egopress bench --live`'s default (the
+pressure stream alone); with ``--backend mediapipe`` both
 run the camera-only path (the hand-mesh node on the colour and depth topics; the library with
 ``--live-hands estimated``, the hand stage in its camera thread), so both carry the same hand
 stage and are scored against the offline estimate on that path's meshes. The ROS chain also
@@ -50,6 +54,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 NODES = ("hand_mesh_node", "pressure_node")
+# --backend choices: the hand-mesh node's backends this benchmark drives, and "annotated" (no
+# hand-mesh node: the player publishes the annotation's mesh), with the library's --live-hands
+# that does the same work.
+BACKENDS = {"keypoints": "annotated", "mediapipe": "estimated", "annotated": "annotated"}
+
+
+def nodes_of(backend: str) -> tuple[str, ...]:
+    return ("pressure_node",) if backend == "annotated" else NODES
 # Figures compared between the two runs (keys of the ``live`` section).
 COMPARED = ("camera_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "window_resets", "frames_skipped",
             "vol_iou_ratio_to_offline")
@@ -65,7 +77,7 @@ class Player:
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        from egopress_ros.msg import UVPressure
+        from egopress_ros.msg import HandMesh, UVPressure
 
         self.rclpy = rclpy
         self.node = Node("egopress_live_player", namespace=namespace)
@@ -75,6 +87,8 @@ class Player:
             "depth": self.node.create_publisher(Image, "aligned_depth_to_color/image_raw", qos_profile_sensor_data),
             "info": self.node.create_publisher(CameraInfo, "color/camera_info", qos_profile_sensor_data),
             "keypoints": self.node.create_publisher(PointCloud2, "hand_keypoints", qos_profile_sensor_data),
+            # Reliable, as the hand-mesh node publishes it.
+            "hand_mesh": self.node.create_publisher(HandMesh, "hand_mesh", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)),
         }
         self.maps: dict[int, np.ndarray] = {}
         self.arrived_ns: dict[int, int] = {}
@@ -107,13 +121,14 @@ class Player:
             self.rclpy.spin_once(self.node, timeout_sec=0.002)
         return True
 
-    def publish(self, record, stamp_ns: int) -> None:
-        for key, msg in camera_messages(record, stamp_ns).items():
+    def publish(self, record, stamp_ns: int, hand_mesh: bool = False) -> None:
+        for key, msg in camera_messages(record, stamp_ns, hand_mesh).items():
             self.publishers[key].publish(msg)
 
 
-def camera_messages(record, stamp_ns: int) -> dict:
-    """What a RealSense-style driver and a keypoint tracker publish for one frame."""
+def camera_messages(record, stamp_ns: int, hand_mesh: bool = False) -> dict:
+    """What a RealSense-style driver and a keypoint tracker publish for one frame, and with
+    ``hand_mesh`` what the hand-mesh node would, given the annotation's mesh."""
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import Header
@@ -126,9 +141,27 @@ def camera_messages(record, stamp_ns: int) -> dict:
     info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob")
     info.k = np.asarray(record.intrinsics, dtype=np.float64).ravel()
     depth_mm = np.clip(np.nan_to_num(record.depth_m) * 1000.0 + 0.5, 0, 65535).astype(np.uint16)
-    return {"keypoints": messages.keypoints_point_cloud(RCLPY, record.joints, header), "info": info,
-            "depth": messages.image(RCLPY, depth_mm, "16UC1", header),
-            "color": messages.image(RCLPY, record.rgb, "rgb8", header)}
+    published = {"keypoints": messages.keypoints_point_cloud(RCLPY, record.joints, header), "info": info,
+                 "depth": messages.image(RCLPY, depth_mm, "16UC1", header),
+                 "color": messages.image(RCLPY, record.rgb, "rgb8", header)}
+    if hand_mesh:
+        published["hand_mesh"] = annotation_hand_mesh(record, header, stamp_ns)
+    return published
+
+
+def annotation_hand_mesh(record, header, stamp_ns: int):
+    """The HandMesh of a frame's annotation (its MANO parameters, vertices and joints)."""
+    from egopress_core import messages
+    from egopress_core.hand.hand_model import load_hand_model
+    from egopress_core.perception.types import HandMeshEstimate
+    from egopress_ros.conversions import RCLPY
+
+    hand = load_hand_model(side=record.hand_side)
+    estimate = HandMeshEstimate(mano=record.mano, vertices=record.vertices, joints=record.joints, confidence=1.0,
+                                estimator="ground_truth", hand_side=record.hand_side, hand_model=hand.name,
+                                topology_id=hand.topology_id, stamp=stamp_ns / NS)  # fmt: skip
+    return messages.hand_mesh(RCLPY, header, record.hand_side, hand.name, hand.topology_id, hand.num_vertices,
+                              "ground_truth", estimate)
 
 
 def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir: Path, env: dict,
@@ -146,7 +179,7 @@ def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir
     path = workdir / "parameters.yaml"
     path.write_text(yaml.safe_dump(parameters))
     processes = {}
-    for name in NODES:
+    for name in nodes_of(backend):
         command = [sys.executable, "-m", f"egopress_ros.{name}", "--ros-args", "-r", f"__ns:={namespace}",
                    "--params-file", str(path)]
         processes[name] = subprocess.Popen(command, env=env, stdout=(workdir / f"{name}.log").open("w"),
@@ -154,10 +187,11 @@ def start_nodes(namespace: str, checkpoint: str, sampling, threads: int, workdir
     return processes
 
 
-def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: bool) -> dict:
+def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: bool, hand_mesh: bool = False) -> dict:
     """One sequence at ``live.camera_fps`` through the nodes: a row as
     :func:`~egopress_core.bench.live.play_sequence` returns it. ``first``: the nodes have seen no
-    frame before (no restart is expected at this sequence's first frame)."""
+    frame before (no restart is expected at this sequence's first frame). ``hand_mesh``: publish
+    the annotation's HandMesh with each frame (``--backend annotated``)."""
     records = [sequence.frame(index) for index in range(min(live.frames, len(sequence)))]
     # A gap longer than max_gap_s before the first frame: a fresh window, as the library's fresh stream.
     player.spin_until(lambda: False, max_gap_s + 0.5)
@@ -169,7 +203,7 @@ def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: 
         due = started + number * period_ns
         player.spin_until(lambda: player.now_ns() >= due, 5.0)
         stamp = player.now_ns()
-        player.publish(record, stamp)
+        player.publish(record, stamp, hand_mesh=hand_mesh)
         stamps.append(stamp)
     # Outputs still in flight: until one model pass with no new output, at most 60 s.
     quiet_ns = 5 * NS
@@ -203,18 +237,20 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     namespace = f"/egopress_live_{uuid.uuid4().hex[:8]}"
     processes = start_nodes(namespace, options.checkpoint, live.sampling, options.threads, workdir, env, backend)
+    nodes = nodes_of(backend)
+    hand_mesh = backend == "annotated"
     rclpy.init()
     try:
         player = Player(namespace)
-        ready = player.spin_until(lambda: all(player.diagnostics.get(name, {}).get("state") == "active" for name in NODES)
-                                  and player.publishers["color"].get_subscription_count() >= 2, 180.0)
+        ready = player.spin_until(lambda: all(player.diagnostics.get(name, {}).get("state") == "active" for name in nodes)
+                                  and player.publishers["color"].get_subscription_count() >= len(nodes), 180.0)
         if not ready:
             raise RuntimeError("the nodes did not become active within 180 s; see "
                                + ", ".join(str(workdir / f"{name}.log") for name in processes))
         # Untimed warm-up, as bench --live warms its pipeline up: 20 frames through both nodes.
         play_through_nodes(player, sequences[0], dataclasses.replace(live, frames=20), StreamOptions().max_gap_s,
-                           first=True)
-        played = [play_through_nodes(player, sequence, live, StreamOptions().max_gap_s, first=False)
+                           first=True, hand_mesh=hand_mesh)
+        played = [play_through_nodes(player, sequence, live, StreamOptions().max_gap_s, first=False, hand_mesh=hand_mesh)
                   for sequence in tqdm(sequences, desc="ros live", unit="seq", disable=not progress)]
         diagnostics = dict(player.diagnostics)
     finally:
@@ -248,16 +284,16 @@ def main() -> int:
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of each process (default: torch's own, as the nodes' torch_threads: 0)")
-    parser.add_argument("--backend", choices=("keypoints", "mediapipe"), default="keypoints",
-                        help="the hand-mesh node's backend; mediapipe runs the library with --live-hands estimated")
+    parser.add_argument("--backend", choices=tuple(BACKENDS), default="keypoints",
+                        help="the hand-mesh node's backend (mediapipe runs the library with --live-hands estimated), "
+                             "or annotated: no hand-mesh node, the player publishes the annotation's meshes")
     parser.add_argument("--skip-library", action="store_true", help="only the ROS run")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
     live = quick_live_options() if args.quick else LiveBenchOptions()
-    changes = {"sequences": args.live_sequences, "frames": args.live_frames,
-               "hands": "estimated" if args.backend == "mediapipe" else None}
+    changes = {"sequences": args.live_sequences, "frames": args.live_frames, "hands": BACKENDS[args.backend]}
     live = dataclasses.replace(live, **{key: value for key, value in changes.items() if value is not None})
     with tempfile.TemporaryDirectory(prefix="egopress_ros_live_") as scratch:
         workdir = Path(scratch)
@@ -268,7 +304,7 @@ def main() -> int:
             library = run_live_benchmark(options, live, progress=not args.no_progress)
             print("library (egopress bench --live):\n" + format_live(library["live"]))
         ros, diagnostics = run_ros(options, live, workdir, progress=not args.no_progress, backend=args.backend)
-    print("ROS (hand_mesh_node + pressure_node):\n" + format_live(ros))
+    print(f"ROS ({' + '.join(nodes_of(args.backend))}):\n" + format_live(ros))
     report = {
         "benchmark": "benchmarks/ros_latency.py",
         "machine": library["machine"] if library else {"cpu_count": os.cpu_count()},

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # How the shipped checkpoint (egopress_core/assets/checkpoints/egopressdiff_compact) is made.
 # Run from the repository root after `make setup`. OUT defaults to /tmp/egopress-shipped.
+# The shipped weights' stages 1-2 were trained on data of generator 1.x and stage 3 on generator
+# 2.1's; run today, every stage gets the current generator's renders.
 set -euo pipefail
 . scripts/env.sh
 OUT=${OUT:-/tmp/egopress-shipped}
@@ -17,8 +19,16 @@ OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train" --val
 OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train" --val-data "$OUT/data/val" \
     --out "$OUT/run_continued" --max-steps "$STEPS" \
     --set model.init_from="$OUT/run/model" --set model.overrides.use_uv_geometry=true
+# Stage 3: fine-tuned from stage 2 on fresh data with the meshes users have: the camera-only
+# path's (MediaPipe, depth lifting, fit; data.hands=estimated), on renders a real detector sees
+# (generator 2.1). Frames where no hand is found carry no mesh and are not scored.
+egopress synth --out "$OUT/data/train_2" --sequences 64 --frames 48 --seed 1 --image-size 256 256 --workers 2
+egopress synth --out "$OUT/data/val_2" --sequences 14 --frames 48 --seed 2 --image-size 256 256 --workers 2
+OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train_2" --val-data "$OUT/data/val_2" \
+    --out "$OUT/run_estimated" --max-steps "$STEPS" \
+    --set model.init_from="$OUT/run_continued/model" --set model.overrides.use_uv_geometry=true --set data.hands=estimated
 # Ship the EMA weights in half precision (half the size; loading casts back to float32).
-python - "$OUT/run_continued/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
+python - "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
 import shutil, sys
 from pathlib import Path
 from safetensors.torch import load_file, save_file
@@ -28,5 +38,5 @@ weights = {name: t.half() if t.is_floating_point() else t for name, t in load_fi
 save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
 shutil.copy(source / "config.json", target / "config.json")
 PY
-egopress eval --checkpoint egopress_core/assets/checkpoints/egopressdiff_compact --data "$OUT/data/val" \
-    --out "$OUT/val_report.json"
+egopress eval --checkpoint egopress_core/assets/checkpoints/egopressdiff_compact --data "$OUT/data/val_2" \
+    --hands estimated --out "$OUT/val_report.json"
