@@ -99,6 +99,22 @@ class HandsReplaced:
     def frames_with_hand(self) -> int:
         return sum(mesh is not None for mesh in self.meshes)
 
+    @property
+    def num_vertices(self) -> int | None:
+        """Vertex count of the hand model, also where no frame carries a mesh (a detector that
+        never found the hand): windows of such a sequence still stack, with no frame scored."""
+        for mesh in self.meshes:
+            if mesh is not None:
+                return int(len(mesh[0]))
+        count = getattr(self.sequence, "num_vertices", None)
+        if count is not None:
+            return int(count)
+        for index in range(len(self.sequence)):
+            vertices = self.sequence.frame(index).vertices
+            if vertices is not None:
+                return int(len(vertices))
+        return None
+
     def __len__(self) -> int:
         return len(self.sequence)
 

@@ -99,6 +99,18 @@ def test_estimated_hands_run_the_detector_in_order_and_keep_its_misses(monkeypat
     assert estimated.frame(2).vertices[0, 0] == pytest.approx(2 / 30) and not estimated.frame(2).has_annotation
 
 
+def test_a_sequence_where_no_hand_was_found_still_makes_windows():
+    # The camera-only path can miss the hand in every frame of a sequence: its windows stack, with
+    # no frame scored, instead of refusing the sequence (which stopped `egopress eval` midway).
+    from egopress_core.data.windows import ClipWindowDataset, WindowConfig
+
+    sequence = Sequence(frames=8)
+    none_found = HandsReplaced(sequence, [None] * 8, [record.has_annotation for record in sequence], "estimated")
+    assert none_found.frames_with_hand == 0 and none_found.num_vertices == 50
+    window = ClipWindowDataset([none_found], WindowConfig(window=4, stride=4, image_size=(8, 8), uv_size=(4, 4), skip_invalid=False))[0]
+    assert window["vertices"].shape == (4, 50, 3) and not window["valid"].any()
+
+
 def test_hand_sources_and_bad_values():
     sequence = Sequence()
     assert with_hands(sequence, "annotated") is sequence
