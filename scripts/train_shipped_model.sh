@@ -28,7 +28,8 @@ OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train_2" --v
     --out "$OUT/run_estimated" --max-steps "$STEPS" \
     --set model.init_from="$OUT/run_continued/model" --set model.overrides.use_uv_geometry=true --set data.hands=estimated
 # Ship the EMA weights in half precision (half the size; loading casts back to float32).
-python - "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_compact <<'PY'
+ship() {
+python - "$1" "$2" <<'PY'
 import shutil, sys
 from pathlib import Path
 from safetensors.torch import load_file, save_file
@@ -38,5 +39,15 @@ weights = {name: t.half() if t.is_floating_point() else t for name, t in load_fi
 save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
 shutil.copy(source / "config.json", target / "config.json")
 PY
-egopress eval --checkpoint egopress_core/assets/checkpoints/egopressdiff_compact --data "$OUT/data/val_2" \
-    --hands estimated --out "$OUT/val_report.json"
+}
+ship "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_compact
+# The per-frame baseline of the README's comparison (issue 22): the same data and meshes as stage
+# 3, trained from scratch for as many steps as the three stages together.
+OMP_NUM_THREADS=1 egopress train --config baseline_compact --data "$OUT/data/train_2" --val-data "$OUT/data/val_2" \
+    --out "$OUT/run_baseline" --max-steps $((3 * STEPS)) --set data.hands=estimated
+ship "$OUT/run_baseline/model" egopress_core/assets/checkpoints/baseline_compact
+# The comparison on held-out seeds (benchmarks/quality.md, "Shipped checkpoints").
+egopress synth --out "$OUT/data/heldout" --sequences 14 --frames 48 --seed 7000 --image-size 256 256 --workers 2
+python benchmarks/quality.py --out "$OUT/quality" --data "$OUT/data/heldout" --no-train --hands estimated \
+    --variants full,baseline --checkpoint full=egopress_core/assets/checkpoints/egopressdiff_compact \
+    --checkpoint baseline=egopress_core/assets/checkpoints/baseline_compact

@@ -132,9 +132,10 @@ def test_config_document_is_sorted_json_with_format_and_version(model, tmp_path)
 
 
 def test_shipped_checkpoint_loads_unchanged(tmp_path):
-    """The bundled compact model is a version-2 checkpoint without UV geometry: it reads as is."""
+    """The bundled compact model is a current-version checkpoint with UV geometry: it reads as is."""
     document = json.loads((SHIPPED_CHECKPOINT / CONFIG_NAME).read_text())
-    assert (document["format"], document["version"]) == (EGOPRESSDIFF_FORMAT, 2)
+    assert (document["format"], document["version"]) == (EGOPRESSDIFF_FORMAT, EGOPRESSDIFF_VERSION)
+    assert document["config"]["use_uv_geometry"] is True
     assert checkpoint_kind(SHIPPED_CHECKPOINT).name == "egopressdiff"
     shipped = EgoPressDiff.from_pretrained(SHIPPED_CHECKPOINT, map_location="cpu")
     assert shipped.config.to_dict() == document["config"]
@@ -144,11 +145,20 @@ def test_shipped_checkpoint_loads_unchanged(tmp_path):
     state = shipped.state_dict()
     assert sorted(stored) == sorted(state)
     assert all(torch.equal(stored[name], state[name]) for name in stored)
-    # Saved again, it is a current-version checkpoint of the same weights.
+    # Saved again, it is the same checkpoint document with the same weights.
     shipped.save_pretrained(tmp_path / "again")
     again = json.loads((tmp_path / "again" / CONFIG_NAME).read_text())
-    assert again == {**document, "version": EGOPRESSDIFF_VERSION}
+    assert again == document
     assert load_file(tmp_path / "again" / WEIGHTS_NAME).keys() == stored.keys()
+
+
+def test_shipped_baseline_checkpoint_is_the_per_frame_kind():
+    from egopress_core.assets import SHIPPED_BASELINE_CHECKPOINT
+    kind = checkpoint_kind(SHIPPED_BASELINE_CHECKPOINT)
+    assert kind.name == "bin_classifier"
+    assert checkpoint_kind(SHIPPED_CHECKPOINT).name == "egopressdiff"  # the default stays the video model
+    model = kind.model_class.from_pretrained(SHIPPED_BASELINE_CHECKPOINT, map_location="cpu")
+    assert model.config.num_frames == 16 and sum(p.numel() for p in model.parameters()) > 5_000_000
 
 
 # ---------------------------------------------------------------------------------------------
