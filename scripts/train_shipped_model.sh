@@ -46,7 +46,7 @@ ship "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_co
 OMP_NUM_THREADS=1 egopress train --config baseline_compact --data "$OUT/data/train_2" --val-data "$OUT/data/val_2" \
     --out "$OUT/run_baseline" --max-steps $((3 * STEPS)) --set data.hands=estimated
 ship "$OUT/run_baseline/model" egopress_core/assets/checkpoints/baseline_compact
-# The comparison on held-out seeds (benchmarks/quality.md, "Shipped checkpoints").
+# The comparison on held-out seeds (the README's table "With the camera-only path's meshes").
 egopress synth --out "$OUT/data/heldout" --sequences 14 --frames 48 --seed 7000 --image-size 256 256 --workers 2
 python benchmarks/quality.py --out "$OUT/quality" --data "$OUT/data/heldout" --no-train --hands estimated \
     --variants full,baseline --checkpoint full=egopress_core/assets/checkpoints/egopressdiff_compact \
