@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -149,14 +150,22 @@ def camera_messages(record, stamp_ns: int, hand_mesh: bool = False) -> dict:
     return published
 
 
+@functools.lru_cache(maxsize=2)
+def bundled_hand(side: str):
+    """The bundled hand of ``side``, loaded once: the player publishes at camera rate, and loading
+    it takes ~14 ms."""
+    from egopress_core.hand.hand_model import load_hand_model
+
+    return load_hand_model(side=side)
+
+
 def annotation_hand_mesh(record, header, stamp_ns: int):
     """The HandMesh of a frame's annotation (its MANO parameters, vertices and joints)."""
     from egopress_core import messages
-    from egopress_core.hand.hand_model import load_hand_model
     from egopress_core.perception.types import HandMeshEstimate
     from egopress_ros.conversions import RCLPY
 
-    hand = load_hand_model(side=record.hand_side)
+    hand = bundled_hand(record.hand_side)
     estimate = HandMeshEstimate(mano=record.mano, vertices=record.vertices, joints=record.joints, confidence=1.0,
                                 estimator="ground_truth", hand_side=record.hand_side, hand_model=hand.name,
                                 topology_id=hand.topology_id, stamp=stamp_ns / NS)  # fmt: skip
