@@ -46,6 +46,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -69,18 +70,23 @@ COMPARED = ("camera_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "win
 
 
 class Player:
-    """Publishes frames as camera + keypoint topics and collects UVPressure maps by stamp."""
+    """Publishes frames as camera + keypoint topics and collects UVPressure maps by stamp.
+
+    Its subscriptions are served by an executor on a thread of their own, which sleeps until a
+    message arrives, and the caller publishes on its own clock; a loop of short ``spin_once``
+    calls instead polls (a wait set rebuilt every 2 ms costs a quarter of a core) and takes that
+    from the nodes it measures on a 2-core machine."""
 
     def __init__(self, namespace: str) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from egopress_ros.msg import HandMesh, UVPressure
 
-        self.rclpy = rclpy
         self.node = Node("egopress_live_player", namespace=namespace)
         self.namespace = namespace
         self.publishers = {
@@ -91,12 +97,31 @@ class Player:
             # Reliable, as the hand-mesh node publishes it.
             "hand_mesh": self.node.create_publisher(HandMesh, "hand_mesh", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)),
         }
+        # Written by the executor thread, read by the caller's.
+        self._lock = threading.Lock()
         self.maps: dict[int, np.ndarray] = {}
         self.arrived_ns: dict[int, int] = {}
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.node.create_subscription(UVPressure, "uv_pressure", self._on_pressure,
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._spin, args=(rclpy,), name="player-executor", daemon=True)
+        self._spinner.start()
+
+    def _spin(self, rclpy) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self._spinner.join(timeout=5.0)
+        self.node.destroy_node()
 
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
@@ -104,23 +129,41 @@ class Player:
     def _on_pressure(self, msg) -> None:
         from egopress_core.messages import stamp_to_ns, uv_pressure_from_msg
 
-        stamp = stamp_to_ns(msg.header.stamp)
-        self.arrived_ns[stamp] = self.now_ns()
-        self.maps[stamp] = uv_pressure_from_msg(msg)
+        stamp, arrived = stamp_to_ns(msg.header.stamp), self.now_ns()
+        uv_map = uv_pressure_from_msg(msg)
+        with self._lock:
+            self.arrived_ns[stamp] = arrived
+            self.maps[stamp] = uv_map
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
             if status.name.startswith(self.namespace + "/"):
                 node = status.name[len(self.namespace) + 1:].split(":")[0]
-                self.diagnostics[node] = {item.key: item.value for item in status.values}
+                with self._lock:
+                    self.diagnostics[node] = {item.key: item.value for item in status.values}
 
-    def spin_until(self, predicate, timeout_s: float) -> bool:
+    def received(self) -> tuple[dict[int, np.ndarray], dict[int, int], dict[str, dict[str, str]]]:
+        """Copies of (maps by stamp, arrival time by stamp, the nodes' last /diagnostics values)."""
+        with self._lock:
+            return dict(self.maps), dict(self.arrived_ns), dict(self.diagnostics)
+
+    def diagnostic(self, node: str, key: str, default: str = "") -> str:
+        with self._lock:
+            return self.diagnostics.get(node, {}).get(key, default)
+
+    def wait_until(self, predicate, timeout_s: float, poll_s: float = 0.01) -> bool:
+        """Sleep until ``predicate()`` holds (True) or ``timeout_s`` passes (False)."""
         end = time.monotonic() + timeout_s
         while not predicate():
             if time.monotonic() > end:
                 return False
-            self.rclpy.spin_once(self.node, timeout_sec=0.002)
+            time.sleep(poll_s)
         return True
+
+    def sleep_until_ns(self, due_ns: int) -> None:
+        left_ns = due_ns - self.now_ns()
+        if left_ns > 0:
+            time.sleep(left_ns / NS)
 
     def publish(self, record, stamp_ns: int, hand_mesh: bool = False) -> None:
         for key, msg in camera_messages(record, stamp_ns, hand_mesh).items():
@@ -203,32 +246,32 @@ def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: 
     the annotation's HandMesh with each frame (``--backend annotated``)."""
     records = [sequence.frame(index) for index in range(min(live.frames, len(sequence)))]
     # A gap longer than max_gap_s before the first frame: a fresh window, as the library's fresh stream.
-    player.spin_until(lambda: False, max_gap_s + 0.5)
-    resets_before = int(player.diagnostics.get("pressure_node", {}).get("window_resets", 0))
+    time.sleep(max_gap_s + 0.5)
+    resets_before = int(player.diagnostic("pressure_node", "window_resets", "0"))
     period_ns = int(NS / live.camera_fps)
     started = player.now_ns()
     stamps = []
     for number, record in enumerate(records):
-        due = started + number * period_ns
-        player.spin_until(lambda: player.now_ns() >= due, 5.0)
+        player.sleep_until_ns(started + number * period_ns)
         stamp = player.now_ns()
         player.publish(record, stamp, hand_mesh=hand_mesh)
         stamps.append(stamp)
     # Outputs still in flight: until one model pass with no new output, at most 60 s.
     quiet_ns = 5 * NS
-    player.spin_until(lambda: player.now_ns() - max([stamps[-1], *player.arrived_ns.values()]) > quiet_ns, 60.0)
-    received = [stamp for stamp in stamps if stamp in player.maps]
-    last = max([stamps[-1], *(player.arrived_ns[stamp] for stamp in received)])
-    player.spin_until(lambda: False, 1.5)  # the diagnostics after the last pass
-    resets = int(player.diagnostics.get("pressure_node", {}).get("window_resets", 0)) - resets_before
+    player.wait_until(lambda: player.now_ns() - max([stamps[-1], *player.received()[1].values()]) > quiet_ns, 60.0)
+    time.sleep(1.5)  # the diagnostics after the last pass
+    maps, arrived_ns, _ = player.received()
+    received = [stamp for stamp in stamps if stamp in maps]
+    last = max([stamps[-1], *(arrived_ns[stamp] for stamp in received)])
+    resets = int(player.diagnostic("pressure_node", "window_resets", "0")) - resets_before
     return {"name": sequence.name, "frames_played": len(stamps), "frames_estimated": len(received),
             "frames_skipped": len(stamps) - len(received),
             # The restart at a later sequence's first frame (after the gap) is the fresh stream's.
             "window_resets": resets if first else resets - 1,
             "elapsed_s": (last - stamps[0]) / NS,
             "camera_fps": (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / NS) if len(stamps) > 1 else 0.0,
-            "latencies_s": [(player.arrived_ns[stamp] - stamp) / NS for stamp in received],
-            "maps": {stamps.index(stamp): player.maps[stamp] for stamp in received}}
+            "latencies_s": [(arrived_ns[stamp] - stamp) / NS for stamp in received],
+            "maps": {stamps.index(stamp): maps[stamp] for stamp in received}}
 
 
 def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoints") -> tuple[dict, dict]:
@@ -249,9 +292,10 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
     nodes = nodes_of(backend)
     hand_mesh = backend == "annotated"
     rclpy.init()
+    player = None
     try:
         player = Player(namespace)
-        ready = player.spin_until(lambda: all(player.diagnostics.get(name, {}).get("state") == "active" for name in nodes)
+        ready = player.wait_until(lambda: all(player.diagnostic(name, "state") == "active" for name in nodes)
                                   and player.publishers["color"].get_subscription_count() >= len(nodes), 180.0)
         if not ready:
             raise RuntimeError("the nodes did not become active within 180 s; see "
@@ -261,7 +305,7 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
                            first=True, hand_mesh=hand_mesh)
         played = [play_through_nodes(player, sequence, live, StreamOptions().max_gap_s, first=False, hand_mesh=hand_mesh)
                   for sequence in tqdm(sequences, desc="ros live", unit="seq", disable=not progress)]
-        diagnostics = dict(player.diagnostics)
+        diagnostics = player.received()[2]
     finally:
         for process in processes.values():
             process.send_signal(2)
@@ -270,6 +314,8 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if player is not None:
+            player.close()
         rclpy.try_shutdown()
     pipeline, _, _ = load_pipeline(options, resolve_device(options.device))
     if backend == "mediapipe":

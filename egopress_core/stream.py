@@ -4,9 +4,10 @@ its hand mesh in, that frame's pressure out.
 The model-level policy (:class:`~egopress_core.inference.StreamingPressureEstimator`: the
 window of encoded frames, warm starts, the sampler) sits under the stream's bookkeeping, which
 LeRobot splits the same way between a policy's ``select_action`` and ``reset``. Frames enter
-the window at camera rate (:meth:`PressureStream.add`) and each model pass estimates every frame
-since the previous pass (:meth:`PressureStream.step`), so a slow machine emits blocks further
-apart instead of losing temporal context (``docs/design.md``, "Live streaming"). Besides:
+the stream at camera rate (:meth:`PressureStream.add`: checks and time bookkeeping only) and each
+model pass prepares and estimates every frame since the previous pass (:meth:`PressureStream.step`),
+so a slow machine emits blocks further apart instead of losing temporal context
+(``docs/design.md``, "Live streaming"). Besides:
 
 - the crop follows the hand (:class:`~egopress_core.preprocessing.HandCropTracker`);
 - a stamp that goes backwards (bag loop, clock reset) or a gap longer than ``max_gap_s`` restarts
@@ -60,6 +61,19 @@ class WindowReset:
 
 
 @dataclass(frozen=True)
+class _Queued:
+    """A frame added since the last pass, checked but not yet cropped, resized or in the window."""
+
+    stamp_s: float
+    rgb: np.ndarray
+    depth_m: np.ndarray
+    intrinsics: np.ndarray
+    vertices: np.ndarray
+    joints: np.ndarray
+    tag: Any
+
+
+@dataclass(frozen=True)
 class _Pending:
     """A frame in the window that no pass has estimated yet."""
 
@@ -105,10 +119,10 @@ class StreamEstimate:
 
 
 class PressureStream:
-    """Camera frames with their hand meshes in, pressure out: every frame enters the window
-    (:meth:`add`, at camera rate) and each model pass estimates the frames that entered since the
-    previous one (:meth:`step`); :meth:`push` does both for one frame (``docs/design.md``, "Live
-    streaming").
+    """Camera frames with their hand meshes in, pressure out: every frame is taken at camera rate
+    (:meth:`add`) and each model pass brings the frames taken since the previous one into the
+    window and estimates them (:meth:`step`); :meth:`push` does both for one frame
+    (``docs/design.md``, "Live streaming").
 
     Made by :meth:`EgoPressPipeline.stream`.
 
@@ -138,7 +152,9 @@ class PressureStream:
         # add() (camera rate) and step() (whenever the model is free) may run on two threads.
         self._lock = threading.RLock()
         self._epoch = 0
+        self._queued: deque[_Queued] = deque()
         self._pending: deque[_Pending] = deque()
+        self._preparing = 0
         self._build_policy()
         self._forget()
 
@@ -166,7 +182,8 @@ class PressureStream:
         self._epoch += 1
         self.policy.reset()
         # Frames added but not estimated yet belong to the old scene: they will get no estimate.
-        self.frames_skipped += len(self._pending)
+        self.frames_skipped += len(self._queued) + len(self._pending)
+        self._queued = deque()
         self._pending = deque()
         self.crop_tracker.reset()
         self._last_stamp: float | None = None
@@ -204,8 +221,9 @@ class PressureStream:
 
     @property
     def pending(self) -> int:
-        """Frames added since the last pass (what the next :meth:`step` estimates)."""
-        return len(self._pending)
+        """Frames added and not estimated yet (what the next :meth:`step` estimates, up to T)."""
+        with self._lock:
+            return len(self._queued) + self._preparing + len(self._pending)
 
     # -- per frame -------------------------------------------------------------------------
 
@@ -219,10 +237,14 @@ class PressureStream:
         joints: np.ndarray | None,
         tag: Any = None,
     ) -> bool:
-        """Add a camera frame to the window (the cheap part: time bookkeeping, crop, resize, UV
-        geometry; its conditions and features are computed by the first pass that sees it);
-        :meth:`step` estimates the frames added since its last pass. Safe to call from another
-        thread while :meth:`step` runs.
+        """Take a camera frame: checks and time bookkeeping only; its crop, resize and UV
+        geometry are done by the next :meth:`step`, before its pass, and its conditions and
+        features by the first pass that sees it. :meth:`step` estimates the frames added since
+        its last pass. Safe to call from another thread while :meth:`step` runs, and kept cheap
+        for that: a camera thread doing the preprocessing beside a pass holds Python's GIL in
+        turns with the pass's many small operators and slowed it by a third to a half on two
+        cores (``docs/design.md``, "Live streaming"). Of the frames waiting for a pass, only the
+        newest T are kept (a pass could not estimate more); older ones count as skipped.
 
         Args:
             rgb: (H, W, 3) uint8. depth_m: (H, W) metres aligned to rgb; NaN / inf / <= 0 are
@@ -234,8 +256,7 @@ class PressureStream:
             tag: anything, handed back in this frame's :attr:`StreamEstimate.tag`.
 
         Returns:
-            Whether the frame entered the window (False: it shows no hand, and will get no
-            estimate). After the call, :attr:`last_reset` says whether (and why) this frame
+            Whether the frame was taken (False: it shows no hand, and will get no estimate). After the call, :attr:`last_reset` says whether (and why) this frame
             restarted the window (None: it did not).
 
         Raises:
@@ -245,6 +266,7 @@ class PressureStream:
         if not isinstance(stamp_s, (int, float)) or isinstance(stamp_s, bool) or not math.isfinite(stamp_s):
             raise DataError(f"stamp_s must be a finite number of seconds; got {stamp_s!r}")
         rgb, depth, matrix = check_camera_frame(rgb, depth_m, intrinsics)
+        rgb = rgb.copy()  # kept until the next pass; the caller may reuse its buffer
         has_hand = vertices is not None
         if has_hand:
             vertices, joints = self._check_mesh(vertices, joints)
@@ -266,39 +288,56 @@ class PressureStream:
             if not has_hand:
                 if self._hand_lost_since is None:
                     self._hand_lost_since = float(stamp_s)
-                elif self.frames_seen and stamp_s - self._hand_lost_since > self.options.hand_lost_reset_s:
+                elif (self.frames_seen or self._queued) and stamp_s - self._hand_lost_since > self.options.hand_lost_reset_s:
                     self.reset(ResetCause.HAND_LOST,
                                f"the hand was lost for more than {self.options.hand_lost_reset_s} s")
                     self._last_stamp = float(stamp_s)
                     self._hand_lost_since = float(stamp_s)
                 return False
             self._hand_lost_since = None
-
-            pipeline = self.pipeline
-            started = time.perf_counter()
-            box = self.crop_tracker.update(rgb.shape[:2], project_edge_coordinates(vertices, matrix))
-            inputs = preprocess_frame(rgb, depth, matrix, box, pipeline.image_size, pipeline.crop.depth_resize)
-            frame = {"rgb": inputs.rgb, "depth_m": inputs.depth_m, "intrinsics": inputs.intrinsics,
-                     "joints": torch.from_numpy(joints), "vertices": torch.from_numpy(vertices), "valid": True}
-            if pipeline.uv_geometry is not None:
-                window = {key: value[None, None] for key, value in frame.items() if isinstance(value, torch.Tensor)}
-                frame["uv_geometry"] = pipeline.uv_geometry(window)[0, 0]
-            prepared = time.perf_counter()
-            self.policy.add(frame)
-            self._pending.append(_Pending(float(stamp_s), box, vertices, prepared - started,
-                                          time.perf_counter() - prepared, tag))
+            self._queued.append(_Queued(float(stamp_s), rgb, depth, matrix, vertices, joints, tag))
+            while len(self._queued) > self.window_length:
+                self._queued.popleft()
+                self.frames_skipped += 1
         return True
 
     def step(self) -> list[StreamEstimate]:
-        """Denoise the newest window and estimate every frame added since the last pass, in order.
+        """Bring the frames added since the last pass into the window (crop, resize, UV geometry),
+        denoise the newest window and estimate every one of them, in order.
 
         Frames that left the window (more than T were added while the model was busy) get no
         estimate and are counted in :attr:`frames_skipped` (with the frames a restart discarded):
         the window keeps consecutive frames, so temporal context is never lost, but a slow machine
-        emits blocks further apart.
+        emits blocks further apart. Frames added while a pass runs wait for the next one.
         """
         with self._lock:
-            policy, epoch = self.policy, self._epoch
+            policy, epoch, waiting = self.policy, self._epoch, len(self._queued)
+        for _ in range(waiting):
+            with self._lock:
+                if epoch != self._epoch:
+                    return []  # restarted: what was taken belongs to the old scene (the restart counted it)
+                if not self._queued:
+                    break
+                item = self._queued.popleft()
+                self._preparing = 1
+                # In arrival order, on this thread only; a restart resets the tracker under the lock.
+                box = self.crop_tracker.update(item.rgb.shape[:2], project_edge_coordinates(item.vertices, item.intrinsics))
+            try:
+                frame, preprocess_s = self._prepare(item, box)
+            except BaseException:
+                with self._lock:
+                    self._preparing = 0
+                    self.frames_skipped += 1
+                raise
+            with self._lock:
+                self._preparing = 0
+                if epoch != self._epoch:
+                    self.frames_skipped += 1  # restarted meanwhile: the frame belongs to the old scene
+                    return []
+                added_at = time.perf_counter()
+                policy.add(frame)
+                self._pending.append(_Pending(item.stamp_s, box, item.vertices, preprocess_s,
+                                              time.perf_counter() - added_at, item.tag))
         started = time.perf_counter()
         added, pressure = policy.denoise()
         inferred = time.perf_counter()
@@ -338,6 +377,19 @@ class PressureStream:
             return None
         estimates = self.step()
         return estimates[-1] if estimates else None
+
+    def _prepare(self, item: _Queued, box: tuple[int, int, int, int]) -> tuple[dict[str, Any], float]:
+        """(the model's inputs of a taken frame: crop, resize, UV geometry; seconds it took)."""
+        pipeline = self.pipeline
+        started = time.perf_counter()
+        inputs = preprocess_frame(item.rgb, item.depth_m, item.intrinsics, box, pipeline.image_size,
+                                  pipeline.crop.depth_resize)
+        frame = {"rgb": inputs.rgb, "depth_m": inputs.depth_m, "intrinsics": inputs.intrinsics,
+                 "joints": torch.from_numpy(item.joints), "vertices": torch.from_numpy(item.vertices), "valid": True}
+        if pipeline.uv_geometry is not None:
+            window = {key: value[None, None] for key, value in frame.items() if isinstance(value, torch.Tensor)}
+            frame["uv_geometry"] = pipeline.uv_geometry(window)[0, 0]
+        return frame, time.perf_counter() - started
 
     def _check_mesh(self, vertices, joints) -> tuple[np.ndarray, np.ndarray]:
         vertices = np.asarray(vertices, dtype=np.float32)

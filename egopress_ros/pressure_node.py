@@ -13,10 +13,11 @@ Outputs (all with the source colour image's header; reliable QoS):
     /diagnostics            diagnostic_msgs/DiagnosticArray
 
 The four inputs are matched by stamp (the hand mesh node copies the colour image's header, so its
-HandMesh carries the colour stamp exactly). Every set enters the window of the pipeline's stream
-(:meth:`egopress_core.pipeline.EgoPressPipeline.stream`) as it arrives; a worker runs the model on
-the newest window whenever it is free and publishes every frame that entered since its previous
-pass, in order, each with its own image's header. A slower machine publishes larger blocks further
+HandMesh carries the colour stamp exactly). Every set is added to the pipeline's stream
+(:meth:`egopress_core.pipeline.EgoPressPipeline.stream`) as it arrives; a worker brings the sets
+added since its previous pass into the model's window, runs the model on the newest window
+whenever it is free and publishes every one of those frames, in order, each with its own image's
+header. A slower machine publishes larger blocks further
 apart (frames that left the T-frame window before a pass are counted as dropped) and the window
 always holds consecutive frames. A HandMesh without a hand (confidence 0) produces no pressure message:
 a hand the tracker lost may still be pressing, so "no contact" would be a false label for a
@@ -189,10 +190,11 @@ class PressureNode(PipelineNode):
     # -- per frame -------------------------------------------------------------------------
 
     def accept(self, messages: dict[str, Any]) -> None:
-        """Every synchronised set enters the model's window at camera rate (decoding, crop, resize
-        and UV geometry, on the executor thread); the worker's next pass encodes and estimates all
-        the frames that entered since its previous one, so the window keeps consecutive frames
-        however slow the model is (``docs/design.md``, "Live streaming")."""
+        """Every synchronised set is decoded and added to the stream at camera rate (on the
+        executor thread: checks and bookkeeping only, so that it holds Python's GIL briefly beside
+        a pass); the worker's next pass prepares, encodes and estimates all the frames added since
+        its previous one, so the window keeps consecutive frames however slow the model is
+        (``docs/design.md``, "Live streaming")."""
         from egopress_core.stream import ResetCause
 
         pipeline, stream = self.pipeline, self.stream

@@ -401,6 +401,41 @@ def test_step_estimates_every_frame_added_since_the_last_pass_in_order(checkpoin
     assert stream.step() == [] and stream.frames_skipped == 3
 
 
+def test_add_only_takes_frames_and_the_next_pass_prepares_the_newest_window(checkpoint, scene, monkeypatch):
+    """A camera thread's add() holds Python's GIL beside the pass on another thread, so it only
+    checks and queues; the next step() crops and resizes the newest T frames (no work for the
+    frames that leave the window first) from the stream's own copy of the caller's images."""
+    import egopress_core.stream as stream_module
+
+    prepared = []
+    original_preprocess = stream_module.preprocess_frame
+    monkeypatch.setattr(stream_module, "preprocess_frame",
+                        lambda *args, **kwargs: prepared.append(args[0]) or original_preprocess(*args, **kwargs))
+    reference, stream = _stream(checkpoint, num_inference_steps=1), _stream(checkpoint, num_inference_steps=1)
+    window = stream.window_length
+    stamps = [1.0 + index / 30 for index in range(window + 2)]
+    for stamp in stamps:
+        reference.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+        rgb = scene["rgb"].copy()
+        assert stream.add(rgb, scene["depth_m"], scene["intrinsics"], stamp, scene["vertices"], scene["joints"])
+        rgb[:] = 0  # the caller reuses its buffer
+    assert prepared == [] and stream.pending == window and stream.frames_skipped == 2
+    expected = reference.step()
+    prepared.clear()
+    block = stream.step()
+    assert len(prepared) == window and [estimate.stamp_s for estimate in block] == stamps[2:]
+    for mine, theirs in zip(block, expected):
+        np.testing.assert_array_equal(mine.uv_pressure_kpa, theirs.uv_pressure_kpa)
+    # A hand lost for longer than hand_lost_reset_s restarts the window even before any pass took
+    # the frames in, which count as skipped.
+    lost = _stream(checkpoint, num_inference_steps=1, stream_options=StreamOptions(hand_lost_reset_s=0.2))
+    lost.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], 2.0, scene["vertices"], scene["joints"])
+    for stamp in (2.05, 2.3):
+        assert not lost.add(scene["rgb"], scene["depth_m"], scene["intrinsics"], stamp, None, None)
+    assert lost.last_reset.cause is ResetCause.HAND_LOST and lost.frames_skipped == 1
+    assert lost.pending == 0 and lost.step() == []
+
+
 def test_adding_and_stepping_one_frame_at_a_time_is_push(checkpoint, scene):
     pushed, stepped = _stream(checkpoint, num_inference_steps=2), _stream(checkpoint, num_inference_steps=2)
     for index in range(3):
