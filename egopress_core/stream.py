@@ -241,8 +241,8 @@ class PressureStream:
         geometry are done by the next :meth:`step`, before its pass, and its conditions and
         features by the first pass that sees it. :meth:`step` estimates the frames added since
         its last pass. Safe to call from another thread while :meth:`step` runs, and kept cheap
-        for that: a camera thread doing the preprocessing beside a pass holds Python's GIL in
-        turns with the pass's many small operators and slowed it by a third to a half on two
+        for that: a camera thread doing the preprocessing beside a pass takes Python's GIL in
+        turns with the pass's many small operators, which made the pass 30-40 % longer on two
         cores (``docs/design.md``, "Live streaming"). Of the frames waiting for a pass, only the
         newest T are kept (a pass could not estimate more); older ones count as skipped.
 
@@ -256,8 +256,9 @@ class PressureStream:
             tag: anything, handed back in this frame's :attr:`StreamEstimate.tag`.
 
         Returns:
-            Whether the frame was taken (False: it shows no hand, and will get no estimate). After the call, :attr:`last_reset` says whether (and why) this frame
-            restarted the window (None: it did not).
+            Whether the frame was taken (False: it shows no hand, and will get no estimate).
+            After the call, :attr:`last_reset` says whether (and why) this frame restarted the
+            window (None: it did not).
 
         Raises:
             DataError: images, intrinsics or mesh with wrong shapes or values (naming them);
@@ -266,10 +267,10 @@ class PressureStream:
         if not isinstance(stamp_s, (int, float)) or isinstance(stamp_s, bool) or not math.isfinite(stamp_s):
             raise DataError(f"stamp_s must be a finite number of seconds; got {stamp_s!r}")
         rgb, depth, matrix = check_camera_frame(rgb, depth_m, intrinsics)
-        rgb = rgb.copy()  # kept until the next pass; the caller may reuse its buffer
         has_hand = vertices is not None
         if has_hand:
             vertices, joints = self._check_mesh(vertices, joints)
+            rgb = rgb.copy()  # kept until the next pass; the caller may reuse its buffer
 
         with self._lock:
             self.last_reset = None
