@@ -421,6 +421,7 @@ def test_add_only_takes_frames_and_the_next_pass_prepares_the_newest_window(chec
         rgb[:] = 0  # the caller reuses its buffer
     assert prepared == [] and stream.pending == window and stream.frames_skipped == 2
     expected = reference.step()
+    assert len(expected) == window
     prepared.clear()
     block = stream.step()
     assert len(prepared) == window and [estimate.stamp_s for estimate in block] == stamps[2:]
