@@ -1,6 +1,7 @@
 """The synthetic generator end to end on small sequences: physics consistency, determinism,
 resume, the lazy reader and clip windows over it."""
 
+import json
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ from egopress_core.data.synthetic.generator import (
 from egopress_core.data.synthetic.storage import SyntheticDataset
 from egopress_core.data.windows import ClipWindowDataset, WindowConfig
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.evaluation_factors import MIDDLE_KNUCKLE, WRIST
 
 SMALL = dict(frames=14, image_sizes=((64, 80),), uv_resolution=96)
 
@@ -189,3 +191,39 @@ def test_synth_command_takes_gesture_groups(tmp_path):
     assert main(["synth", "--out", str(out), "--sequences", str(len(WEAK_EVIDENCE_GESTURES)), "--frames", "2",
                  "--image-size", "48", "48", "--uv-resolution", "16", "--gestures", "weak", "--no-progress"]) == 0
     assert tuple(s.meta["gesture"] for s in SyntheticDataset(out).sequences()) == WEAK_EVIDENCE_GESTURES
+
+
+def test_synth_command_samples_the_ranges_it_is_given(tmp_path):
+    """--hand-distance / --shape-std reach the renders: a farther camera sees the hand smaller, and
+    a wider shape spread gives hands of more different sizes."""
+    from egopress_core.cli.main import main
+    from egopress_core.data.synthetic import ranges
+
+    def hand_scales(out, *flags):
+        assert main(["synth", "--out", str(out), "--sequences", "4", "--frames", "2", "--image-size", "48", "48",
+                     "--uv-resolution", "16", "--gestures", "palm_press", "--no-progress", "--seed", "3", *flags]) == 0
+        records = [sequence.frame(0) for sequence in SyntheticDataset(out).sequences()]
+        distances = np.array([np.median(record.vertices[:, 2]) for record in records])  # camera frame
+        sizes = np.array([np.linalg.norm(record.joints[MIDDLE_KNUCKLE] - record.joints[WRIST]) for record in records])
+        return distances, sizes, json.loads((out / "dataset.json").read_text())["config"]
+
+    near, _, near_config = hand_scales(tmp_path / "near")
+    far, _, far_config = hand_scales(tmp_path / "far", "--hand-distance", "0.9", "1.0")
+    assert near_config["hand_distance_m"] == list(ranges.HAND_DISTANCE_M)
+    assert far_config["hand_distance_m"] == [0.9, 1.0]
+    assert near.max() < 0.55 < 0.8 < far.min()
+
+    _, same_sizes, _ = hand_scales(tmp_path / "one_shape", "--shape-std", "0")
+    _, spread_sizes, _ = hand_scales(tmp_path / "spread", "--shape-std", "3")
+    assert np.ptp(same_sizes) < 0.002 < np.ptp(spread_sizes)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hand_distance_m", (0.5, 0.3), "hand_distance_m must be a \\(min, max\\) pair"),
+    ("hand_distance_m", (0.1, 0.3), "0.25 <= min"),
+    ("pitch_deg", (10.0, 80.0), "pitch_deg must be"),
+    ("shape_std", -1.0, "shape_std must be in"),
+])
+def test_out_of_range_sampling_ranges_are_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        SynthConfig(sequences=1, **{field: value})

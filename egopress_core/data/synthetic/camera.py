@@ -11,18 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import transforms3d
 
+from egopress_core.data.synthetic.ranges import HAND_DISTANCE_M, PITCH_DEG
+
 
 # Horizontal field of view of head-mounted RGB-D colour cameras (RealSense D415 65 deg, D435 69,
 # L515 70; EgoPressure's 1920 x 1080 head camera about 70), degrees.
 HORIZONTAL_FOV_DEG = (55.0, 75.0)
-# Distance from the camera to the hand: a head-mounted camera over a hand working on a table at
-# arm's length. With the field of view above, the hand (about 19 cm long, 9 cm wide) spans a
-# quarter to a third of the image width, as in RealSense and EgoPressure recordings.
-HAND_DISTANCE_M = (0.3, 0.5)
-# How far below the horizon the camera looks at the hand, degrees: the head is well above the
-# hand and the forearm (which rises 5-20 degrees towards the elbow, see forearm.py), so the
-# forearm enters the picture from below without hiding the hand.
-PITCH_DEG = (55.0, 80.0)
 # How far round from straight behind the hand the camera looks at it, towards the thumb's side,
 # degrees: the head is behind the working hand and inside its arm (the arm comes into the picture
 # from the little finger's side, see forearm.py), so the hand points away from the camera, up the
@@ -63,9 +57,11 @@ def sample_camera_rig(
     image_size: tuple[int, int],
     hand_heading: float = 0.0,
     thumb_side: np.ndarray | None = None,
+    distance_m: tuple[float, float] = HAND_DISTANCE_M,
+    pitch_deg: tuple[float, float] = PITCH_DEG,
 ) -> CameraRig:
-    """An egocentric camera: :data:`HAND_DISTANCE_M` from the hand, looking down at :data:`PITCH_DEG`
-    below the horizon from behind the hand (turned :data:`AZIMUTH_DEG` towards its thumb),
+    """An egocentric camera: ``distance_m`` from the hand, looking down at ``pitch_deg`` below the
+    horizon from behind the hand (turned :data:`AZIMUTH_DEG` towards its thumb),
     :data:`HORIZONTAL_FOV_DEG` horizontal field of view, with slow head sway.
 
     Args:
@@ -75,6 +71,8 @@ def sample_camera_rig(
             wearer), radians, as :meth:`~egopress_core.data.synthetic.gestures.HandPoser.world_orientation`'s yaw.
         thumb_side: (3,) world direction from the hand's little finger to its index (None: the
             camera turns either way).
+        distance_m: (min, max) camera-to-hand distance, metres, sampled uniformly.
+        pitch_deg: (min, max) angle below the horizon, degrees, sampled uniformly.
     """
     height, width = image_size
     horizontal_fov = np.deg2rad(rng.uniform(*HORIZONTAL_FOV_DEG))
@@ -86,8 +84,8 @@ def sample_camera_rig(
             [0.0, 0.0, 1.0],
         ]
     )
-    distance = rng.uniform(*HAND_DISTANCE_M)
-    pitch = np.deg2rad(rng.uniform(*PITCH_DEG))  # below the horizon
+    distance = rng.uniform(*distance_m)
+    pitch = np.deg2rad(rng.uniform(*pitch_deg))  # below the horizon
     # The wearer stands on the -y side of the pad, behind the hand; d(back)/d(azimuth) is level
     # and at right angles to the heading, so its sign against the thumb side says which way round.
     turn = np.deg2rad(rng.uniform(*AZIMUTH_DEG))

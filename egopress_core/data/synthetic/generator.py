@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from egopress_core.data.records import HAND_LEFT, HAND_RIGHT
 from egopress_core.data.synthetic import contact, storage
+from egopress_core.data.synthetic import ranges
 from egopress_core.data.synthetic.camera import sample_camera_rig
 from egopress_core.data.synthetic.gestures import (
     ALL_GESTURES,
@@ -90,9 +91,10 @@ class SynthConfig:
     gestures: tuple[str, ...] = GESTURES
     hand_side: str = HAND_RIGHT
     hand_model_path: str | None = None  # None: the bundled hand
-    shape_std: float = 1.0  # std of the sampled betas
+    shape_std: float = ranges.SHAPE_STD  # std of the sampled betas (clipped to +-ranges.MAX_ABS_BETA)
+    hand_distance_m: tuple[float, float] = ranges.HAND_DISTANCE_M  # camera to hand, metres, uniform
+    pitch_deg: tuple[float, float] = ranges.PITCH_DEG  # view below the horizon, degrees, uniform
     effective_modulus_pa: float = contact.DEFAULT_EFFECTIVE_MODULUS_PA
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sequences < 1:
@@ -109,6 +111,15 @@ class SynthConfig:
         for size in self.image_sizes:
             if len(size) != 2 or min(size) < 32:
                 raise ConfigError(f"image_sizes must be (H, W) pairs of at least 32. Got {size}")
+        if not 0.0 <= self.shape_std <= ranges.MAX_SHAPE_STD:
+            raise ConfigError(f"shape_std must be in [0, {ranges.MAX_SHAPE_STD}]. Got {self.shape_std}")
+        _check_range("hand_distance_m", self.hand_distance_m, ranges.MIN_HAND_DISTANCE_M, ranges.MAX_HAND_DISTANCE_M)
+        _check_range("pitch_deg", self.pitch_deg, ranges.MIN_PITCH_DEG, ranges.MAX_PITCH_DEG)
+
+
+def _check_range(name: str, value, low: float, high: float) -> None:
+    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+        raise ConfigError(f"{name} must be a (min, max) pair with {low} <= min <= max <= {high}. Got {tuple(value)}")
 
 
 @lru_cache(maxsize=4)
@@ -209,7 +220,7 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     hand, atlas = hand_and_atlas(config.hand_model_path, config.hand_side, config.uv_resolution)
     frames = config.frames
     gesture_name = config.gestures[index % len(config.gestures)]
-    betas = np.clip(rng.normal(0.0, config.shape_std, size=10), -2.5, 2.5)
+    betas = np.clip(rng.normal(0.0, config.shape_std, size=10), -ranges.MAX_ABS_BETA, ranges.MAX_ABS_BETA)
     faces = np.asarray(hand.faces, dtype=np.int64)
 
     def forward(global_orient, hand_pose, transl):
@@ -273,7 +284,8 @@ def generate_sequence(config: SynthConfig, index: int) -> tuple[dict[str, np.nda
     centre = np.array([*motion.lateral_m.mean(axis=0), -0.03])
     middle = frames // 2
     rig = sample_camera_rig(rng, centre, frames, image_size, hand_heading=motion.heading,
-                            thumb_side=joints_world[middle, OPENPOSE_FINGER_JOINTS["index"][0]] - joints_world[middle, OPENPOSE_FINGER_JOINTS["little"][0]])
+                            thumb_side=joints_world[middle, OPENPOSE_FINGER_JOINTS["index"][0]] - joints_world[middle, OPENPOSE_FINGER_JOINTS["little"][0]],
+                            distance_m=config.hand_distance_m, pitch_deg=config.pitch_deg)
     appearance = Appearance.sample(rng)
     skin = SkinTexture.sample(rng, appearance, rest_vertices[0], faces, rest_joints[0], poser.palm_normal)
     forearm = Forearm.sample(rng, rest_vertices[0], rest_joints[0])
