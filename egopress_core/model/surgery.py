@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from egopress_core.errors import ConfigError
+from egopress_core.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from egopress_core.model.egopressdiff import EgoPressDiff
@@ -31,7 +31,16 @@ def with_uv_geometry(model: EgoPressDiff) -> EgoPressDiff:
 
     Raises:
         ConfigError: the model already takes UV geometry.
+        CheckpointError: the model is not an EgoPressDiff (the per-frame baseline fuses UV geometry
+            in a layer of its own, which cannot start out as the identity).
     """
+    from egopress_core.model.egopressdiff import EgoPressDiff
+
+    if not isinstance(model, EgoPressDiff):
+        raise CheckpointError(
+            f"only an EgoPressDiff can be grown with UV geometry, not a {type(model).__name__}: train it with "
+            "use_uv_geometry from scratch, or fine-tune it without"
+        )
     if model.config.use_uv_geometry:
         raise ConfigError("the model already uses UV geometry (use_uv_geometry=True)")
     grown = type(model)(model.config.replace(use_uv_geometry=True)).to(model.device, model.dtype)

@@ -50,3 +50,12 @@ def test_init_from_takes_the_weights_and_the_runs_training_keys(tmp_path):
     PerFrameBinClassifier(tiny_bin_classifier_config()).save_pretrained(tmp_path / "baseline")
     with pytest.raises(CheckpointError, match="holds a model.kind='bin_classifier' checkpoint"):
         init_from(kind, tmp_path / "baseline", run_config)
+
+
+def test_a_baseline_checkpoint_is_not_grown_with_uv_geometry(tmp_path):
+    """The per-frame baseline's UV geometry enters through a layer of its own: fine-tuning a
+    checkpoint without it into one with it is refused with the way out, not a KeyError."""
+    baseline = PerFrameBinClassifier(tiny_bin_classifier_config())
+    baseline.save_pretrained(tmp_path / "baseline")
+    with pytest.raises(CheckpointError, match="only an EgoPressDiff can be grown with UV geometry.*from scratch"):
+        init_from(model_kind("bin_classifier"), tmp_path / "baseline", baseline.config.replace(use_uv_geometry=True))
