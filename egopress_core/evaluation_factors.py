@@ -45,7 +45,7 @@ VISIBLE_TOLERANCE_M = 0.006
 # Frames with contact read per sequence for contact_visible_share (evenly spread).
 VISIBILITY_FRAMES = 12
 # Metrics shown per group.
-GROUP_METRICS = ("volumetric_iou", "contact_iou", "mae_kpa", "force_mae_n", "temporal_accuracy")
+GROUP_METRICS = ("volumetric_iou", "contact_iou", "mae_kpa", "force_mae_n", "force_ratio", "temporal_accuracy")
 
 
 def sequence_factors(sequence, joints: np.ndarray, first_scored: int, contact_frames=None) -> dict[str, float]:
@@ -156,7 +156,8 @@ def format_breakdown(breakdown: dict[str, list[dict[str, Any]]]) -> str:
             low, high = group["range"]
             iou = "n/a" if group["volumetric_iou"] is None else f"{group['volumetric_iou']:.3f}"
             force = "n/a" if group["force_mae_n"] is None else f"{group['force_mae_n']:.2f} N"
-            cells.append(f"[{low:.3g}, {high:.3g}]: Vol IoU {iou}, force MAE {force}")
+            ratio = "n/a" if group.get("force_ratio") is None else f"x{group['force_ratio']:.2f}"
+            cells.append(f"[{low:.3g}, {high:.3g}]: Vol IoU {iou}, force MAE {force}, force {ratio} of true")
         lines.append(f"{name}: " + "; ".join(cells))
     return "\n".join(lines)
 

@@ -22,6 +22,8 @@ Temporal figures, where a video model should differ from a per-frame one:
                     within :data:`EVENT_MATCH_FRAMES`; unmatched true events are missed,
                     unmatched predicted ones spurious (both counted).
 - Force correlation = Pearson correlation of predicted and true total force over all frames.
+- Force ratio = predicted over true total force, each summed over all frames (above 1: the model
+  over-predicts; a systematic ratio shows up per hand size in the per-factor report).
 
 "Pooled" matters: the IoUs are ratios of sums over every texel of every frame, not means of
 per-frame ratios, so frames without contact do not count as perfect scores. A ratio whose
@@ -254,9 +256,10 @@ class PressureMetrics:
         """The pooled metrics. Keys: ``contact_iou``, ``volumetric_iou``, ``mae_kpa``,
         ``temporal_accuracy``, ``temporal_smoothness_kpa``, ``flicker_kpa``,
         ``onset_error_frames`` / ``release_error_frames`` with their ``*s_true``, ``*s_missed``
-        and ``*s_spurious`` counts, where given ``vertex_*``, ``force_mae_n`` and
-        ``force_correlation``, plus ``frames``. Undefined figures (no static texel, no matched
-        event, a constant force) are NaN."""
+        and ``*s_spurious`` counts, where given ``vertex_*``, ``force_mae_n``,
+        ``force_correlation`` and ``force_ratio`` (predicted over true force summed over the
+        frames: above 1 the model over-predicts), plus ``frames``. Undefined figures (no static
+        texel, no matched event, a constant force, no true force) are NaN."""
         if self._frames == 0:
             raise DataError("no frames were added to the metrics")
         results = self._uv.results("")
@@ -274,6 +277,7 @@ class PressureMetrics:
         if self._force_frames:
             results["force_mae_n"] = self._force_abs_error / self._force_frames
             results["force_correlation"] = _pearson(self._force_moments, self._force_frames)
+            results["force_ratio"] = _ratio(self._force_moments[0], self._force_moments[1])
         results["frames"] = self._frames
         return results
 

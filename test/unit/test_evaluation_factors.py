@@ -57,6 +57,7 @@ def test_breakdown_pools_each_third_of_the_sequences():
     assert groups[0]["range"] == pytest.approx([0.3, 0.35]) and groups[2]["range"] == pytest.approx([0.5, 0.55])
     assert [g["volumetric_iou"] for g in groups] == pytest.approx([1.0, 0.75, 0.5])
     assert groups[2]["force_mae_n"] == pytest.approx(2.0)
+    assert [g["force_ratio"] for g in groups] == pytest.approx([1.0, 0.75, 0.5])  # far hands under-predicted
 
 
 class PressedPatch:

@@ -132,12 +132,16 @@ def test_force_correlation_is_pooled_over_sequences():
     metrics.update(uv, uv, pred_force_n=np.array([0.0, 1.0, 2.0]), gt_force_n=np.array([0.0, 2.0, 4.0]))
     metrics.update(uv, uv, pred_force_n=np.array([3.0, 3.0, 3.0]), gt_force_n=np.array([6.0, 6.0, 6.0]))
     assert metrics.compute()["force_correlation"] == pytest.approx(1.0)  # y = 2x across both
+    assert metrics.compute()["force_ratio"] == pytest.approx(0.5)  # half the true force: under-predicted
     flipped = PressureMetrics()
     flipped.update(uv, uv, pred_force_n=np.array([2.0, 1.0, 0.0]), gt_force_n=np.array([0.0, 1.0, 2.0]))
     assert flipped.compute()["force_correlation"] == pytest.approx(-1.0)
     constant = PressureMetrics()
     constant.update(uv, uv, pred_force_n=np.ones(3), gt_force_n=np.array([0.0, 1.0, 2.0]))
     assert math.isnan(constant.compute()["force_correlation"])
+    untouched = PressureMetrics()
+    untouched.update(uv, uv, pred_force_n=np.ones(3), gt_force_n=np.zeros(3))
+    assert math.isnan(untouched.compute()["force_ratio"])  # no true force: no ratio
 
 
 def test_vertex_and_force_extras():
