@@ -656,6 +656,30 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def per_factor_lines(results: dict[str, Any]) -> list[str]:
+    """Markdown table: Vol IoU and force ratio of every variant per third of the held-out sequences
+    by each factor of ``egopress eval``'s per-factor report (the same sequences for every variant:
+    the thirds' ranges come from the first)."""
+    reports = {name: result.get("per_factor") or {} for name, result in results.items()}
+    first = next(iter(reports.values()), {})
+    if not first:
+        return []
+    names = list(reports)
+    lines = ["", "Per factor (thirds of the scored sequences; Vol IoU, and predicted over true total force):", "",
+             "| factor | range | " + " | ".join(f"`{name}` Vol IoU | `{name}` force" for name in names) + " |",
+             "|" + "---|" * (2 + 2 * len(names))]
+    for factor, groups in first.items():
+        for index, group in enumerate(groups):
+            cells = [factor.replace("_", " "), f"{group['range'][0]:.3g}-{group['range'][1]:.3g}"]
+            for name in names:
+                theirs = reports[name].get(factor, [])
+                own = theirs[index] if index < len(theirs) else {}
+                ratio = own.get("force_ratio")
+                cells += [_fmt(own.get("volumetric_iou")), "n/a" if ratio is None else f"x{ratio:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The comparison as a markdown section (table, ratios, goals, how it was run)."""
     results, comparison = summary["results"], summary["comparison"]
@@ -710,6 +734,7 @@ def markdown(summary: dict[str, Any]) -> str:
                      + (f"; per-sequence Vol IoU difference {paired['mean_difference']:+.3f}, 95% CI "
                         f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}]: {verdict}" if paired
                         else f"; no interval (fewer than {BOOTSTRAP_MIN_SEQUENCES} held-out sequences)"))
+    lines += per_factor_lines(results)
     goals = comparison["goals"]
     if goals:
         lines += ["", "Goals (issue 6):"] + [
@@ -785,6 +810,7 @@ def run(settings: Settings, command: str) -> dict[str, Any]:
         report = score(variant, checkpoint, heldout, settings)
         results[name] = {"label": variant.label, "model": report["model"], "checkpoint": str(checkpoint),
                          "training": training, "metrics": report["metrics"], "per_sequence": report["per_sequence"],
+                         "per_factor": report.get("per_factor", {}),
                          "trainable_parameters": report["trainable_parameters"], "model_config": model_config,
                          "eval_seconds": report["seconds"]}
     bar.close()

@@ -148,6 +148,22 @@ def test_comparison_per_gesture_group():
     assert weak["sequences"] == 5 and weak["scored_sequences"] == 4 and weak["ratio_of_means"] == pytest.approx(0.8)
 
 
+def test_per_factor_table_lines_up_every_variant_per_third():
+    third = lambda low, high, iou, ratio: {"range": [low, high], "volumetric_iou": iou, "force_ratio": ratio}  # noqa: E731
+    results = {
+        "full": {"per_factor": {"camera_distance_m": [third(0.3, 0.4, 0.5, 1.1), third(0.45, 0.6, 0.4, 1.5),
+                                                      third(0.7, 0.8, 0.2, 3.0)]}},
+        "baseline": {"per_factor": {"camera_distance_m": [third(0.3, 0.4, 0.6, 0.9), third(0.45, 0.6, 0.5, None),
+                                                          third(0.7, 0.8, 0.1, 0.5)]}},
+    }
+    lines = quality.per_factor_lines(results)
+    assert "| `full` Vol IoU | `full` force | `baseline` Vol IoU | `baseline` force |" in lines[3]
+    assert lines[5:] == ["| camera distance m | 0.3-0.4 | 0.500 | x1.10 | 0.600 | x0.90 |",
+                         "| camera distance m | 0.45-0.6 | 0.400 | x1.50 | 0.500 | n/a |",
+                         "| camera distance m | 0.7-0.8 | 0.200 | x3.00 | 0.100 | x0.50 |"]
+    assert quality.per_factor_lines({"full": {"per_factor": {}}}) == []  # too few sequences for thirds
+
+
 def test_paired_bootstrap_detects_a_consistent_drop():
     reference = {f"s{i}": {"volumetric_iou": 0.5 + 0.01 * i} for i in range(8)}
     worse = {f"s{i}": {"volumetric_iou": 0.4 + 0.01 * i + 0.005 * (i % 2)} for i in range(8)}
