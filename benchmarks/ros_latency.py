@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import random
 import subprocess
@@ -328,6 +327,7 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
 
 def main() -> int:
     from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.files import write_json_atomic
     from egopress_core.bench import BenchOptions
     from egopress_core.bench.live import LiveBenchOptions, format_live, quick_live_options, run_live_benchmark
 
@@ -381,10 +381,7 @@ def main() -> int:
             show = lambda value: "n/a" if value is None else f"{value:10.3g}"  # noqa: E731
             print(f"{key:28s} {show(mine):>10s} {show(theirs):>10s} {'n/a' if ratio is None else f'{ratio:8.2f}'}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_name(args.out.name + ".tmp")
-        temporary.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        os.replace(temporary, args.out)
+        write_json_atomic(args.out, report, default=str)
         print(f"report: {args.out}")
     return 0
 

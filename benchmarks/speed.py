@@ -184,9 +184,9 @@ def main() -> int:
         print(f"{threads} thread(s): no result (stopped after {args.timeout_min} min)")
     ros = time_ros_messages(out / "held_out", args.checkpoint) if args.ros else None
     summary = {"reports": {str(k): v for k, v in results.items()}, "ros_messages": ros}
-    temporary = out / "summary.json.tmp"
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(temporary, out / "summary.json")
+    from egopress_core.files import write_json_atomic
+
+    write_json_atomic(out / "summary.json", summary)
     print(markdown(reports, ros))
     print(f"\nreports in {out}")
     return 0

@@ -9,7 +9,6 @@ and, through the hand's UV atlas, on per-vertex pressure and total force.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.files import replacing, write_json_atomic
 from egopress_core.metrics import PressureMetrics
 from egopress_core.options import (
     OFFLINE_SAMPLING,
@@ -161,11 +161,7 @@ def evaluate(
         "uv_layout": mask.layout_id,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, out)
+    out = write_json_atomic(out, report, sort_keys=True)
     if figure:
         write_eval_figure(figure_rows, pipeline.faces, out.with_suffix(".png"), report["metrics"])
     return report
@@ -221,8 +217,7 @@ def write_eval_figure(rows: list[dict], faces: np.ndarray, path: Path, metrics: 
     summary = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("contact_iou", "volumetric_iou", "mae_kpa", "temporal_accuracy") if metrics.get(k) is not None)
     figure.suptitle(summary)
     figure.tight_layout()
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=80)
+    with replacing(path) as temporary:
+        figure.savefig(temporary, dpi=80)
     plt.close(figure)
-    os.replace(temporary, path)
     return path

@@ -4,20 +4,16 @@ tables (:func:`format_report`). ``benchmarks/speed.py`` and ``benchmarks/speed.m
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from egopress_core.files import write_json_atomic
+
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     """The report as JSON, written atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_json_atomic(path, report)
 
 
 def _ms(seconds: float) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from egopress_core.data.records import SequenceSource
+from egopress_core.files import replacing
 from egopress_core.visualize import colorize, hand_views
 
 
@@ -65,9 +66,7 @@ def write_contact_sheet(sequence: SequenceSource, faces: np.ndarray, out_png: st
     figure.suptitle(f"{sequence.name} {gesture}")
     figure.tight_layout()
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=80)
+    with replacing(out) as temporary:
+        figure.savefig(temporary, dpi=80)
     plt.close(figure)
-    os.replace(temporary, out)
     return out

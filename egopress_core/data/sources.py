@@ -24,6 +24,7 @@ import numpy as np
 
 from egopress_core.data.records import SequenceSource
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.files import write_json_atomic
 
 SYNTHETIC_MARKER = "dataset.json"
 EGOPRESSURE_MARKER = "data"
@@ -213,11 +214,7 @@ class HandUVMask:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`spec` as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.spec(), indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
+        write_json_atomic(path, self.spec(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HandUVMask":

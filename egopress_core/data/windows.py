@@ -52,7 +52,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +63,7 @@ from torch.utils.data import Dataset
 
 from egopress_core.data.records import FrameRecord, SequenceSource
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.files import write_json_atomic
 from egopress_core.options import CROP_MODES, DEPTH_RESIZE_MODES
 from egopress_core.preprocessing import crop_extent, preprocess_frame, project_edge_coordinates, round_box
 
@@ -511,18 +511,7 @@ class DataStatistics:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                json.dump(self.to_dict(), stream, indent=2, sort_keys=True)
-                stream.write("\n")
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DataStatistics":

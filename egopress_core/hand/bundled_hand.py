@@ -47,7 +47,8 @@ import torch
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from egopress_core.hand.mano_io import NUM_MANO_JOINTS, dumps_mano, write_bytes_atomic
+from egopress_core.files import write_bytes_atomic
+from egopress_core.hand.mano_io import NUM_MANO_JOINTS, dumps_mano
 from egopress_core.hand.poses import joint_axes, sample_plausible_poses
 from egopress_core.hand.skeleton import MANO_FINGER_JOINTS
 from egopress_core.hand.template_mesh import (

@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +30,7 @@ import numpy as np
 import scipy.sparse
 
 from egopress_core.errors import DataError
+from egopress_core.files import write_bytes_atomic
 
 NUM_MANO_JOINTS = 16
 NUM_POSE_FEATURES = 9 * (NUM_MANO_JOINTS - 1)  # (R - I) of the 15 finger joints, row-major
@@ -372,22 +372,6 @@ def dumps_mano(data: Mapping[str, Any]) -> bytes:
     buffer = io.BytesIO()
     _PortablePickler(buffer, protocol=4).dump(dict(data))
     return buffer.getvalue()
-
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Writes ``payload`` to a temporary file next to ``path``, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; these are ordinary data files
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def write_mano_pickle(path: str | os.PathLike, data: Mapping[str, Any]) -> None:

@@ -324,7 +324,7 @@ def make_hand_preview(hand: HandModel, out_path: str | os.PathLike, panel_px: in
     out_path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    from egopress_core.hand.mano_io import write_bytes_atomic
+    from egopress_core.files import write_bytes_atomic
 
     write_bytes_atomic(out_path, buffer.getvalue())
     return out_path

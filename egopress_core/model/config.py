@@ -12,12 +12,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from egopress_core.errors import ConfigError
+from egopress_core.files import write_json_atomic
 
 LATENT_SPACES = ("pixel", "vae")
 IMAGE_ENCODERS = ("conv", "clip")
@@ -476,17 +476,7 @@ class EgoPressDiffConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                json.dump(self.to_dict(), stream, indent=2, sort_keys=True)
-                stream.write("\n")
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EgoPressDiffConfig:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
+from egopress_core.files import write_json_atomic
 from egopress_core.options import config_differences
 from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
 from egopress_core.rosbag.reader import STORAGE_SUFFIXES
@@ -280,9 +281,7 @@ class FleetManifest:
     def save(self) -> None:
         document = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "summary": self.summary, "options": self.options, "bags": self.entries + self.kept}
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-        os.replace(temporary, self.path)
+        write_json_atomic(self.path, document, default=str)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from egopress_core.files import write_json_atomic
 from egopress_core.rosbag.index import BagIndex
 
 @dataclass(frozen=True)
@@ -127,9 +127,7 @@ class LabelReport:
                 and {"input", "status", "options"} <= set(saved))
 
     def save(self, path: Path) -> None:
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")
-        os.replace(temporary, path)
+        write_json_atomic(path, self.to_dict(), default=str)
 
     def summary(self) -> str:
         """A few lines for the terminal."""

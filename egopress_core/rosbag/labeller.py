@@ -50,7 +50,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from typing import Any, Callable
 import numpy as np
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
+from egopress_core.files import replacing, write_json_atomic
 from egopress_core.options import config_differences
 from egopress_core.rosbag import accounting
 from egopress_core.rosbag.index import BagIndex, FrameRef
@@ -365,9 +365,7 @@ class BagLabeller:
             if self.resume:
                 self.report.notes.append(f"--resume: no interrupted run into {self.output} was found; labelled from the start")
             self.work.mkdir()
-            temporary = path.with_name("state.json.tmp")
-            temporary.write_text(json.dumps(state, indent=2) + "\n")
-            os.replace(temporary, path)
+            write_json_atomic(path, state)
 
     def _group_path(self, group: ChunkGroup) -> Path:
         return self.work / f"batch_{group.number:06d}.npz"
@@ -395,14 +393,9 @@ class BagLabeller:
         """Labels one group of the plan and saves its results in the work folder, atomically."""
         results = self._label_group(group)
         path = self._group_path(group)
-        # A unique temporary name: a fleet may run the same group twice at once (a worker it
-        # thought lost), and both must land whole.
-        temporary = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:12]}.tmp.npz")
-        try:
+        # A fleet may run the same group twice at once (a worker it thought lost): both land whole.
+        with replacing(path) as temporary:
             np.savez(temporary, **results)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
 
     def _label_group(self, group: ChunkGroup) -> dict[str, np.ndarray]:
         """Estimates every chunk of the group; returns the arrays saved for its core frames."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from egopress_core.files import replacing, write_text_atomic
 
 HISTORY_NAME = "history.jsonl"
 CURVE_NAME = "training_curve.png"
@@ -57,11 +58,7 @@ class History:
         """Drop records of steps after ``step`` (atomically)."""
         kept = [r for r in self.records() if int(r.get("step", 0)) <= step]
         text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, text)
 
 
 def _smooth(values: list[float], weight: float = 0.9) -> list[float]:
@@ -128,9 +125,7 @@ def plot_training_curve(records: list[dict[str, Any]], path: str | os.PathLike, 
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=100)
+    with replacing(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, path)
     return path

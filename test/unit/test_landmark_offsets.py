@@ -157,4 +157,4 @@ def test_the_shipped_offsets_belong_to_the_bundled_hands(tmp_path, right_hand):
     assert load_keypoint_offsets(right_hand, tmp_path / "missing.json")[0] is None
     written = write_keypoint_offsets(tmp_path / "again.json", load_hand_model("left"), left, {"note": "test"})
     np.testing.assert_allclose(load_keypoint_offsets(right_hand, written)[0], right, atol=1e-6)
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []

@@ -50,6 +50,7 @@ from egopress_core.data.synthetic.gestures import (
 from egopress_core.data.synthetic.forearm import Forearm
 from egopress_core.data.synthetic.render import Appearance, Scenery, SkinTexture, forearm_albedo, render_rgbd
 from egopress_core.errors import ConfigError, DataError
+from egopress_core.files import write_json_atomic
 from egopress_core.hand.skeleton import OPENPOSE_FINGER_JOINTS
 
 GENERATOR_VERSION = "2.2.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses); 2.1: camera behind the hand, from its thumb side; 2.2: thumb presses press with the thumb
@@ -395,7 +396,7 @@ def generate_dataset(config: SynthConfig, out: str | os.PathLike, workers: int =
             )
     elif any(root.iterdir()):
         raise DataError(f"{root} is not empty and holds no synthetic data set; choose another --out")
-    storage.write_json_atomic(info_path, {**info, "sequences": config.sequences})
+    write_json_atomic(info_path, {**info, "sequences": config.sequences}, sort_keys=True)
 
     for partial in root.glob("seq_*.partial"):
         shutil.rmtree(partial)

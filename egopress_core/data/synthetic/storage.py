@@ -66,12 +66,6 @@ def sequence_dir_name(index: int) -> str:
     return f"seq_{index:05d}"
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(temporary, path)
-
-
 def write_sequence(root: Path, index: int, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     """Writes one complete sequence atomically (temporary folder, then rename)."""
     missing = [name for name in (*FRAME_ARRAYS, "intrinsics") if name not in arrays]
