@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How the shipped checkpoint (egopress_core/assets/checkpoints/egopressdiff_compact) is made.
 # Run from the repository root after `make setup`. OUT defaults to /tmp/egopress-shipped.
-# The shipped weights' stages 1-2 were trained on data of generator 1.x and stage 3 on generator
-# 2.1's; run today, every stage gets the current generator's renders.
+# The shipped weights' stages 1-2 were trained on data of generator 1.x, stage 3 on generator
+# 2.1's and stage 4 on 2.2's; run today, every stage gets the current generator's renders.
 set -euo pipefail
 . scripts/env.sh
 OUT=${OUT:-/tmp/egopress-shipped}
@@ -27,6 +27,15 @@ egopress synth --out "$OUT/data/val_2" --sequences 14 --frames 48 --seed 2 --ima
 OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train_2" --val-data "$OUT/data/val_2" \
     --out "$OUT/run_estimated" --max-steps "$STEPS" \
     --set model.init_from="$OUT/run_continued/model" --set model.overrides.use_uv_geometry=true --set data.hands=estimated
+# Stage 4: 1000 more steps on fresh data of wider ranges than the generator's defaults: camera
+# 0.3-0.8 m from the hand (default 0.3-0.5) and hand shapes with twice the spread of very small and
+# very large hands (shape std 1.5; default 1), the camera-only path's meshes.
+WIDE="--hand-distance 0.3 0.8 --shape-std 1.5"
+egopress synth --out "$OUT/data/train_wide" --sequences 64 --frames 48 --seed 21 --image-size 256 256 --workers 2 $WIDE
+egopress synth --out "$OUT/data/val_wide" --sequences 14 --frames 48 --seed 22 --image-size 256 256 --workers 2 $WIDE
+OMP_NUM_THREADS=1 egopress train --config compact --data "$OUT/data/train_wide" --val-data "$OUT/data/val_wide" \
+    --out "$OUT/run_wide" --max-steps "$STEPS" \
+    --set model.init_from="$OUT/run_estimated/model" --set model.overrides.use_uv_geometry=true --set data.hands=estimated
 # Ship the EMA weights in half precision (half the size; loading casts back to float32).
 ship() {
 python - "$1" "$2" <<'PY'
@@ -40,14 +49,18 @@ save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
 shutil.copy(source / "config.json", target / "config.json")
 PY
 }
-ship "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_compact
-# The per-frame baseline of the README's comparison (issue 22): the same data and meshes as stage
-# 3, trained from scratch for as many steps as the three stages together.
-OMP_NUM_THREADS=1 egopress train --config baseline_compact --data "$OUT/data/train_2" --val-data "$OUT/data/val_2" \
-    --out "$OUT/run_baseline" --max-steps $((3 * STEPS)) --set data.hands=estimated
+ship "$OUT/run_wide/model" egopress_core/assets/checkpoints/egopressdiff_compact
+# The per-frame baseline of the README's comparison (issue 22): the same evidence (UV geometry)
+# and stage 4's data and meshes, trained from scratch for as many steps as the four stages together.
+OMP_NUM_THREADS=1 egopress train --config baseline_compact --data "$OUT/data/train_wide" --val-data "$OUT/data/val_wide" \
+    --out "$OUT/run_baseline" --max-steps $((4 * STEPS)) --set model.overrides.use_uv_geometry=true --set data.hands=estimated
 ship "$OUT/run_baseline/model" egopress_core/assets/checkpoints/baseline_compact
-# The comparison on held-out seeds (the README's table "With the camera-only path's meshes").
+# The comparison on held-out seeds (the README's tables "With the camera-only path's meshes"): the
+# generator's default ranges, and the wider ranges of stage 4.
 egopress synth --out "$OUT/data/heldout" --sequences 14 --frames 48 --seed 7000 --image-size 256 256 --workers 2
-python benchmarks/quality.py --out "$OUT/quality" --data "$OUT/data/heldout" --no-train --hands estimated \
+egopress synth --out "$OUT/data/heldout_wide" --sequences 16 --frames 48 --seed 7300 --image-size 256 256 --workers 2 $WIDE
+for set in heldout heldout_wide; do
+python benchmarks/quality.py --out "$OUT/quality_$set" --data "$OUT/data/$set" --no-train --hands estimated \
     --variants full,baseline --checkpoint full=egopress_core/assets/checkpoints/egopressdiff_compact \
     --checkpoint baseline=egopress_core/assets/checkpoints/baseline_compact
+done

@@ -159,6 +159,10 @@ def test_shipped_baseline_checkpoint_is_the_per_frame_kind():
     assert checkpoint_kind(SHIPPED_CHECKPOINT).name == "egopressdiff"  # the default stays the video model
     model = kind.model_class.from_pretrained(SHIPPED_BASELINE_CHECKPOINT, map_location="cpu")
     assert model.config.num_frames == 16 and sum(p.numel() for p in model.parameters()) > 5_000_000
+    # The README compares the two with the same evidence: the baseline takes the UV geometry too.
+    video_model = EgoPressDiff.load_config(SHIPPED_CHECKPOINT)
+    assert model.config.use_uv_geometry == video_model.use_uv_geometry
+    assert (model.config.image_size, model.config.uv_size) == (video_model.image_size, video_model.uv_size)
 
 
 # ---------------------------------------------------------------------------------------------
