@@ -44,7 +44,7 @@ from typing import Any, Callable
 from egopress_core.errors import ConfigError, DataError, EgoPressError
 from egopress_core.files import write_json_atomic
 from egopress_core.options import config_differences
-from egopress_core.rosbag.label_options import LabelOptions, report_path_for, work_dir_for
+from egopress_core.rosbag.label_options import LabelOptions, report_path_for
 from egopress_core.rosbag.reader import STORAGE_SUFFIXES
 
 MANIFEST_NAME = "manifest.json"

@@ -36,8 +36,7 @@ import torch
 from tqdm import tqdm
 
 from egopress_core.data.records import HAND_LEFT, HAND_RIGHT
-from egopress_core.data.synthetic import contact, storage
-from egopress_core.data.synthetic import ranges
+from egopress_core.data.synthetic import contact, ranges, storage
 from egopress_core.data.synthetic.camera import sample_camera_rig
 from egopress_core.data.synthetic.gestures import (
     ALL_GESTURES,
