@@ -642,6 +642,12 @@ def run(node_class, argv: Sequence[str] | None, description: str) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT shuts the context down from rclpy's signal handler; if that lands while the
+        # executor builds its next wait set, rclpy raises "the given context is not valid" (an
+        # RCLError) instead of ExternalShutdownException. A stop, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.stop_everything()
