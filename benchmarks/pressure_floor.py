@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from egopress_core.assets import SHIPPED_CHECKPOINT
     from egopress_core.data.hands import HAND_SOURCES, with_hands
     from egopress_core.data.sources import open_data_source
+    from egopress_core.evaluation import scored_frames
     from egopress_core.files import write_json_atomic
     from egopress_core.metrics import PressureMetrics
     from egopress_core.options import OFFLINE_SAMPLING
@@ -42,17 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = EgoPressPipeline.from_checkpoint(args.checkpoint, sampling=OFFLINE_SAMPLING)
     metrics = {floor: PressureMetrics() for floor in args.floors}
     for source in open_data_source(args.data).sequences():
-        output = pipeline(with_hands(source, args.hands))
-        valid = output.inputs["valid"][0].numpy().astype(bool)
+        valid, scored, vertices = scored_frames(pipeline(with_hands(source, args.hands)))
         if not valid.any():
             continue
-        predicted = output.uv_pressure_kpa[0][valid]
-        truth = output.inputs["uv_pressure_kpa"][0, :, 0].float().numpy()[valid]
-        vertices = output.inputs["vertices"][0].numpy()[valid]
-        true_force = pipeline.readout.uv_force(truth, vertices)
+        true_force = pipeline.readout.uv_force(scored["gt"], vertices)
         for floor, pooled in metrics.items():
-            floored = np.where(predicted < floor, 0.0, predicted).astype(np.float32)
-            pooled.update(floored, truth, pred_force_n=pipeline.readout.uv_force(floored, vertices), gt_force_n=true_force)
+            floored = np.where(scored["pred"] < floor, 0.0, scored["pred"]).astype(np.float32)
+            pooled.update(floored, scored["gt"], pred_force_n=pipeline.readout.uv_force(floored, vertices),
+                          gt_force_n=true_force)
     keys = ("volumetric_iou", "contact_iou", "mae_kpa", "force_mae_n", "force_ratio", "temporal_accuracy")
     results = {str(floor): {key: float(pooled.compute()[key]) for key in keys} for floor, pooled in metrics.items()}
     print("floor (kPa) | " + " | ".join(keys))

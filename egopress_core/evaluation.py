@@ -67,6 +67,21 @@ class EvalOptions:
             raise ConfigError(f"EvalOptions.max_sequences must be an integer >= 1 or None. Got {self.max_sequences!r}")
 
 
+def scored_frames(output) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """What a pipeline output of one sequence is scored on: its frames with a hand mesh and ground
+    truth.
+
+    Returns:
+        valid: (T,) bool, the scored frames.
+        scored: ``pred`` and ``gt``, (N, Hu, Wu) kPa of the N scored frames.
+        vertices: (N, V, 3) their hand meshes (for the force readout).
+    """
+    batch = output.inputs
+    valid = batch["valid"][0].numpy().astype(bool)
+    scored = {"pred": output.uv_pressure_kpa[0][valid], "gt": batch["uv_pressure_kpa"][0, :, 0].float().numpy()[valid]}
+    return valid, scored, batch["vertices"][0].numpy()[valid]
+
+
 def evaluate(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike,
@@ -110,15 +125,11 @@ def evaluate(
         sequence = with_hands(source, options.hands)
         output = pipeline(sequence)
         batch = output.inputs
-        predicted = output.uv_pressure_kpa[0]
-        truth = batch["uv_pressure_kpa"][0, :, 0].float().numpy()
-        valid = batch["valid"][0].numpy().astype(bool)
+        valid, scored, vertices = scored_frames(output)
         frames_total += len(valid)
         frames_with_hand += int(valid.sum())
         if not valid.any():
             continue
-        vertices = batch["vertices"][0].numpy()[valid]
-        scored = {"pred": predicted[valid], "gt": truth[valid]}
         vertex = {k: readout.vertex_pressure(v) for k, v in scored.items()}
         force = {k: readout.uv_force(v, vertices) for k, v in scored.items()}
         arguments = dict(pred_vertex_kpa=vertex["pred"], gt_vertex_kpa=vertex["gt"],
@@ -127,9 +138,9 @@ def evaluate(
         sequence_metrics.update(scored["pred"], scored["gt"], **arguments)
         pooled.update(scored["pred"], scored["gt"], **arguments)
         per_sequence[sequence.name] = _json_ready(sequence_metrics.compute())
-        scored_frames = np.flatnonzero(valid)
-        touching = scored_frames[(truth[valid] >= options.contact.contact_threshold_kpa).reshape(len(scored_frames), -1).any(axis=1)]
-        factors = sequence_factors(source, batch["joints"][0].numpy()[valid], int(scored_frames[0]), touching)
+        scored_indices = np.flatnonzero(valid)
+        touching = scored_indices[(scored["gt"] >= options.contact.contact_threshold_kpa).reshape(len(scored_indices), -1).any(axis=1)]
+        factors = sequence_factors(source, batch["joints"][0].numpy()[valid], int(scored_indices[0]), touching)
         per_sequence[sequence.name]["factors"] = factors
         figure_rows.append({"name": sequence.name, "pred": scored["pred"], "gt": scored["gt"], "vertices": vertices,
                             "pred_vertex": vertex["pred"], "gt_vertex": vertex["gt"],
