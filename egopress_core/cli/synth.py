@@ -35,11 +35,11 @@ def register(subparsers) -> None:
                         help="gestures to cycle through (default: the default mix); 'weak' stands for the weak-evidence "
                              "gestures, 'all' for every gesture; an unknown name lists them")
     parser.add_argument("--hand-model", help="MANO-format .pkl (default: the bundled hand)")
-    parser.add_argument("--hand-distance", type=float, nargs=2, metavar=("MIN", "MAX"),
+    parser.add_argument("--hand-distance", type=float, nargs=2, metavar=("MIN", "MAX"), default=ranges.HAND_DISTANCE_M,
                         help="camera-to-hand distance range, metres (default %g %g)" % ranges.HAND_DISTANCE_M)
-    parser.add_argument("--pitch", type=float, nargs=2, metavar=("MIN", "MAX"),
+    parser.add_argument("--pitch", type=float, nargs=2, metavar=("MIN", "MAX"), default=ranges.PITCH_DEG,
                         help="view angle below the horizon, degrees (default %g %g)" % ranges.PITCH_DEG)
-    parser.add_argument("--shape-std", type=float,
+    parser.add_argument("--shape-std", type=float, default=ranges.SHAPE_STD,
                         help="standard deviation of the hand's shape parameters (MANO betas); larger gives more very "
                              "small and very large hands (default %g)" % ranges.SHAPE_STD)
     parser.add_argument("--preview", action="store_true", help="also write a contact sheet PNG per sequence to OUT/previews/")
@@ -58,11 +58,9 @@ def run(args: argparse.Namespace) -> int:
         uv_resolution=args.uv_resolution,
         gestures=expand_gestures(args.gestures) if args.gestures else GESTURES,
         hand_model_path=args.hand_model,
-        **{name: value for name, value in (
-            ("hand_distance_m", tuple(args.hand_distance) if args.hand_distance else None),
-            ("pitch_deg", tuple(args.pitch) if args.pitch else None),
-            ("shape_std", args.shape_std),
-        ) if value is not None},
+        hand_distance_m=tuple(args.hand_distance),
+        pitch_deg=tuple(args.pitch),
+        shape_std=args.shape_std,
     )
     root = generate_dataset(config, args.out, workers=args.workers, progress=not args.no_progress)
     if args.preview:
