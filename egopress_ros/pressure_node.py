@@ -20,9 +20,9 @@ whenever it is free and publishes every one of those frames, in order, each with
 header. A slower machine publishes larger blocks further apart (frames that left the T-frame
 window before a pass are counted as dropped) and the window always holds consecutive frames. A
 HandMesh without a hand (confidence 0) produces no pressure message: a hand the tracker lost may
-still be pressing, so "no contact" would be a false label for a recorder; the HandMesh itself already says "no hand". A hand lost for longer than
-``hand_lost_reset_s``, a gap longer than ``max_gap_s`` or a stamp going backwards restarts the
-window (and the warm start).
+still be pressing, so "no contact" would be a false label for a recorder; the HandMesh itself
+already says "no hand". A hand lost for longer than ``hand_lost_reset_s``, a gap longer than
+``max_gap_s`` or a stamp going backwards restarts the window (and the warm start).
 """
 
 from __future__ import annotations
