@@ -53,7 +53,7 @@ def tree_bytes(path: Path) -> dict[str, bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", type=Path, help="EgoPressDiff checkpoint (default: the shipped compact one)")
+    model.add_argument("--checkpoint", type=Path, help="checkpoint of either kind (default: the package's default)")
     model.add_argument("--tiny", action="store_true", help="a toy-size untrained EgoPressDiff (the tests' model)")
     parser.add_argument("--bags", type=int, default=4, help="number of bags (copies of one sample bag)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of the sample bag")
@@ -72,7 +72,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from label_bag_speed import tiny_checkpoint
 
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.assets import DEFAULT_CHECKPOINT
     from egopress_core.options import OFFLINE_SAMPLING, RuntimeOptions
     from egopress_core.rosbag.fleet import label_bags
     from egopress_core.rosbag.index import TopicSelection
@@ -81,7 +81,7 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="fleet_labelling_"))
     try:
-        checkpoint = tiny_checkpoint(scratch / "tiny") if args.tiny else (args.checkpoint or SHIPPED_CHECKPOINT)
+        checkpoint = tiny_checkpoint(scratch / "tiny") if args.tiny else (args.checkpoint or DEFAULT_CHECKPOINT)
         sample = write_sample_bag(scratch / "sample", seconds=args.seconds, image_size=tuple(args.image_size), progress=False).path
         inputs = scratch / "inputs"
         names = [f"bag_{number:03d}" for number in range(args.bags)]

@@ -113,7 +113,7 @@ def bare_inference(pipeline, frames, groups, options) -> tuple[float, float]:
 
 
 def main() -> None:
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.assets import DEFAULT_CHECKPOINT
     from egopress_core.options import OFFLINE_SAMPLING, RuntimeOptions
     from egopress_core.rosbag.index import TopicSelection
     from egopress_core.rosbag.label_options import LabelOptions
@@ -123,7 +123,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", type=Path, help=f"EgoPressDiff checkpoint (default {SHIPPED_CHECKPOINT})")
+    model.add_argument("--checkpoint", type=Path, help=f"checkpoint of either kind (default {DEFAULT_CHECKPOINT})")
     model.add_argument("--tiny", action="store_true", help="a toy-size untrained EgoPressDiff (the tests' model)")
     parser.add_argument("--bag", type=Path, help="bag to label with --backend ground_truth (default: a new sample bag)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of the generated sample bag")
@@ -142,7 +142,7 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="label_bag_speed_"))
     try:
-        checkpoint = tiny_checkpoint(scratch / "tiny") if args.tiny else (args.checkpoint or SHIPPED_CHECKPOINT)
+        checkpoint = tiny_checkpoint(scratch / "tiny") if args.tiny else (args.checkpoint or DEFAULT_CHECKPOINT)
         bag = args.bag
         if bag is None:
             bag = write_sample_bag(scratch / "sample", seconds=args.seconds, image_size=tuple(args.image_size), progress=False).path

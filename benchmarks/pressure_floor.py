@@ -21,7 +21,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.assets import EGOPRESSDIFF_CHECKPOINT
     from egopress_core.data.hands import HAND_SOURCES, with_hands
     from egopress_core.data.sources import open_data_source
     from egopress_core.evaluation import scored_frames
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="held-out data folder")
-    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="model checkpoint (default: shipped)")
+    parser.add_argument("--checkpoint", default=str(EGOPRESSDIFF_CHECKPOINT), help="model checkpoint (default: the shipped EgoPressDiff)")
     parser.add_argument("--hands", default="estimated", choices=HAND_SOURCES, help="hand meshes (default estimated)")
     parser.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0], help="floors, kPa")
     parser.add_argument("--out", help="also write the figures as JSON")

@@ -65,7 +65,7 @@ def nodes_of(backend: str) -> tuple[str, ...]:
     return ("pressure_node",) if backend == "annotated" else NODES
 # Figures compared between the two runs (keys of the ``live`` section).
 COMPARED = ("camera_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "window_resets", "frames_skipped",
-            "vol_iou_ratio_to_offline")
+            "vol_iou_ratio_to_offline", "mae_to_offline_kpa")
 
 
 class Player:
@@ -326,13 +326,13 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
 
 
 def main() -> int:
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.assets import DEFAULT_CHECKPOINT
     from egopress_core.files import write_json_atomic
     from egopress_core.bench import BenchOptions
     from egopress_core.bench.live import LiveBenchOptions, format_live, quick_live_options, run_live_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="EgoPressDiff checkpoint (default: shipped)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint of either kind (default: the package's default)")
     parser.add_argument("--quick", action="store_true", help="one sequence of 120 frames (as bench --live --quick)")
     parser.add_argument("--live-sequences", type=int, help="sequences played (default 3; --quick 1)")
     parser.add_argument("--live-frames", type=int, help="frames per sequence (default 150; --quick 120)")

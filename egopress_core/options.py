@@ -185,7 +185,7 @@ class SamplingOptions:
 # Offline (eval, label-bag): every window a full run, context from both directions.
 OFFLINE_SAMPLING = SamplingOptions()
 # Live: warm-started DPM-Solver++ 2, one U-Net pass per frame-by-frame window and two when the
-# window is mostly new (block streaming). With the shipped model trained on the camera-only path's
+# window is mostly new (block streaming). With the shipped EgoPressDiff trained on the camera-only path's
 # meshes, 2 steps streamed 2x the frames of 4 on this CPU and kept more of the offline Vol IoU
 # (`bench --live --quick`: 11.8 frames/s and 1.10 of offline against 5.7 and 0.80; 3 x 150
 # frames on a loaded machine 5.3 / 0.95 against 4.4 / 0.76; README, "Live with temporal

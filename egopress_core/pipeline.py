@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.assets import DEFAULT_CHECKPOINT
 from egopress_core.errors import CheckpointError, ConfigError, DataError
 from egopress_core.options import (
     LIVE_SAMPLING,
@@ -168,8 +168,8 @@ class EgoPressPipeline:
         checkpoint's UV layout.
 
         Args:
-            path: checkpoint folder (``config.json``, ``model.safetensors``); None: the compact
-                checkpoint shipped with the package.
+            path: checkpoint folder (``config.json``, ``model.safetensors``) of either model kind;
+                None: :data:`~egopress_core.assets.DEFAULT_CHECKPOINT`.
             runtime: device, precision, channels-last, compile; checked against this machine
                 before anything is loaded.
             hand_side: if given, the checkpoint's hand must be this one.
@@ -182,9 +182,9 @@ class EgoPressPipeline:
         from egopress_core.data.sources import HandUVMask, hand_uv_mask
 
         runtime = _checked("runtime", runtime, RuntimeOptions)
-        folder = Path(path) if path else SHIPPED_CHECKPOINT
+        folder = Path(path) if path else DEFAULT_CHECKPOINT
         if not folder.is_dir():
-            hint = ("" if path else " (no checkpoint given and the shipped compact checkpoint is missing; "
+            hint = ("" if path else " (no checkpoint given and the package's default checkpoint is missing; "
                     "train one with `egopress train` and pass its model folder)")
             raise CheckpointError(f"checkpoint folder {folder} does not exist{hint}")
         device = check_runtime(runtime)

@@ -215,7 +215,7 @@ COMMON_PARAMETERS = (
                   choices=RELIABILITY_CHOICES),
     ParameterSpec("input_depth", 5, "QoS history depth of the input subscriptions.", minimum=1, maximum=1000),
     ParameterSpec("output_depth", 32, "QoS history depth of the (reliable) output publishers; the pressure node "
-                  "publishes a block of up to its window's frames (16 for the shipped model) at once.",
+                  "publishes a block of up to its window's frames (16 for both shipped models) at once.",
                   minimum=1, maximum=1000),
     ParameterSpec("sync_slop_s", 0.02, "Largest stamp difference between the synchronised inputs, seconds.",
                   minimum=0.0, maximum=10.0),

@@ -31,7 +31,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from egopress_core import messages as msgs
-from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.assets import DEFAULT_CHECKPOINT
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.options import (
     COMPILE_OFF,
@@ -63,8 +63,9 @@ MARKER_NAMESPACE = "hand_contact"
 # the node, `egopress label-bag` / `eval` and config/pressure.yaml cannot disagree; the options
 # module imports no torch, so reading this table stays cheap.
 PARAMETERS = COMMON_PARAMETERS + (
-    ParameterSpec("checkpoint", "", "EgoPressDiff checkpoint folder (config.json, model.safetensors, "
-                  "hand_uv_mask.json). Empty: the compact checkpoint shipped in egopress_core/assets/checkpoints."),
+    ParameterSpec("checkpoint", "", "Checkpoint folder of either model kind (config.json, model.safetensors, "
+                  "hand_uv_mask.json). Empty: the package's default, the per-frame baseline in "
+                  "egopress_core/assets/checkpoints/baseline_compact; egopressdiff_compact beside it is the video model."),
     ParameterSpec("hand_model_path", "", "MANO-format .pkl of the checkpoint's hand when the folder has no "
                   "hand_uv_mask.json (empty: the bundled EgoPress hand)."),
     *option_parameters(RuntimeOptions),
@@ -121,9 +122,9 @@ class PressureNode(PipelineNode):
         config = self.config
         if config["colormap"] not in colormaps:
             raise ConfigError(f"colormap {config['colormap']!r} is not a matplotlib colour map")
-        if not config["checkpoint"] and not SHIPPED_CHECKPOINT.is_dir():
-            raise ConfigError(f"no checkpoint parameter given and the shipped checkpoint {SHIPPED_CHECKPOINT} is missing; "
-                              "set checkpoint to a trained EgoPressDiff folder")
+        if not config["checkpoint"] and not DEFAULT_CHECKPOINT.is_dir():
+            raise ConfigError(f"no checkpoint parameter given and the default checkpoint {DEFAULT_CHECKPOINT} is missing; "
+                              "set checkpoint to a trained model folder")
         # Every option set is built (and validated) now, and the device checked, so that a bad
         # value fails configure, not activate.
         self.runtime = options_of(config, RuntimeOptions)

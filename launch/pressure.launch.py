@@ -117,7 +117,7 @@ def generate_launch_description():
         DeclareLaunchArgument("config_file", default_value=os.path.join(share, "config", "pressure.yaml"),
                               description="Parameter file of both nodes."),
         DeclareLaunchArgument("checkpoint", default_value="",
-                              description="EgoPressDiff checkpoint folder (empty: the config file's)."),
+                              description="checkpoint folder of either model kind (empty: the config file's)."),
         DeclareLaunchArgument("device", default_value="",
                               description="Torch device of the pressure model, e.g. cpu or cuda (empty: the config file's)."),
         DeclareLaunchArgument("backend", default_value="",

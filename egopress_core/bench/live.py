@@ -13,7 +13,7 @@ camera rate, frames with pressure per second, the latency from a frame's capture
 estimate, window restarts, frames that left the window before a pass reached them, frames the
 hand stage dropped or found no hand in, and the Volumetric IoU of the streamed estimates over the
 offline pipeline's (context both ways, the same kind of hand meshes) on the same frames, both
-against ground truth.
+against ground truth, and the mean absolute difference between the two estimates.
 """
 
 from __future__ import annotations
@@ -244,6 +244,9 @@ def live_section(pipeline, sequences: list, played: list[dict[str, Any]], option
                 streamed.append((uv_map, truth[index]))
                 offline.append((reference.uv_pressure_kpa[0, index], truth[index]))
         rows.append({key: value for key, value in row.items() if key != "maps"})
+    # How far the streamed maps are from the offline ones, defined where the Vol IoU ratio is not
+    # (neither estimate overlapping the truth).
+    mae_to_offline = float(np.mean([np.abs(a[0] - b[0]).mean() for a, b in zip(streamed, offline)])) if streamed else None
     latencies = np.concatenate([row["latencies_s"] for row in rows]) if rows else np.zeros(0)
     hand_stage = np.concatenate([row.pop("hand_stage_s", []) for row in rows]) if rows else np.zeros(0)
     elapsed = sum(row["elapsed_s"] for row in rows)
@@ -266,9 +269,11 @@ def live_section(pipeline, sequences: list, played: list[dict[str, Any]], option
         "vol_iou_streamed": streamed_iou,
         "vol_iou_offline": offline_iou,
         "vol_iou_ratio_to_offline": None if not (streamed_iou is not None and offline_iou) else streamed_iou / offline_iou,
+        "mae_to_offline_kpa": mae_to_offline,
         "scored_frames": len(streamed),
-        "sampling": asdict(options.sampling),
-        "offline_sampling": asdict(pipeline.sampling),
+        # The per-frame baseline has no sampler.
+        "sampling": asdict(options.sampling) if pipeline.is_video_model else None,
+        "offline_sampling": asdict(pipeline.sampling) if pipeline.is_video_model else None,
         "options": {key: value for key, value in asdict(options).items() if key != "sampling"},
         "sequences": rows,
     }
@@ -293,7 +298,7 @@ def run_live_benchmark(options, live: LiveBenchOptions, progress: bool = True) -
     # Torch's own thread count unless --threads says otherwise: adding a frame is cheap since the
     # encoders moved into the pass, so the pass gets the cores (on the idle 2-core machine two
     # threads gave 4.6 frames/s, one 3.9).
-    _, machine, pipeline, description, trained = start_run(options)
+    _, machine, pipeline, description, trained = start_run(options, video_model_only=False)
     with tempfile.TemporaryDirectory(prefix="egopress_live_") as workdir:
         data_options = options if options.quality_sequences >= live.sequences else \
             type(options)(**{**asdict(options), "quality_sequences": live.sequences})
@@ -305,7 +310,8 @@ def run_live_benchmark(options, live: LiveBenchOptions, progress: bool = True) -
         "benchmark": "egopress bench --live",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine, "load_average_end": load_average()},
-        "model": {"source": description, "trained": trained, "num_frames": pipeline.window_length},
+        "model": {"source": description, "kind": type(pipeline.model).__name__, "trained": trained,
+                  "num_frames": pipeline.window_length},
         "live": section,
         "seconds": time.perf_counter() - started,
     }
@@ -324,5 +330,6 @@ def format_live(live: dict[str, Any]) -> str:
         + (f", hand stage {number(live['hand_stage_p50_ms'], 0)} ms p50, {live['frames_dropped_by_hand_stage']} frames "
            f"dropped behind it, {live['frames_without_hand']} without a hand" if live.get("hand_stage_p50_ms") is not None else ""),
         f"      Vol IoU streamed {number(live['vol_iou_streamed'], 3)} / offline {number(live['vol_iou_offline'], 3)} = "
-        f"{number(live['vol_iou_ratio_to_offline'], 3)} on {live['scored_frames']} annotated frames",
+        f"{number(live['vol_iou_ratio_to_offline'], 3)} on {live['scored_frames']} annotated frames; streamed - offline "
+        f"{number(live.get('mae_to_offline_kpa'), 4)} kPa mean absolute",
     ])

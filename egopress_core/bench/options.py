@@ -58,7 +58,7 @@ class BenchOptions:
     """What `egopress bench` runs.
 
     Attributes:
-        checkpoint: EgoPressDiff checkpoint folder; or
+        checkpoint: EgoPressDiff checkpoint folder (either model kind for ``--live``); or
         config: a model preset ("tiny", "compact", "paper") built untrained with ``seed``: speed
             only, its quality figures are meaningless. Exactly one of the two.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ... (as

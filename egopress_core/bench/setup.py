@@ -61,10 +61,11 @@ class BenchSetup:
                                 crop=base.crop, contact=base.contact)
 
 
-def start_run(options: BenchOptions) -> tuple[torch.device, dict[str, Any], Any, str, bool]:
+def start_run(options: BenchOptions, video_model_only: bool = True) -> tuple[torch.device, dict[str, Any], Any, str, bool]:
     """(device, machine description, pipeline, its description, trained) of a benchmark run:
     ``options.device`` resolved, torch's intra-op threads set when ``options.threads`` is given
-    (otherwise torch's own count, as the pressure node's ``torch_threads: 0``), the model loaded."""
+    (otherwise torch's own count, as the pressure node's ``torch_threads: 0``), the model loaded
+    (refused unless it is EgoPressDiff when ``video_model_only``: the sampler timings need one)."""
     from egopress_core.bench.timing import machine_info
     from egopress_core.runtime import resolve_device
 
@@ -72,10 +73,10 @@ def start_run(options: BenchOptions) -> tuple[torch.device, dict[str, Any], Any,
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     machine = machine_info(device)
-    return (device, machine, *load_pipeline(options, device))
+    return (device, machine, *load_pipeline(options, device, video_model_only))
 
 
-def load_pipeline(options: BenchOptions, device: torch.device):
+def load_pipeline(options: BenchOptions, device: torch.device, video_model_only: bool = True):
     """(pipeline, description, trained) of ``options.checkpoint`` or ``options.config``."""
     from egopress_core.pipeline import EgoPressPipeline
 
@@ -83,8 +84,9 @@ def load_pipeline(options: BenchOptions, device: torch.device):
     if options.checkpoint is not None:
         path = Path(options.checkpoint)
         pipeline = EgoPressPipeline.from_checkpoint(path, runtime=runtime)
-        if not pipeline.is_video_model:
-            raise CheckpointError(f"{path} holds a {type(pipeline.model).__name__}; the benchmark times EgoPressDiff")
+        if video_model_only and not pipeline.is_video_model:
+            raise CheckpointError(f"{path} holds a {type(pipeline.model).__name__}, which has no sampler to time; give "
+                                  "an EgoPressDiff checkpoint, or time it live with --live")
         return pipeline, f"checkpoint {path}", True
     from egopress_core.data.sources import hand_uv_mask
     from egopress_core.model.config import preset_config

@@ -54,7 +54,9 @@ def register(subparsers) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped compact model)")
+    source.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped EgoPressDiff); with "
+                        "--live, a checkpoint of either kind (default: the package's default model, the per-frame "
+                        "baseline)")
     source.add_argument("--config", help="time an untrained preset instead (tiny, compact, paper): speed only")
     add_arguments(parser, RuntimeOptions, names=("device",))
     parser.add_argument("--schedulers", type=_names, help=f"comma-separated (default {','.join(SCHEDULERS)}; "
@@ -115,11 +117,13 @@ def register(subparsers) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """:class:`~egopress_core.bench.BenchOptions` of the parsed command line."""
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+    from egopress_core.assets import DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
     from egopress_core.bench import BenchOptions, quick_options
 
+    # The sampler timings need the video model; live, the default is what the pressure node runs.
+    default = DEFAULT_CHECKPOINT if args.live else EGOPRESSDIFF_CHECKPOINT
     values = dict(
-        checkpoint=args.checkpoint if args.checkpoint or args.config else str(SHIPPED_CHECKPOINT),
+        checkpoint=args.checkpoint if args.checkpoint or args.config else str(default),
         config=args.config,
         device=RuntimeOptions(device=args.device).device,
         headline=args.headline,

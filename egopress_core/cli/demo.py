@@ -1,4 +1,4 @@
-"""`egopress demo`: the whole path on a freshly generated held-out sequence, with the shipped model,
+"""`egopress demo`: the whole path on a freshly generated held-out sequence, with the default model,
 given the annotation's hand meshes and the camera-only path's, then the rosbag path: a sample bag
 of a held-out sequence, labelled offline."""
 
@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.assets import DEFAULT_CHECKPOINT
 from egopress_core.data.synthetic import HELD_OUT_SEED
 from egopress_core.options import OFFLINE_SAMPLING
 
@@ -16,10 +16,11 @@ from egopress_core.options import OFFLINE_SAMPLING
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="generate held-out sequences, estimate pressure with the shipped model, write metrics and pictures, label a sample rosbag",
+        help="generate held-out sequences, estimate pressure with the default model, write metrics and pictures, label a sample rosbag",
         description=(
-            "Generates synthetic egocentric RGB-D sequences the shipped model never saw (contact sheets "
-            "included), estimates hand pressure on them with the shipped EgoPressDiff checkpoint, given the "
+            "Generates synthetic egocentric RGB-D sequences the shipped models never saw (contact sheets "
+            "included), estimates hand pressure on them with the default checkpoint (the per-frame baseline; "
+            "--checkpoint egopress_core/assets/checkpoints/egopressdiff_compact for EgoPressDiff), given the "
             "annotation's hand meshes and then the camera-only path's (MediaPipe, depth, fit: what users "
             "have), writes both evaluation reports and figures side by side, then writes a sample rosbag of one held-out sequence "
             "(`egopress sample-bag`) and labels it offline (`egopress label-bag`, ground-truth hands). Re-running "
@@ -27,11 +28,11 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped one)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of either model kind (default: the package's default, the per-frame baseline)")
     parser.add_argument("--sequences", type=int, default=3, help="held-out sequences to generate (default 3)")
     parser.add_argument("--frames", type=int, default=48, help="frames per sequence (default 48)")
     parser.add_argument("--steps", type=int, default=OFFLINE_SAMPLING.num_inference_steps,
-                        help=f"sampler steps (default {OFFLINE_SAMPLING.num_inference_steps})")
+                        help=f"sampler steps of an EgoPressDiff checkpoint (default {OFFLINE_SAMPLING.num_inference_steps})")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=f"data seed (default {HELD_OUT_SEED})")
     parser.set_defaults(handler=run)
 

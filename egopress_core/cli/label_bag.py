@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
 def add_label_arguments(parser) -> None:
     """How a bag is labelled (the LabelOptions flags; `egopress label-bags` takes the same)."""
-    parser.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped compact checkpoint)")
+    parser.add_argument("--checkpoint", help="checkpoint folder of either model kind (default: the shipped per-frame baseline)")
     parser.add_argument("--backend", choices=BACKENDS, default="mediapipe",
                         help="hand-mesh estimator: ground_truth (HandMesh topic), keypoints (21-point PointCloud2 topic) "
                              "or mediapipe (from the colour image; optional dependency)")

@@ -61,7 +61,8 @@ class LabelOptions:
     """How a bag is labelled (the ``egopress label-bag`` options).
 
     Attributes:
-        checkpoint: EgoPressDiff checkpoint folder; None: the shipped compact checkpoint.
+        checkpoint: checkpoint folder of either model kind; None: the package's default
+            (:data:`~egopress_core.assets.DEFAULT_CHECKPOINT`).
         backend: hand-mesh estimator, one of ``BACKENDS``. ``ground_truth`` reads ``topics.hand_mesh``,
             ``keypoints`` fits to ``topics.keypoints``, ``mediapipe`` detects in the colour image.
         topics: input topics.

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from egopress_core.assets import SHIPPED_CHECKPOINT
+from egopress_core.assets import BASELINE_CHECKPOINT, DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
 from egopress_core.errors import CheckpointError
 from egopress_core.model import EgoPressDiff, PerFrameBinClassifier, tiny_config
 from egopress_core.model.bin_classifier import tiny_bin_classifier_config
@@ -133,15 +133,15 @@ def test_config_document_is_sorted_json_with_format_and_version(model, tmp_path)
 
 def test_shipped_checkpoint_loads_unchanged(tmp_path):
     """The bundled compact model is a current-version checkpoint with UV geometry: it reads as is."""
-    document = json.loads((SHIPPED_CHECKPOINT / CONFIG_NAME).read_text())
+    document = json.loads((EGOPRESSDIFF_CHECKPOINT / CONFIG_NAME).read_text())
     assert (document["format"], document["version"]) == (EGOPRESSDIFF_FORMAT, EGOPRESSDIFF_VERSION)
     assert document["config"]["use_uv_geometry"] is True
-    assert checkpoint_kind(SHIPPED_CHECKPOINT).name == "egopressdiff"
-    shipped = EgoPressDiff.from_pretrained(SHIPPED_CHECKPOINT, map_location="cpu")
+    assert checkpoint_kind(EGOPRESSDIFF_CHECKPOINT).name == "egopressdiff"
+    shipped = EgoPressDiff.from_pretrained(EGOPRESSDIFF_CHECKPOINT, map_location="cpu")
     assert shipped.config.to_dict() == document["config"]
     from safetensors.torch import load_file
 
-    stored = load_file(SHIPPED_CHECKPOINT / WEIGHTS_NAME)
+    stored = load_file(EGOPRESSDIFF_CHECKPOINT / WEIGHTS_NAME)
     state = shipped.state_dict()
     assert sorted(stored) == sorted(state)
     assert all(torch.equal(stored[name], state[name]) for name in stored)
@@ -152,15 +152,17 @@ def test_shipped_checkpoint_loads_unchanged(tmp_path):
     assert load_file(tmp_path / "again" / WEIGHTS_NAME).keys() == stored.keys()
 
 
-def test_shipped_baseline_checkpoint_is_the_per_frame_kind():
-    from egopress_core.assets import SHIPPED_BASELINE_CHECKPOINT
-    kind = checkpoint_kind(SHIPPED_BASELINE_CHECKPOINT)
+def test_shipped_baseline_checkpoint_is_the_per_frame_kind_and_the_default():
+    kind = checkpoint_kind(BASELINE_CHECKPOINT)
     assert kind.name == "bin_classifier"
-    assert checkpoint_kind(SHIPPED_CHECKPOINT).name == "egopressdiff"  # the default stays the video model
-    model = kind.model_class.from_pretrained(SHIPPED_BASELINE_CHECKPOINT, map_location="cpu")
+    assert checkpoint_kind(EGOPRESSDIFF_CHECKPOINT).name == "egopressdiff"
+    # The default follows the comparison in the camera-only path's meshes (README, "Which model is
+    # the default").
+    assert DEFAULT_CHECKPOINT == BASELINE_CHECKPOINT
+    model = kind.model_class.from_pretrained(BASELINE_CHECKPOINT, map_location="cpu")
     assert model.config.num_frames == 16 and sum(p.numel() for p in model.parameters()) > 5_000_000
     # The README compares the two with the same evidence: the baseline takes the UV geometry too.
-    video_model = EgoPressDiff.load_config(SHIPPED_CHECKPOINT)
+    video_model = EgoPressDiff.load_config(EGOPRESSDIFF_CHECKPOINT)
     assert model.config.use_uv_geometry == video_model.use_uv_geometry
     assert (model.config.image_size, model.config.uv_size) == (video_model.image_size, video_model.uv_size)
 

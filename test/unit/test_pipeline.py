@@ -345,13 +345,16 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-def test_shipped_checkpoint_loads_and_estimates_with_its_uv_geometry(scene):
-    """The checkpoint the package ships (what `make demo`, the nodes and the labeller load by
-    default) fits this code: config, weights, the bundled hand's UV layout."""
-    from egopress_core.assets import SHIPPED_CHECKPOINT
+@pytest.mark.parametrize("name", ["DEFAULT_CHECKPOINT", "EGOPRESSDIFF_CHECKPOINT", "BASELINE_CHECKPOINT"])
+def test_shipped_checkpoints_load_and_estimate_with_their_uv_geometry(scene, name):
+    """The checkpoints the package ships (the default is what `make demo`, the nodes and the
+    labeller load without one) fit this code: config, weights, the bundled hand's UV layout."""
+    from egopress_core import assets
 
-    stream = _stream(SHIPPED_CHECKPOINT, num_inference_steps=1)
+    checkpoint = getattr(assets, name)
+    stream = _stream(checkpoint if name != "DEFAULT_CHECKPOINT" else None, num_inference_steps=1)
     pipeline = stream.pipeline
+    assert pipeline.checkpoint == checkpoint
     assert pipeline.model.config.use_uv_geometry and pipeline.uv_geometry is not None
     estimate = _push(stream, scene, 0.0)
     assert estimate.uv_pressure_kpa.shape == tuple(pipeline.model.config.uv_size)

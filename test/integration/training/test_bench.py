@@ -279,6 +279,70 @@ def test_live_bench_plays_frames_at_camera_rate_into_the_stream(tiny_checkpoint,
     assert live["scored_frames"] > 0 and "Vol IoU streamed" in format_live(live)
 
 
+def test_live_bench_runs_the_per_frame_baseline_and_the_sampler_timings_refuse_it(synthetic, tmp_path):
+    """`bench --live` takes either model kind (its default is the package's default, the per-frame
+    baseline) and reports how far the streamed maps are from the offline ones; the sampler
+    timings need EgoPressDiff and say so."""
+    import torch
+
+    from egopress_core.assets import DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
+    from egopress_core.bench.live import LiveBenchOptions, format_live, run_live
+    from egopress_core.bench.setup import load_pipeline
+    from egopress_core.cli.bench import options_from_args
+    from egopress_core.cli.main import build_parser
+    from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
+    from egopress_core.errors import CheckpointError
+    from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
+    from egopress_core.model.config import tiny_config
+    from egopress_core.options import RuntimeOptions
+    from egopress_core.pipeline import UV_MASK_FILE, EgoPressPipeline
+
+    sequences = open_data_source(synthetic).sequences()
+    config = tiny_config()
+    mask = resolve_hand_uv_mask(sequences, tuple(config.uv_size))
+    torch.manual_seed(0)
+    PerFrameBinClassifier(BinClassifierConfig(
+        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
+        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(tmp_path / "baseline")
+    mask.save(tmp_path / "baseline" / UV_MASK_FILE)
+
+    pipeline = EgoPressPipeline.from_checkpoint(tmp_path / "baseline", runtime=RuntimeOptions(device="cpu"))
+    live = run_live(pipeline, sequences, LiveBenchOptions(camera_fps=60.0, sequences=1, frames=12), progress=False)
+    assert live["frames_played"] == 12 and live["window_resets"] == 0
+    assert live["frames_estimated"] + live["frames_skipped"] == 12 and live["scored_frames"] > 0
+    assert live["sampling"] is None and live["offline_sampling"] is None  # it has no sampler
+    assert live["mae_to_offline_kpa"] >= 0 and "streamed - offline" in format_live(live)
+
+    with pytest.raises(CheckpointError, match="no sampler to time"):
+        load_pipeline(BenchOptions(checkpoint=str(tmp_path / "baseline")), torch.device("cpu"))
+    assert not load_pipeline(BenchOptions(checkpoint=str(tmp_path / "baseline")), torch.device("cpu"),
+                             video_model_only=False)[0].is_video_model
+    parser = build_parser()
+    assert options_from_args(parser.parse_args(["bench", "--live"])).checkpoint == str(DEFAULT_CHECKPOINT)
+    assert options_from_args(parser.parse_args(["bench"])).checkpoint == str(EGOPRESSDIFF_CHECKPOINT)
+
+
+def test_live_section_of_the_offline_estimates_themselves_agrees_exactly(tiny_checkpoint, synthetic):
+    """Streamed maps equal to the offline ones score a ratio of 1 and no difference."""
+    from egopress_core.bench.live import LiveBenchOptions, live_section
+    from egopress_core.data.sources import open_data_source
+    from egopress_core.options import RuntimeOptions
+    from egopress_core.pipeline import EgoPressPipeline
+
+    sequences = open_data_source(synthetic).sequences()[:1]
+    pipeline = EgoPressPipeline.from_checkpoint(tiny_checkpoint, runtime=RuntimeOptions(device="cpu"),
+                                                uv_mask=_mask_of(sequences, tiny_checkpoint))
+    offline = pipeline(sequences[0]).uv_pressure_kpa[0]
+    shifted = offline + 0.5  # a constant offset: the difference the section must report
+    rows = [{"maps": {index: uv_map for index, uv_map in enumerate(maps)}, "latencies_s": np.full(len(maps), 0.1),
+             "elapsed_s": 1.0, "camera_fps": 30.0, "frames_played": len(maps), "frames_estimated": len(maps),
+             "frames_skipped": 0, "window_resets": 0} for maps in (offline, shifted)]
+    same = live_section(pipeline, sequences, rows[:1], LiveBenchOptions(sequences=1, frames=len(offline)))
+    assert same["vol_iou_ratio_to_offline"] == pytest.approx(1.0) and same["mae_to_offline_kpa"] == pytest.approx(0.0)
+    apart = live_section(pipeline, sequences, rows[1:], LiveBenchOptions(sequences=1, frames=len(offline)))
+    assert apart["mae_to_offline_kpa"] == pytest.approx(0.5, abs=1e-4)
+
+
 def _mask_of(sequences, checkpoint):
     from egopress_core.data.sources import resolve_hand_uv_mask
     from egopress_core.model.egopressdiff import EgoPressDiff
