@@ -775,7 +775,8 @@ def run(settings: Settings, command: str) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
-    from egopress_core.training.config import load_train_config, write_text_atomic
+    from egopress_core.files import write_text_atomic
+    from egopress_core.training.config import load_train_config
 
     started = time.perf_counter()
     if settings.threads is not None:

@@ -316,7 +316,7 @@ def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoi
         if player is not None:
             player.close()
         rclpy.try_shutdown()
-    pipeline, _, _ = load_pipeline(options, resolve_device(options.device))
+    pipeline, _, _ = load_pipeline(options, resolve_device(options.device), video_model_only=False)
     if backend == "mediapipe":
         # Scored against the offline estimate on the camera-only path's meshes, as the library's.
         from egopress_core.data.hands import with_hands

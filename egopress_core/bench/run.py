@@ -40,7 +40,7 @@ def run_benchmark(options: BenchOptions, progress: bool = True) -> dict[str, Any
     """Run every measurement of ``options``; returns the report (see
     :func:`~egopress_core.bench.report.write_report`)."""
     started = time.perf_counter()
-    device, machine, pipeline, description, trained = start_run(options)
+    device, machine, pipeline, description, trained = start_run(options, video_model_only=True)
     model = pipeline.model
     settings = stream_settings(options, device)
     stream_count = options.warmup_frames + options.stream_frames + COMPILED_EXTRA_WARMUP_FRAMES * any(

@@ -61,7 +61,7 @@ class BenchSetup:
                                 crop=base.crop, contact=base.contact)
 
 
-def start_run(options: BenchOptions, video_model_only: bool = True) -> tuple[torch.device, dict[str, Any], Any, str, bool]:
+def start_run(options: BenchOptions, *, video_model_only: bool) -> tuple[torch.device, dict[str, Any], Any, str, bool]:
     """(device, machine description, pipeline, its description, trained) of a benchmark run:
     ``options.device`` resolved, torch's intra-op threads set when ``options.threads`` is given
     (otherwise torch's own count, as the pressure node's ``torch_threads: 0``), the model loaded
@@ -73,10 +73,10 @@ def start_run(options: BenchOptions, video_model_only: bool = True) -> tuple[tor
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     machine = machine_info(device)
-    return (device, machine, *load_pipeline(options, device, video_model_only))
+    return (device, machine, *load_pipeline(options, device, video_model_only=video_model_only))
 
 
-def load_pipeline(options: BenchOptions, device: torch.device, video_model_only: bool = True):
+def load_pipeline(options: BenchOptions, device: torch.device, *, video_model_only: bool):
     """(pipeline, description, trained) of ``options.checkpoint`` or ``options.config``."""
     from egopress_core.pipeline import EgoPressPipeline
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from egopress_core.errors import CheckpointError
-from egopress_core.training.config import write_text_atomic
+from egopress_core.files import write_text_atomic
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_NAME = "latest"

@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from egopress_core.errors import ConfigError
-from egopress_core.files import write_text_atomic  # noqa: F401 - re-exported: trainer, checkpoints, benchmarks
+from egopress_core.files import write_text_atomic
 from egopress_core.options import PRECISIONS, SCHEDULERS
 
 DEVICES = ("auto", "cpu")

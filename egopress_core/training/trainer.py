@@ -45,9 +45,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from egopress_core.errors import CheckpointError, ConfigError, EgoPressError
+from egopress_core.files import write_text_atomic
 from egopress_core.options import config_differences
 from egopress_core.training import checkpoint as ckpt
-from egopress_core.training.config import TrainConfig, write_text_atomic
+from egopress_core.training.config import TrainConfig
 from egopress_core.training.data import (
     EpochBatches,
     TrainingData,

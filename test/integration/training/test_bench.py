@@ -314,7 +314,7 @@ def test_live_bench_runs_the_per_frame_baseline_and_the_sampler_timings_refuse_i
     assert live["mae_to_offline_kpa"] >= 0 and "streamed - offline" in format_live(live)
 
     with pytest.raises(CheckpointError, match="no sampler to time"):
-        load_pipeline(BenchOptions(checkpoint=str(tmp_path / "baseline")), torch.device("cpu"))
+        load_pipeline(BenchOptions(checkpoint=str(tmp_path / "baseline")), torch.device("cpu"), video_model_only=True)
     assert not load_pipeline(BenchOptions(checkpoint=str(tmp_path / "baseline")), torch.device("cpu"),
                              video_model_only=False)[0].is_video_model
     parser = build_parser()
