@@ -117,15 +117,19 @@ def test_a_worker_killed_mid_run_changes_nothing(tmp_path, cluster, inputs, sing
     out = tmp_path / "labelled"
     killed: list[int] = []
 
-    def kill_a_busy_worker(event: dict) -> None:
-        if not killed and event["kind"] == "label" and event["busy_pids"]:
-            killed.append(event["busy_pids"][0])
+    def kill_a_worker(event: dict) -> None:
+        # At the first finished batch: a worker busy with another batch, which it loses. On a
+        # loaded machine the second worker may not be up yet and every batch goes to the first,
+        # one after another (seen once in CI): then that worker, which loses the batch it is
+        # given next.
+        if not killed and event["kind"] == "label":
+            killed.append(event["busy_pids"][0] if event["busy_pids"] else event["pid"])
             os.kill(killed[0], signal.SIGKILL)  # a worker process of the cluster this test started
 
     report = label_bags([inputs / "site_a" / "take_1"], out, options, address=cluster.address, progress=False,
-                        unit_callback=kill_a_busy_worker)
+                        unit_callback=kill_a_worker)
 
-    assert killed, "no worker was busy when a batch finished"
+    assert killed, "no batch was labelled"
     assert not report.failed, report.summary()
     assert report.worker_failures >= 1 and report.units_retried >= 1, report.summary()
     assert not any("lost" in worker for worker in report.workers), "a restarted worker was given up"
