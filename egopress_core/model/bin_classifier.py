@@ -53,6 +53,12 @@ from egopress_core.model.vertex_encoder import normalize_vertices
 NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
 # Keys that change training, not the network: a checkpoint may be fine-tuned or resumed with others.
 TRAINING_ONLY_KEYS = frozenset({"soft_label_sigma_bins", "pressure_loss_weight"})
+# How class probabilities become kPa (BinClassifierConfig.readout): PressureVision's most likely
+# bin, or contact where the pressure bins together are more likely than the zero bin, at the
+# probability-weighted mean of their centres (``docs/design.md``, "Pressure readout").
+READOUTS = ("argmax", "contact_probability")
+# Keys that change how the logits are read, not the network or its training.
+READOUT_KEYS = frozenset({"readout"})
 
 
 @dataclass
@@ -74,6 +80,11 @@ class BinClassifierConfig:
     use_uv_geometry: also take the frame's UV-aligned geometry (``conditions.uv_geometry``,
         :func:`~egopress_core.conditioning.uv_geometry_from_mesh`), fused at full UV resolution
         before the head; the baseline for an EgoPressDiff trained with it.
+    readout: how a texel's class probabilities become kPa, one of :data:`READOUTS`:
+        ``argmax``, the most likely bin's centre (PressureVision's), or
+        ``contact_probability``, contact where the eight pressure bins together outweigh the
+        zero bin (probability > 0.5), at the mean of their centres weighted by their
+        probabilities. Not part of the architecture: a trained checkpoint reads either way.
     """
 
     num_frames: int = 16
@@ -90,6 +101,7 @@ class BinClassifierConfig:
     soft_label_sigma_bins: float = 0.5
     pressure_loss_weight: float = 0.0
     use_uv_geometry: bool = False
+    readout: str = "argmax"
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
@@ -118,6 +130,8 @@ class BinClassifierConfig:
                 raise ConfigError(f"{name} must be > 0; got {value!r}")
         if not isinstance(self.use_uv_geometry, bool):
             raise ConfigError(f"use_uv_geometry must be a bool; got {self.use_uv_geometry!r}")
+        if self.readout not in READOUTS:
+            raise ConfigError(f"BinClassifierConfig.readout must be one of {READOUTS}. Got {self.readout!r}")
         weight = self.pressure_loss_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise ConfigError(f"pressure_loss_weight must be a finite number >= 0; got {weight!r}")
@@ -137,10 +151,10 @@ class BinClassifierConfig:
         return type(self).from_dict({**self.to_dict(), **overrides})
 
     def architecture_differences(self, other: "BinClassifierConfig") -> dict[str, tuple[Any, Any]]:
-        """Keys (other than training-only ones) whose values differ: {key: (self, other)}."""
+        """Keys (other than training-only and readout ones) whose values differ: {key: (self, other)}."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {key: (mine[key], theirs[key]) for key in mine
-                if key not in TRAINING_ONLY_KEYS and mine[key] != theirs[key]}
+                if key not in TRAINING_ONLY_KEYS | READOUT_KEYS and mine[key] != theirs[key]}
 
 
 def _data_layout(preset: str) -> dict[str, Any]:
@@ -329,7 +343,14 @@ class PerFrameBinClassifier(nn.Module):
         return weight
 
     def _decode(self, logits: torch.Tensor, uv_mask: torch.Tensor) -> torch.Tensor:
-        pressure = self.bin_centres[logits.argmax(dim=2)]  # (B, T, Hu, Wu)
+        """(B, T, K, Hu, Wu) logits -> (B, T, Hu, Wu) kPa by ``config.readout``, zero off the mask."""
+        if self.config.readout == "argmax":
+            pressure = self.bin_centres[logits.argmax(dim=2)]
+        else:
+            probabilities = logits.float().softmax(dim=2)
+            contact = 1.0 - probabilities[:, :, 0]  # bin 0 is "no pressure" (centre 0 kPa)
+            weighted = torch.einsum("btkhw,k->bthw", probabilities[:, :, 1:], self.bin_centres[1:].float())
+            pressure = torch.where(contact > 0.5, weighted / contact.clamp_min(1e-6), torch.zeros_like(contact))
         return pressure * (uv_mask > 0.5).to(pressure.dtype)
 
     @torch.no_grad()

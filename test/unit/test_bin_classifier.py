@@ -165,3 +165,40 @@ def test_loss_weight_matches_egopressdiffs_pressure_term():
     assert weighted.config.architecture_differences(plain.config) == {}
     with pytest.raises(ConfigError, match="pressure_loss_weight must be a finite number >= 0"):
         BinClassifierConfig(**TINY, pressure_loss_weight=-1.0)
+
+
+def test_readouts_of_the_class_probabilities():
+    """``argmax`` takes the most likely bin; ``contact_probability`` puts contact where the pressure
+    bins together outweigh the zero bin, at their probability-weighted mean centre."""
+    centres = torch.tensor(PRESSURE_BIN_CENTRES_KPA)
+    probabilities = torch.zeros(1, 1, 9, 1, 3)
+    probabilities[0, 0, :4, 0, 0] = torch.tensor([0.45, 0.20, 0.20, 0.15])  # zero bin alone most likely
+    probabilities[0, 0, :2, 0, 1] = torch.tensor([0.60, 0.40])  # no contact either way
+    probabilities[0, 0, [0, 5], 0, 2] = torch.tensor([0.10, 0.90])  # 12 kPa either way
+    logits = probabilities.clamp_min(1e-12).log()
+    mask = torch.ones(1, 1, 1, 3)
+    argmax = PerFrameBinClassifier(BinClassifierConfig(**TINY))._decode(logits, mask)
+    assert argmax[0, 0, 0].tolist() == pytest.approx([0.0, 0.0, 12.0])
+    likely = PerFrameBinClassifier(BinClassifierConfig(**TINY, readout="contact_probability"))._decode(logits, mask)
+    expected = float((probabilities[0, 0, 1:4, 0, 0] * centres[1:4]).sum() / 0.55)
+    assert likely[0, 0, 0].tolist() == pytest.approx([expected, 0.0, 12.0], rel=1e-4)
+    assert (PerFrameBinClassifier(BinClassifierConfig(**TINY, readout="contact_probability"))
+            ._decode(logits, torch.zeros(1, 1, 1, 3)) == 0).all()  # off the hand mask
+    with pytest.raises(ConfigError, match=r"readout must be one of \('argmax', 'contact_probability'\). Got 'mean'"):
+        BinClassifierConfig(**TINY, readout="mean")
+
+
+def test_a_checkpoint_reads_with_either_readout(tmp_path):
+    """The readout is not architecture: a trained checkpoint loads under either, and one saved
+    before the key existed reads as argmax."""
+    import json
+
+    config = BinClassifierConfig(**TINY)
+    PerFrameBinClassifier(config).save_pretrained(tmp_path / "ckpt")
+    assert config.architecture_differences(config.replace(readout="contact_probability")) == {}
+    PerFrameBinClassifier.from_pretrained(tmp_path / "ckpt", expected_config=config.replace(readout="contact_probability"))
+    document_path = tmp_path / "ckpt" / "config.json"
+    document = json.loads(document_path.read_text())
+    del document["config"]["readout"]
+    document_path.write_text(json.dumps(document))
+    assert PerFrameBinClassifier.load_config(tmp_path / "ckpt").readout == "argmax"
