@@ -64,8 +64,8 @@ MARKER_NAMESPACE = "hand_contact"
 # module imports no torch, so reading this table stays cheap.
 PARAMETERS = COMMON_PARAMETERS + (
     ParameterSpec("checkpoint", "", "Checkpoint folder of either model kind (config.json, model.safetensors, "
-                  "hand_uv_mask.json). Empty: the package's default, the per-frame baseline in "
-                  "egopress_core/assets/checkpoints/baseline_compact; egopressdiff_compact beside it is the video model."),
+                  f"hand_uv_mask.json). Empty: the package's default, egopress_core/assets/checkpoints/"
+                  f"{DEFAULT_CHECKPOINT.name} (README, \"Which model is the default\")."),
     ParameterSpec("hand_model_path", "", "MANO-format .pkl of the checkpoint's hand when the folder has no "
                   "hand_uv_mask.json (empty: the bundled EgoPress hand)."),
     *option_parameters(RuntimeOptions),

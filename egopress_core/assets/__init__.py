@@ -10,7 +10,7 @@ ASSETS_DIR = Path(__file__).resolve().parent
 # with the same inputs; scripts/train_shipped_model.sh makes them.
 EGOPRESSDIFF_CHECKPOINT = ASSETS_DIR / "checkpoints" / "egopressdiff_compact"
 BASELINE_CHECKPOINT = ASSETS_DIR / "checkpoints" / "baseline_compact"
-# What `make demo`, the pressure node, `eval`'s examples and the labeller load when no checkpoint is
+# What `make demo`, the pressure node, the labellers and `bench --live` load when no checkpoint is
 # given: the per-frame baseline, ahead of EgoPressDiff on every held-out set given the camera-only
 # path's meshes (pooled Vol IoU, MAE, force, flicker; README, "Which model is the default").
 # Every command reads the model kind from the checkpoint, so --checkpoint EGOPRESSDIFF_CHECKPOINT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from egopress_core.assets import DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
 from egopress_core.data.hands import HAND_SOURCES
 
 # egopress_core.options imports no torch: `egopress --help` stays instant.
@@ -54,9 +55,8 @@ def register(subparsers) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="EgoPressDiff checkpoint folder (default: the shipped EgoPressDiff); with "
-                        "--live, a checkpoint of either kind (default: the package's default model, the per-frame "
-                        "baseline)")
+    source.add_argument("--checkpoint", help=f"EgoPressDiff checkpoint folder (default: {EGOPRESSDIFF_CHECKPOINT}); "
+                        f"with --live, a checkpoint of either kind (default: the package's default, {DEFAULT_CHECKPOINT})")
     source.add_argument("--config", help="time an untrained preset instead (tiny, compact, paper): speed only")
     add_arguments(parser, RuntimeOptions, names=("device",))
     parser.add_argument("--schedulers", type=_names, help=f"comma-separated (default {','.join(SCHEDULERS)}; "
@@ -117,7 +117,6 @@ def register(subparsers) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """:class:`~egopress_core.bench.BenchOptions` of the parsed command line."""
-    from egopress_core.assets import DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
     from egopress_core.bench import BenchOptions, quick_options
 
     # The sampler timings need the video model; live, the default is what the pressure node runs.

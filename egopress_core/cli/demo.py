@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of either model kind (default: the package's default, the per-frame baseline)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of either model kind (default: the package's default, %(default)s)")
     parser.add_argument("--sequences", type=int, default=3, help="held-out sequences to generate (default 3)")
     parser.add_argument("--frames", type=int, default=48, help="frames per sequence (default 48)")
     parser.add_argument("--steps", type=int, default=OFFLINE_SAMPLING.num_inference_steps,

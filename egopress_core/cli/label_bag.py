@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from egopress_core import options
+from egopress_core.assets import DEFAULT_CHECKPOINT
 from egopress_core.options import (
     OFFLINE_SAMPLING,
     ContactOptions,
@@ -51,7 +52,8 @@ def register(subparsers) -> None:
 
 def add_label_arguments(parser) -> None:
     """How a bag is labelled (the LabelOptions flags; `egopress label-bags` takes the same)."""
-    parser.add_argument("--checkpoint", help="checkpoint folder of either model kind (default: the shipped per-frame baseline)")
+    parser.add_argument("--checkpoint", help="checkpoint folder of either model kind (default: the package's default, "
+                        f"{DEFAULT_CHECKPOINT})")
     parser.add_argument("--backend", choices=BACKENDS, default="mediapipe",
                         help="hand-mesh estimator: ground_truth (HandMesh topic), keypoints (21-point PointCloud2 topic) "
                              "or mediapipe (from the colour image; optional dependency)")

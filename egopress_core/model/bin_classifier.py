@@ -55,7 +55,7 @@ NUM_BINS = len(PRESSURE_BIN_CENTRES_KPA)
 TRAINING_ONLY_KEYS = frozenset({"soft_label_sigma_bins", "pressure_loss_weight"})
 # How class probabilities become kPa (BinClassifierConfig.readout): PressureVision's most likely
 # bin, or contact where the pressure bins together are more likely than the zero bin, at the
-# probability-weighted mean of their centres (``docs/design.md``, "Pressure readout").
+# probability-weighted mean of their centres (``docs/design.md``, "Metrics").
 READOUTS = ("argmax", "contact_probability")
 # Keys that change how the logits are read, not the network or its training.
 READOUT_KEYS = frozenset({"readout"})

@@ -183,3 +183,17 @@ def test_each_kind_refuses_the_other_kinds_checkpoint(model, tmp_path):
     with pytest.raises(CheckpointError,
                        match="diffusion/config.json is not a version-1 egopress-bin-classifier checkpoint"):
         PerFrameBinClassifier.from_pretrained(tmp_path / "diffusion")
+
+
+def test_the_docs_name_the_default_checkpoint():
+    """README's "Which model is the default" and the node's parameter file name the folder
+    DEFAULT_CHECKPOINT is."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    section = readme[readme.index("**Which model is the default.**"):]
+    assert f"egopress_core/assets/checkpoints/{DEFAULT_CHECKPOINT.name}`" in section[:200]
+    yaml_lines = (repo / "config" / "pressure.yaml").read_text().splitlines()
+    default_line = next(line for line in yaml_lines if "Empty: the package's default" in line)
+    assert f"checkpoints/{DEFAULT_CHECKPOINT.name}" in default_line
