@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# How the shipped checkpoint (egopress_core/assets/checkpoints/egopressdiff_compact) is made.
+# How the shipped checkpoints (egopress_core/assets/checkpoints/egopressdiff_compact and
+# baseline_compact, the default since 2026-12-06) are made, and the comparison that chose the default.
 # Run from the repository root after `make setup`. OUT defaults to /tmp/egopress-shipped.
 # The shipped weights' stages 1-2 were trained on data of generator 1.x, stage 3 on generator
 # 2.1's and stage 4 on 2.2's; run today, every stage gets the current generator's renders.
@@ -56,12 +57,18 @@ ship "$OUT/run_estimated/model" egopress_core/assets/checkpoints/egopressdiff_co
 OMP_NUM_THREADS=1 egopress train --config baseline_compact --data "$OUT/data/train_wide" --val-data "$OUT/data/val_wide" \
     --out "$OUT/run_baseline" --max-steps $((4 * STEPS)) --set model.overrides.use_uv_geometry=true --set data.hands=estimated
 ship "$OUT/run_baseline/model" egopress_core/assets/checkpoints/baseline_compact
-# The comparison on held-out seeds (the README's tables "With the camera-only path's meshes"): the
-# generator's default ranges, and the wider ranges of stage 4.
+# The comparison on held-out seeds (the README's tables "With the camera-only path's meshes" and
+# "Which model is the default"): the generator's default ranges, every gesture including the
+# weak-evidence ones, and the wider ranges of stage 4.
 egopress synth --out "$OUT/data/heldout" --sequences 14 --frames 48 --seed 7000 --image-size 256 256 --workers 2
+egopress synth --out "$OUT/data/heldout_all" --sequences 20 --frames 48 --seed 7100 --image-size 256 256 --workers 2 \
+    --gestures all
 egopress synth --out "$OUT/data/heldout_wide" --sequences 16 --frames 48 --seed 7300 --image-size 256 256 --workers 2 $WIDE
-for set in heldout heldout_wide; do
+for set in heldout heldout_all heldout_wide; do
 python benchmarks/quality.py --out "$OUT/quality_$set" --data "$OUT/data/$set" --no-train --hands estimated \
     --variants full,baseline --checkpoint full=egopress_core/assets/checkpoints/egopressdiff_compact \
     --checkpoint baseline=egopress_core/assets/checkpoints/baseline_compact
 done
+# The baseline's two readouts on the same estimates (README, "Which model is the default").
+OMP_NUM_THREADS=2 python benchmarks/baseline_readout.py --data "$OUT/data/heldout" "$OUT/data/heldout_all" \
+    "$OUT/data/heldout_wide" --out "$OUT/baseline_readout.json"
