@@ -34,6 +34,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import socket
 import time
 from collections import OrderedDict, deque
 from contextlib import ExitStack
@@ -320,8 +321,6 @@ class FleetWorker:
         """Process, node and device of this worker."""
         if self.load_error is not None:
             raise self.load_error
-        import socket
-
         import torch
 
         return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.models.pipeline.device),
@@ -509,8 +508,6 @@ def _worker_resources(options: LabelOptions, cluster: dict, cpus_per_worker: flo
 def check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
     """A HOST:PORT that does not answer fails here in seconds (Ray itself retries for minutes,
     then ends the process)."""
-    import socket
-
     if not address or address == "auto" or address.startswith("local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -522,6 +519,22 @@ def check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
     except OSError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` on its "
                           "head node, or check --address") from None
+
+
+def _wait_for_exit(pids: list[int], timeout_s: float) -> None:
+    """Return when none of the local processes ``pids`` exists any more, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    waiting = set(pids)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            try:
+                os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            except ProcessLookupError:
+                waiting.discard(pid)
+            except PermissionError:
+                pass  # exists, owned by someone else
+        if waiting:
+            time.sleep(0.05)
 
 
 def _absolute_paths(options: LabelOptions) -> LabelOptions:
@@ -687,8 +700,14 @@ class _FleetDriver:
             for worker in self.workers:
                 self.ray.kill(worker, no_restart=True)
             if self.in_flight:
-                # Until the killed workers' units fail: nothing is written after this returns.
+                # Until the killed workers' units fail.
                 self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=30.0)
+            # A unit fails as soon as its worker is killed, but the process exits a moment later
+            # and may still finish saving a batch (atomically): on this machine, wait for the
+            # processes, so that nothing is written after this returns. Workers on other nodes
+            # cannot be waited for; a rerun takes such a batch as done.
+            _wait_for_exit([info["pid"] for info in self.worker_info
+                            if info.get("pid") is not None and info.get("host") == socket.gethostname()], timeout_s=10.0)
             self.wall_s = time.perf_counter() - started
             self._save()
         return self._report()

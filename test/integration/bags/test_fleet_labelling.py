@@ -199,3 +199,28 @@ def test_an_address_nobody_answers_fails_at_once():
         check_reachable(f"127.0.0.1:{free_port()}")
     with pytest.raises(ConfigError, match="auto or HOST:PORT"):
         check_reachable("head-node")
+
+
+def test_after_an_interrupt_the_driver_waits_for_killed_local_workers_to_exit():
+    """A killed worker's unit fails before its process is gone; the driver returns only when the
+    local processes have exited (or after its timeout), so that no batch lands afterwards."""
+    import subprocess
+    import threading
+    import time
+
+    from egopress_core.rosbag.fleet import _wait_for_exit
+
+    short = subprocess.Popen(["sleep", "0.3"])
+    threading.Thread(target=short.wait, daemon=True).start()  # reaped as the raylet reaps workers
+    started = time.monotonic()
+    _wait_for_exit([short.pid], timeout_s=10.0)
+    assert short.poll() is not None and time.monotonic() - started < 5.0
+
+    stuck = subprocess.Popen(["sleep", "30"])
+    try:
+        started = time.monotonic()
+        _wait_for_exit([stuck.pid], timeout_s=0.2)
+        assert 0.2 <= time.monotonic() - started < 2.0 and stuck.poll() is None
+    finally:
+        stuck.kill()
+        stuck.wait()
