@@ -148,8 +148,16 @@ def test_resume_keeps_complete_sequences_and_redoes_partial_ones(tmp_path):
     # Asking for more sequences extends the set; other settings are refused.
     generate_dataset(SynthConfig(sequences=3, seed=11, gestures=("drag",), **SMALL), tmp_path, progress=False)
     assert len(SyntheticDataset(tmp_path).sequences()) == 3
-    with pytest.raises(DataError, match="other settings"):
+    with pytest.raises(DataError, match=r"other settings \(.*dataset.json: config.seed 11 -> 12\)"):
         generate_dataset(SynthConfig(sequences=3, seed=12, gestures=("drag",), **SMALL), tmp_path, progress=False)
+    # A folder written by an earlier version names what it lacks and what was removed.
+    info = json.loads((tmp_path / "dataset.json").read_text())
+    info["config"]["extra"] = {}
+    del info["config"]["pitch_deg"]
+    (tmp_path / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match=r"config.extra \{\} -> None, config.pitch_deg None -> \[") as refused:
+        generate_dataset(SynthConfig(sequences=3, seed=11, gestures=("drag",), **SMALL), tmp_path, progress=False)
+    assert "choose another --out or delete it" in str(refused.value)
 
 
 def test_bad_output_folders_are_refused(tmp_path):

@@ -51,6 +51,7 @@ from egopress_core.data.synthetic.render import Appearance, Scenery, SkinTexture
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.files import write_json_atomic
 from egopress_core.hand.skeleton import OPENPOSE_FINGER_JOINTS
+from egopress_core.options import config_differences
 
 GENERATOR_VERSION = "2.2.0"  # 2: renders a real hand detector sees (skin, lighting, forearm, framing, poses); 2.1: camera behind the hand, from its thumb side; 2.2: thumb presses press with the thumb
 FPS = 30.0
@@ -388,9 +389,12 @@ def generate_dataset(config: SynthConfig, out: str | os.PathLike, workers: int =
     info_path = root / "dataset.json"
     if info_path.exists():
         existing = json.loads(info_path.read_text())
-        if {k: existing.get(k) for k in info} != json.loads(json.dumps(info)):
+        differences = config_differences({k: existing.get(k) for k in info}, json.loads(json.dumps(info)))
+        if differences:
+            named = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in list(differences.items())[:4])
+            more = f" and {len(differences) - 4} more" if len(differences) > 4 else ""
             raise DataError(
-                f"{root} holds data generated with other settings ({info_path}); "
+                f"{root} holds data generated with other settings ({info_path}: {named}{more}); "
                 "choose another --out or delete it"
             )
     elif any(root.iterdir()):
