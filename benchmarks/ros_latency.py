@@ -247,6 +247,10 @@ def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: 
     # A gap longer than max_gap_s before the first frame: a fresh window, as the library's fresh stream.
     time.sleep(max_gap_s + 0.5)
     resets_before = int(player.diagnostic("pressure_node", "window_resets", "0"))
+    # What the hand mesh node did with this sequence's frames: counted as the library's hand stage
+    # counts them, so that frames_played / frames_skipped mean the same on both sides (the frames
+    # that reached the pressure model, and those of them it never estimated).
+    hand_stage_before = _hand_stage_counts(player, hand_mesh)
     period_ns = int(NS / live.camera_fps)
     started = player.now_ns()
     stamps = []
@@ -263,14 +267,27 @@ def play_through_nodes(player: Player, sequence, live, max_gap_s: float, first: 
     received = [stamp for stamp in stamps if stamp in maps]
     last = max([stamps[-1], *(arrived_ns[stamp] for stamp in received)])
     resets = int(player.diagnostic("pressure_node", "window_resets", "0")) - resets_before
-    return {"name": sequence.name, "frames_played": len(stamps), "frames_estimated": len(received),
-            "frames_skipped": len(stamps) - len(received),
+    dropped, without_hand = (after - before for after, before in zip(_hand_stage_counts(player, hand_mesh),
+                                                                      hand_stage_before))
+    reached = len(stamps) - dropped - without_hand
+    return {"name": sequence.name, "frames_played": reached, "frames_estimated": len(received),
+            "frames_skipped": max(0, reached - len(received)),
+            "frames_dropped_by_hand_stage": dropped, "frames_without_hand": without_hand,
             # The restart at a later sequence's first frame (after the gap) is the fresh stream's.
             "window_resets": resets if first else resets - 1,
             "elapsed_s": (last - stamps[0]) / NS,
             "camera_fps": (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / NS) if len(stamps) > 1 else 0.0,
             "latencies_s": [(arrived_ns[stamp] - stamp) / NS for stamp in received],
             "maps": {stamps.index(stamp): maps[stamp] for stamp in received}}
+
+
+def _hand_stage_counts(player: Player, hand_mesh_published: bool) -> tuple[int, int]:
+    """(sets dropped stale, sets without a hand) so far by the hand mesh node; (0, 0) when the
+    player publishes the meshes itself."""
+    if hand_mesh_published:
+        return 0, 0
+    return (int(player.diagnostic("hand_mesh_node", "sets_dropped_stale", "0")),
+            int(player.diagnostic("hand_mesh_node", "frames_without_hand", "0")))
 
 
 def run_ros(options, live, workdir: Path, progress: bool, backend: str = "keypoints") -> tuple[dict, dict]:

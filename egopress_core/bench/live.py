@@ -327,8 +327,10 @@ def format_live(live: dict[str, Any]) -> str:
         f"latency p50 {number(live['latency_p50_ms'], 0)} ms, p95 {number(live['latency_p95_ms'], 0)} ms",
         f"      {live['frames_estimated']} of {live['frames_played']} frames estimated ({live['frames_skipped']} left the "
         f"window before a pass), {live['window_resets']} window restart(s); hand meshes: {live.get('hands', 'annotated')}"
-        + (f", hand stage {number(live['hand_stage_p50_ms'], 0)} ms p50, {live['frames_dropped_by_hand_stage']} frames "
-           f"dropped behind it, {live['frames_without_hand']} without a hand" if live.get("hand_stage_p50_ms") is not None else ""),
+        + (f", hand stage {number(live['hand_stage_p50_ms'], 0)} ms p50" if live.get("hand_stage_p50_ms") is not None else "")
+        + (f", {live['frames_dropped_by_hand_stage']} frames dropped behind the hand stage, {live['frames_without_hand']} "
+           "without a hand" if live.get("hand_stage_p50_ms") is not None or live.get("frames_dropped_by_hand_stage")
+           or live.get("frames_without_hand") else ""),
         f"      Vol IoU streamed {number(live['vol_iou_streamed'], 3)} / offline {number(live['vol_iou_offline'], 3)} = "
         f"{number(live['vol_iou_ratio_to_offline'], 3)} on {live['scored_frames']} annotated frames; streamed - offline "
         f"{number(live.get('mae_to_offline_kpa'), 4)} kPa mean absolute",
