@@ -30,3 +30,19 @@ def tiny_checkpoint(tmp_path_factory, **overrides) -> Path:
         model.save_pretrained(directory)
         mask.save(directory / UV_MASK_FILE)
     return directory
+
+
+def save_tiny_baseline_checkpoint(directory: Path, mask) -> Path:
+    """A tiny untrained per-frame baseline (seed 0) at the tiny EgoPressDiff's image and UV sizes,
+    saved with ``mask`` (a HandUVMask at that UV size) as training saves it."""
+    from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
+    from egopress_core.model.config import tiny_config
+    from egopress_core.pipeline import UV_MASK_FILE
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    PerFrameBinClassifier(BinClassifierConfig(
+        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
+        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(directory)
+    mask.save(directory / UV_MASK_FILE)
+    return directory

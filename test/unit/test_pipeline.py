@@ -491,18 +491,11 @@ def test_frames_added_while_a_pass_runs_wait_for_the_next_one(checkpoint, scene)
 def baseline_checkpoint(tmp_path_factory):
     """A tiny untrained per-frame baseline on the bundled right hand's UV layout."""
     from egopress_core.data.sources import hand_uv_mask
-    from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
     from egopress_core.model.config import tiny_config
+    from tiny_checkpoints import save_tiny_baseline_checkpoint
 
-    config = tiny_config()
-    mask = hand_uv_mask(tuple(config.uv_size), "right")
-    directory = tmp_path_factory.mktemp("baseline_checkpoint")
-    torch.manual_seed(0)
-    PerFrameBinClassifier(BinClassifierConfig(
-        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
-        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(directory)
-    mask.save(directory / UV_MASK_FILE)
-    return directory
+    mask = hand_uv_mask(tuple(tiny_config().uv_size), "right")
+    return save_tiny_baseline_checkpoint(tmp_path_factory.mktemp("baseline_checkpoint"), mask)
 
 
 def test_the_per_frame_baseline_streams_each_frame_on_its_own(baseline_checkpoint, scene):

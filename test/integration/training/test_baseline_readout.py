@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[3]  # test/integration/training/<this file>
 
@@ -17,18 +16,12 @@ REPO = Path(__file__).resolve().parents[3]  # test/integration/training/<this fi
 def test_readout_benchmark_scores_the_checkpoint_readout_as_eval_does(synthetic, tmp_path):
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
     from egopress_core.evaluation import EvalOptions, evaluate
-    from egopress_core.model.bin_classifier import READOUTS, BinClassifierConfig, PerFrameBinClassifier
+    from egopress_core.model.bin_classifier import READOUTS
     from egopress_core.model.config import tiny_config
-    from egopress_core.pipeline import UV_MASK_FILE
+    from tiny_checkpoints import save_tiny_baseline_checkpoint
 
-    config = tiny_config()
-    mask = resolve_hand_uv_mask(open_data_source(synthetic).sequences(), tuple(config.uv_size))
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "baseline"
-    PerFrameBinClassifier(BinClassifierConfig(
-        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
-        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(checkpoint)
-    mask.save(checkpoint / UV_MASK_FILE)
+    mask = resolve_hand_uv_mask(open_data_source(synthetic).sequences(), tuple(tiny_config().uv_size))
+    checkpoint = save_tiny_baseline_checkpoint(tmp_path / "baseline", mask)
 
     out = tmp_path / "readout.json"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "baseline_readout.py"), "--data", str(synthetic),

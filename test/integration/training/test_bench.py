@@ -292,19 +292,13 @@ def test_live_bench_runs_the_per_frame_baseline_and_the_sampler_timings_refuse_i
     from egopress_core.cli.main import build_parser
     from egopress_core.data.sources import open_data_source, resolve_hand_uv_mask
     from egopress_core.errors import CheckpointError
-    from egopress_core.model.bin_classifier import BinClassifierConfig, PerFrameBinClassifier
     from egopress_core.model.config import tiny_config
     from egopress_core.options import RuntimeOptions
-    from egopress_core.pipeline import UV_MASK_FILE, EgoPressPipeline
+    from egopress_core.pipeline import EgoPressPipeline
+    from tiny_checkpoints import save_tiny_baseline_checkpoint
 
     sequences = open_data_source(synthetic).sequences()
-    config = tiny_config()
-    mask = resolve_hand_uv_mask(sequences, tuple(config.uv_size))
-    torch.manual_seed(0)
-    PerFrameBinClassifier(BinClassifierConfig(
-        num_frames=4, image_size=config.image_size, uv_size=config.uv_size, uv_layout=mask.layout_id,
-        encoder_channels=(8, 16), vertex_hidden_dim=16, decoder_channels=(16, 8))).save_pretrained(tmp_path / "baseline")
-    mask.save(tmp_path / "baseline" / UV_MASK_FILE)
+    save_tiny_baseline_checkpoint(tmp_path / "baseline", resolve_hand_uv_mask(sequences, tuple(tiny_config().uv_size)))
 
     pipeline = EgoPressPipeline.from_checkpoint(tmp_path / "baseline", runtime=RuntimeOptions(device="cpu"))
     live = run_live(pipeline, sequences, LiveBenchOptions(camera_fps=60.0, sequences=1, frames=12), progress=False)
