@@ -347,12 +347,13 @@ def main() -> int:
     from egopress_core.files import write_json_atomic
     from egopress_core.bench import BenchOptions
     from egopress_core.bench.live import LiveBenchOptions, format_live, quick_live_options, run_live_benchmark
+    from egopress_core.cli.bench import LIVE_SIZE_HELP
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint of either kind (default: the package's default)")
-    parser.add_argument("--quick", action="store_true", help="one sequence of 120 frames (as bench --live --quick)")
-    parser.add_argument("--live-sequences", type=int, help="sequences played (default 3; --quick 1)")
-    parser.add_argument("--live-frames", type=int, help="frames per sequence (default 150; --quick 120)")
+    parser.add_argument("--quick", action="store_true", help="as bench --live --quick: `egopress demo`'s held-out set")
+    parser.add_argument("--live-sequences", type=int, help=f"sequences played ({LIVE_SIZE_HELP['sequences']})")
+    parser.add_argument("--live-frames", type=int, help=f"frames per sequence ({LIVE_SIZE_HELP['frames']})")
     parser.add_argument("--data", help="held-out data folder (generated there if missing; default: a temporary one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of each process (default: torch's own, as the nodes' torch_threads: 0)")

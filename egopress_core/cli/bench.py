@@ -6,6 +6,7 @@ import argparse
 
 from egopress_core.assets import DEFAULT_CHECKPOINT, EGOPRESSDIFF_CHECKPOINT
 from egopress_core.data.hands import HAND_SOURCES
+from egopress_core.data.synthetic import DEMO_FRAMES, DEMO_SEQUENCES
 
 # egopress_core.options imports no torch: `egopress --help` stays instant.
 from egopress_core.options import (
@@ -17,6 +18,10 @@ from egopress_core.options import (
     RuntimeOptions,
     add_arguments,
 )
+
+# What `--live` plays by default and with --quick, for help texts: LiveBenchOptions' defaults and
+# quick_live_options() (their module imports torch; test_bench checks that these agree).
+LIVE_SIZE_HELP = {"sequences": f"default 3; --quick {DEMO_SEQUENCES}", "frames": f"default 150; --quick {DEMO_FRAMES}"}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -104,8 +109,8 @@ def register(subparsers) -> None:
     parser.add_argument("--live", action="store_true",
                         help="instead: play held-out sequences at camera rate (30 Hz wall clock) into the live stream and "
                              "report output rate, latency, window restarts and quality against the offline estimate")
-    parser.add_argument("--live-sequences", type=int, help="--live: sequences played (default 3; --quick 1)")
-    parser.add_argument("--live-frames", type=int, help="--live: frames per sequence (default 150; --quick 120)")
+    parser.add_argument("--live-sequences", type=int, help=f"--live: sequences played ({LIVE_SIZE_HELP['sequences']})")
+    parser.add_argument("--live-frames", type=int, help=f"--live: frames per sequence ({LIVE_SIZE_HELP['frames']})")
     parser.add_argument("--live-hands", choices=HAND_SOURCES,
                         help="--live: hand meshes added with the frames: the annotation's (default), the camera-only "
                              "path run in the camera thread (estimated), or the annotation's displaced as a fit is")

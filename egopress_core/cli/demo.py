@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from egopress_core.assets import DEFAULT_CHECKPOINT
-from egopress_core.data.synthetic import HELD_OUT_SEED
+from egopress_core.data.synthetic import DEMO_FRAMES, DEMO_IMAGE_SIZE, DEMO_SEQUENCES, HELD_OUT_SEED
 from egopress_core.options import OFFLINE_SAMPLING
 
 
@@ -29,8 +29,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of either model kind (default: the package's default, %(default)s)")
-    parser.add_argument("--sequences", type=int, default=3, help="held-out sequences to generate (default 3)")
-    parser.add_argument("--frames", type=int, default=48, help="frames per sequence (default 48)")
+    parser.add_argument("--sequences", type=int, default=DEMO_SEQUENCES, help="held-out sequences to generate (default %(default)s)")
+    parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="frames per sequence (default %(default)s)")
     parser.add_argument("--steps", type=int, default=OFFLINE_SAMPLING.num_inference_steps,
                         help=f"sampler steps of an EgoPressDiff checkpoint (default {OFFLINE_SAMPLING.num_inference_steps})")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=f"data seed (default {HELD_OUT_SEED})")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not (Path(args.checkpoint) / "config.json").is_file():
         raise CheckpointError(f"no checkpoint at {args.checkpoint}; pass --checkpoint RUN/model (see `egopress train`)")
-    config = SynthConfig(sequences=args.sequences, frames=args.frames, seed=args.seed, image_sizes=((256, 256),))
+    config = SynthConfig(sequences=args.sequences, frames=args.frames, seed=args.seed, image_sizes=(DEMO_IMAGE_SIZE,))
     print(f"1/5 generating {args.sequences} held-out sequences into {out / 'data'}")
     data = generate_dataset(config, out / "data")
     print("2/5 contact sheets")

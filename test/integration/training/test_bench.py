@@ -257,6 +257,28 @@ def test_a_uv_geometry_checkpoint_is_benchmarked_with_its_geometry(tmp_path):
     assert {"offline", "streaming"} <= modes
 
 
+def test_live_sizes_are_named_once_and_quick_plays_the_demos_held_out_set():
+    """The help texts of `bench --live` and ros_latency.py state LiveBenchOptions' sizes, and
+    --quick plays exactly what `egopress demo` generates (same count, length, seed, image size)."""
+    import argparse
+    import dataclasses
+
+    from egopress_core.bench.live import LiveBenchOptions, quick_live_options
+    from egopress_core.cli import demo
+    from egopress_core.cli.bench import LIVE_SIZE_HELP
+    from egopress_core.data.synthetic import DEMO_IMAGE_SIZE, HELD_OUT_SEED
+
+    default, quick = LiveBenchOptions(), quick_live_options()
+    assert LIVE_SIZE_HELP == {name: f"default {getattr(default, name)}; --quick {getattr(quick, name)}"
+                              for name in ("sequences", "frames")}
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    demo.register(subparsers)
+    demo_args = subparsers.choices["demo"].parse_args([])
+    assert (demo_args.sequences, demo_args.frames, demo_args.seed) == (quick.sequences, quick.frames, HELD_OUT_SEED)
+    image_size = next(field.default for field in dataclasses.fields(BenchOptions) if field.name == "image_size")
+    assert image_size == DEMO_IMAGE_SIZE
+
+
 def test_live_bench_plays_frames_at_camera_rate_into_the_stream(tiny_checkpoint, synthetic):
     """`egopress bench --live`'s measurement on the tiny model: every frame played is estimated or
     counted as having left the window, in order, without window restarts, scored against the
