@@ -195,34 +195,66 @@ class CameraCalibration:
     """The parts of a CameraInfo the nodes and the labeller use.
 
     Attributes:
-        intrinsics: (3, 3) float64 K.
+        intrinsics: (3, 3) float64 pinhole matrix of the images: the left 3 x 3 of P, as ROS's
+            image_geometry reads a CameraInfo (P describes the rectified image; for a camera
+            without distortion it equals K); K where the driver left P empty.
         width, height: the image size the calibration is for (0 when the driver left it out).
+        distortion_model: CameraInfo's name of the lens model ("plumb_bob", ...; "" when unset).
+        distortion: D, the lens distortion coefficients of the raw image (empty when unset).
     """
 
     intrinsics: np.ndarray
     width: int
     height: int
+    distortion_model: str = ""
+    distortion: tuple[float, ...] = ()
+
+    @property
+    def distorted(self) -> bool:
+        """Whether the raw image has lens distortion (a non-zero coefficient in D)."""
+        return any(coefficient != 0.0 for coefficient in self.distortion)
+
+    def distortion_note(self, color_topic: str) -> str | None:
+        """One line for the user when the lens has distortion, None without: EgoPress models the
+        camera as a pinhole and does not undistort, so the images must be the rectified ones."""
+        if not self.distorted:
+            return None
+        largest = max(abs(coefficient) for coefficient in self.distortion)
+        return (f"camera_info describes a lens with distortion ({self.distortion_model or 'model unset'}, largest "
+                f"coefficient {largest:.3g}); EgoPress takes the images on '{color_topic}' as rectified, with the "
+                "pinhole P. If they are the raw images, remap the colour and depth inputs to rectified ones "
+                "(image_proc's rectify node): hand lifting and mesh projection are biased towards the image border")
+
+
+def _pinhole(matrix: np.ndarray) -> bool:
+    return bool(np.isfinite(matrix).all() and matrix[0, 0] > 0 and matrix[1, 1] > 0 and matrix[2, 2] == 1.0)
 
 
 def camera_info_to_calibration(msg, image_hw: tuple[int, int] | None = None) -> CameraCalibration:
-    """K and image size of a CameraInfo, checked against the image it is used with.
+    """Pinhole matrix, image size and lens distortion of a CameraInfo, checked against the image
+    it is used with.
 
     Args:
         image_hw: (H, W) of the colour image; None: no size check.
 
     Raises:
-        DataError: an all-zero / non-pinhole K (an uncalibrated camera), or a CameraInfo made for
-            another resolution than ``image_hw``.
+        DataError: an all-zero / non-pinhole K and P (an uncalibrated camera), or a CameraInfo made
+            for another resolution than ``image_hw``.
     """
+    projection = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3] if len(msg.p) == 12 else np.zeros((3, 3))
     matrix = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.isfinite(matrix).all() or matrix[0, 0] <= 0 or matrix[1, 1] <= 0 or matrix[2, 2] != 1.0:
+    if _pinhole(projection):
+        matrix = projection
+    elif not _pinhole(matrix):
         raise DataError(f"camera_info K = {matrix.ravel().tolist()} is not a calibrated pinhole matrix "
-                        "(fx, fy > 0, K[2][2] = 1); is the camera calibrated?")
+                        "(fx, fy > 0, K[2][2] = 1) and neither is P; is the camera calibrated?")
     width, height = int(msg.width), int(msg.height)
     if image_hw is not None and width and height and (height, width) != tuple(image_hw):
         raise DataError(f"camera_info is for {width}x{height} images but the colour image is "
                         f"{image_hw[1]}x{image_hw[0]}")
-    return CameraCalibration(intrinsics=matrix, width=width, height=height)
+    distortion = tuple(float(value) for value in np.asarray(msg.d, dtype=np.float64).ravel())
+    return CameraCalibration(intrinsics=matrix, width=width, height=height,
+                             distortion_model=str(msg.distortion_model), distortion=distortion)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import numpy as np
 
 from egopress_core.errors import ConfigError, DataError, EgoPressError
 from egopress_core.image_encodings import ImageEncodingError, decode_color, decode_depth
-from egopress_core.messages import camera_info_to_calibration, stamp_to_ns
+from egopress_core.messages import CameraCalibration, camera_info_to_calibration, stamp_to_ns
 from egopress_ros import parameters as params
 from egopress_ros.monitoring import FractionMeter, LatencyStats, ProblemReporter, RateMeter, threshold_warnings
 from egopress_ros.sync import LatestSlot, Worker, make_synchronizer
@@ -88,6 +88,7 @@ class CameraFrame:
     stamp_ns: int
     header: Any
     depth_valid_fraction: float
+    calibration: CameraCalibration
 
 
 def decode_camera(color_msg, depth_msg, info_msg, topics: dict[str, str]) -> CameraFrame:
@@ -106,12 +107,12 @@ def decode_camera(color_msg, depth_msg, info_msg, topics: dict[str, str]) -> Cam
                            f"colour image on '{topics['color']}' is {rgb.shape[1]}x{rgb.shape[0]}; subscribe to the depth "
                            "stream aligned to colour")
     try:
-        intrinsics = camera_info_to_calibration(info_msg, rgb.shape[:2]).intrinsics
+        calibration = camera_info_to_calibration(info_msg, rgb.shape[:2])
     except DataError as error:
         raise InputProblem("camera_info", f"camera_info on '{topics['camera_info']}': {error}") from None
     valid = np.isfinite(depth) & (depth > 0)
-    return CameraFrame(rgb=rgb, depth_m=depth, intrinsics=intrinsics, stamp_ns=stamp_to_ns(color_msg.header.stamp),
-                       header=color_msg.header, depth_valid_fraction=float(valid.mean()))
+    return CameraFrame(rgb=rgb, depth_m=depth, intrinsics=calibration.intrinsics, stamp_ns=stamp_to_ns(color_msg.header.stamp),
+                       header=color_msg.header, depth_valid_fraction=float(valid.mean()), calibration=calibration)
 
 
 def _lifecycle_base():
@@ -149,6 +150,7 @@ class PipelineNode(_lifecycle_base()):
         self.config: dict[str, Any] = {}
         self.configure_error: str | None = None
         self.problems = ProblemReporter(self.get_logger().warning, period_s=5.0)
+        self._lenses_noted: set[tuple[float, ...]] = set()
         self._lock = threading.Lock()
         self._subscriptions_by_key: dict[str, Any] = {}
         self._publishers_made: list[Any] = []
@@ -247,6 +249,12 @@ class PipelineNode(_lifecycle_base()):
         """
         names = self.topic_names()
         camera = decode_camera(messages["color"], messages["depth"], messages["camera_info"], names)
+        # Said once per lens: whether the images are the rectified ones cannot be told from them.
+        if camera.calibration.distortion not in self._lenses_noted:
+            self._lenses_noted.add(camera.calibration.distortion)
+            note = camera.calibration.distortion_note(names["color"])
+            if note:
+                self.get_logger().warning(note)
         if camera.depth_valid_fraction < MIN_VALID_DEPTH_FRACTION:
             self.problems.report("depth_invalid", (
                 f"depth image on '{names['depth']}' has {100 * camera.depth_valid_fraction:.1f}% valid readings "

@@ -329,6 +329,9 @@ class BagLabeller:
                             "frames": b - a} for a, b in index.segments]
         report.gaps = list(index.gaps)
         report.skipped = index.skipped.entries()
+        lenses = {calibration.distortion: calibration for calibration in index.calibrations}
+        report.notes.extend(note for calibration in lenses.values()
+                            if (note := calibration.distortion_note(self.options.topics.color)))
 
     def _state(self) -> dict:
         return {

@@ -35,6 +35,7 @@ import numpy as np
 FPS = 30.0
 NS = 1_000_000_000
 BASE_STAMP_NS = 1_700_000_000 * NS
+LENS_DISTORTION = (-0.0551, 0.0663, 0.0003, 0.0007, -0.0212)
 FRAME_ID = "camera_color_optical_frame"
 NODES = ("hand_mesh_node", "pressure_node")
 
@@ -234,7 +235,9 @@ class Driver:
             depth_msg = self._image_msg(depth_mm.astype("<u2"), "16UC1", header, 2)
         info = CameraInfo(header=header, height=int(rgb.shape[0]), width=int(rgb.shape[1]), distortion_model="plumb_bob")
         info.k = self.intrinsics.astype(np.float64).ravel()
-        info.d = np.zeros(5)
+        # Small lens coefficients, as a driver publishes them for a near-pinhole colour camera (the
+        # renders have none; ignored here, but the nodes must say once that they take images as rectified).
+        info.d = np.array(LENS_DISTORTION)
         points = np.asarray(self.joints[frame], dtype="<f4") if hand else np.full((21, 3), np.nan, dtype="<f4")
         cloud = PointCloud2(header=header, height=1, width=21, is_bigendian=False, point_step=12, row_step=12 * 21,
                             is_dense=bool(hand))

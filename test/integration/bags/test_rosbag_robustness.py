@@ -195,3 +195,22 @@ def test_depth_in_metres_with_nan_holes_is_labelled_and_unknown_depth_encodings_
     depth_stamps = [stamp_ns(deserialize(raw, IMAGE)) for _, raw in labelled[DEPTH_TOPIC]]
     pressure_stamps = {stamp_ns(deserialize(raw, "egopress_ros/msg/UVPressure")) for _, raw in labelled["/egopress/uv_pressure"]}
     assert {depth_stamps[i] for i in all_nan} <= pressure_stamps and depth_stamps[15] not in pressure_stamps
+
+
+def test_a_lens_with_distortion_is_named_in_the_report(tmp_path_factory, tmp_path, checkpoint):
+    """A camera_info with distortion coefficients (most drivers publish the raw lens's D): the
+    frames are labelled, and the report says once that EgoPress takes the images as rectified."""
+    from egopress_core.rosbag.sample import CAMERA_INFO_TOPIC
+
+    def distorted(topic, index, timestamp, message):
+        if topic == CAMERA_INFO_TOPIC:
+            message.d = np.array([-0.05, 0.06, 0.0, 0.0005, -0.02])
+        return message
+
+    source = rewrite_bag(sample_bag(tmp_path_factory), tmp_path / "distorted", distorted)
+    report = label_bag(source, tmp_path / "labelled", label_options(checkpoint, num_inference_steps=1), progress=False)
+    assert report.status == "complete" and report.frames["with_pressure"] == report.frames["synchronised"] > 0
+    notes = [note for note in report.notes if "distortion" in note]
+    assert len(notes) == 1 and "largest coefficient 0.06" in notes[0] and f"'{COLOR_TOPIC}'" in notes[0]
+    assert not [note for note in label_bag(sample_bag(tmp_path_factory), tmp_path / "plain", label_options(
+        checkpoint, num_inference_steps=1), progress=False).notes if "distortion" in note]

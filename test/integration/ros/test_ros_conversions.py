@@ -120,6 +120,26 @@ def test_camera_info_intrinsics_and_size_check():
         msgs.camera_info_to_calibration(CameraInfo(), None)
 
 
+def test_camera_info_reads_the_rectified_pinhole_and_names_lens_distortion():
+    """As image_geometry: P is the images' pinhole (image_proc's rectified output has P != K), K
+    only where P is empty; a lens with distortion gets one line saying the images must be
+    rectified, a lens without none."""
+    info = CameraInfo(height=480, width=640, distortion_model="plumb_bob")
+    info.k = [600.0, 0.0, 320.0, 0.0, 601.0, 240.0, 0.0, 0.0, 1.0]
+    assert msgs.camera_info_to_calibration(info).intrinsics[0, 0] == 600.0  # P all zero
+    info.p = [540.0, 0.0, 318.0, 0.0, 0.0, 545.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = [0.0] * 5
+    calibration = msgs.camera_info_to_calibration(info, (480, 640))
+    np.testing.assert_array_equal(calibration.intrinsics, [[540, 0, 318], [0, 545, 236], [0, 0, 1]])
+    assert not calibration.distorted and calibration.distortion_note("color/image_raw") is None
+    info.d = [-0.21, 0.05, 0.0, 0.001, 0.0]
+    calibration = msgs.camera_info_to_calibration(info, (480, 640))
+    note = calibration.distortion_note("/camera/color/image_raw")
+    assert calibration.distorted and calibration.distortion_model == "plumb_bob"
+    assert "plumb_bob, largest coefficient 0.21" in note and "'/camera/color/image_raw'" in note
+    assert "rectif" in note and "\n" not in note
+
+
 def test_point_cloud_round_trip_and_keypoints():
     points = np.zeros(21, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("confidence", "<f4")])
     points["x"] = np.arange(21) * 0.01

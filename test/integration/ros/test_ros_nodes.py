@@ -285,6 +285,12 @@ def test_deactivate_unsubscribes_and_a_cleanup_configure_cycle_restores_output(s
     assert "inactive: unsubscribed, model moved off the accelerator" in log and "cleaned up: model unloaded" in log
 
 
+def test_each_node_says_once_that_it_takes_a_distorted_lens_images_as_rectified(scenario):
+    for name, text in scenario["logs"].items():
+        lines = [line for line in text.splitlines() if "describes a lens with distortion (plumb_bob, largest coefficient 0.0663)" in line]
+        assert len(lines) == 1 and "color/image_raw" in lines[0] and "rectif" in lines[0], (name, lines)
+
+
 def test_nodes_survive_everything_and_stop_cleanly_on_sigint(scenario):
     assert scenario["alive_before_sigint"] == {"hand_mesh_node": True, "pressure_node": True}
     assert scenario["exit_codes"] == {"hand_mesh_node": 0, "pressure_node": 0}, scenario["logs"]
