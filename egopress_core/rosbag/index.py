@@ -26,11 +26,12 @@ from egopress_core.errors import DataError
 from egopress_core.image_encodings import COLOR_ENCODINGS, DEPTH_ENCODINGS, check_layout, pixel_format
 from egopress_core import messages as m
 from egopress_core.rosbag.messages import UnsupportedEncoding
+from egopress_core.rosbag.compressed_depth import parse_format
 from egopress_core.rosbag.typestore import CAMERA_INFO, COMPRESSED_IMAGE, HAND_MESH, IMAGE, POINT_CLOUD2
 
 COLOR_TYPES = (IMAGE, COMPRESSED_IMAGE)
 # role -> accepted message types
-ROLE_TYPES = {"color": COLOR_TYPES, "depth": (IMAGE,), "camera_info": (CAMERA_INFO,), "hand_mesh": (HAND_MESH,),
+ROLE_TYPES = {"color": COLOR_TYPES, "depth": (IMAGE, COMPRESSED_IMAGE), "camera_info": (CAMERA_INFO,), "hand_mesh": (HAND_MESH,),
               "keypoints": (POINT_CLOUD2,)}
 _EXAMPLES = 3
 
@@ -153,8 +154,11 @@ def check_topics(reader, topics: TopicSelection) -> None:
 
 def _check_image_layout(msg, msgtype: str, role: str) -> tuple[int, int] | None:
     """(H, W) of an image whose encoding and size are readable, else raise UnsupportedEncoding.
-    Compressed colour images are only decoded later (None: size unknown yet)."""
+    Compressed images are only decoded later (None: size unknown yet); a depth one must name the
+    compressedDepth transport and an encoding and codec it has."""
     if msgtype == COMPRESSED_IMAGE:
+        if role == "depth":
+            parse_format(str(msg.format))
         return None
     encodings = COLOR_ENCODINGS if role == "color" else DEPTH_ENCODINGS
     encoding = str(msg.encoding)

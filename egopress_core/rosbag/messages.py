@@ -8,8 +8,9 @@ nodes, so a labelled bag and a live recording hold the same bytes for the same f
   ``Typestore`` (:func:`~egopress_core.rosbag.typestore.egopress_typestore`);
 - :func:`color_to_rgb`: colour ``Image`` (``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``) or
   JPEG / PNG ``sensor_msgs/CompressedImage``, which recorded bags often hold;
-- :func:`depth_to_metres`: depth ``16UC1`` / ``mono16`` millimetres or ``32FC1`` metres, with
-  missing readings (0, NaN, inf) as 0, which the labeller's preprocessing expects.
+- :func:`depth_to_metres`: depth ``16UC1`` / ``mono16`` millimetres or ``32FC1`` metres, raw or
+  through ``compressed_depth_image_transport`` (png / rvl), with missing readings (0, NaN, inf)
+  as 0, which the labeller's preprocessing expects.
 
 Undecodable images raise :data:`UnsupportedEncoding`, which the labeller reports and skips.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from egopress_core import image_encodings
 from egopress_core.messages import MessageFactory
+from egopress_core.rosbag.compressed_depth import decode_compressed_depth, is_compressed_depth
 from egopress_core.rosbag.typestore import COMPRESSED_IMAGE, IMAGE
 
 # An image whose encoding or layout cannot be decoded (the labeller reports and skips it).
@@ -136,8 +138,7 @@ def color_to_rgb(msg, msgtype: str = IMAGE) -> np.ndarray:
 def _decode_compressed(msg) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    image_format = str(msg.format).lower()
-    if "compresseddepth" in image_format:
+    if is_compressed_depth(str(msg.format)):
         raise UnsupportedEncoding(f"CompressedImage format {msg.format!r} is a compressed depth image, not colour")
     try:
         with Image.open(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes())) as image:
@@ -149,8 +150,13 @@ def _decode_compressed(msg) -> np.ndarray:
 
 
 def depth_to_metres(msg, msgtype: str = IMAGE) -> np.ndarray:
-    """(H, W) float32 metres of a depth ``Image``; missing readings are 0."""
-    if msgtype != IMAGE:
-        raise UnsupportedEncoding(f"depth topic has type {msgtype}; expected {IMAGE} (16UC1 / mono16 / 32FC1)")
-    depth = image_encodings.decode_depth(msg, "check --depth-topic")
+    """(H, W) float32 metres of a depth ``Image`` or a compressedDepth ``CompressedImage``
+    (:mod:`~egopress_core.rosbag.compressed_depth`); missing readings are 0."""
+    if msgtype == COMPRESSED_IMAGE:
+        depth = decode_compressed_depth(str(msg.format), np.asarray(msg.data, dtype=np.uint8).tobytes())
+    elif msgtype != IMAGE:
+        raise UnsupportedEncoding(f"depth topic has type {msgtype}; expected {IMAGE} (16UC1 / mono16 / 32FC1) "
+                                  f"or a compressedDepth {COMPRESSED_IMAGE}")
+    else:
+        depth = image_encodings.decode_depth(msg, "check --depth-topic")
     return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0)).astype(np.float32, copy=False)
