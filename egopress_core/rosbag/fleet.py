@@ -46,7 +46,7 @@ from egopress_core.errors import ConfigError, DataError, EgoPressError
 from egopress_core.files import write_json_atomic
 from egopress_core.options import config_differences
 from egopress_core.rosbag.label_options import LabelOptions, report_path_for
-from egopress_core.rosbag.reader import STORAGE_SUFFIXES
+from egopress_core.rosbag.reader import STORAGE_SUFFIXES, is_ros1_bag, ros1_bag_message
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "egopress-fleet-manifest"
@@ -105,6 +105,9 @@ def _bags_under(folder: Path, prefix: Path = Path()) -> list[FleetBag]:
             path = root_path / name
             if path.suffix in STORAGE_SUFFIXES and "metadata.yaml" not in files:
                 found.append(FleetBag(path, prefix / path.relative_to(folder).with_suffix("")))
+            elif is_ros1_bag(path):
+                # Not skipped quietly: the run would look complete without it.
+                raise DataError(f"{ros1_bag_message(path)}, or list only the rosbag2 bags to label")
     return found
 
 
@@ -113,6 +116,8 @@ def _expand(path: Path, relative: Path | None) -> list[FleetBag]:
     of ``path`` itself (None: its name)."""
     if is_bag(path):
         return [FleetBag(path, relative if relative is not None else _output_name(path))]
+    if is_ros1_bag(path):
+        raise DataError(ros1_bag_message(path))
     if path.is_dir():
         return _bags_under(path, relative if relative is not None else Path())
     if path.is_file():
@@ -164,6 +169,8 @@ def find_bags(inputs: list[str | os.PathLike]) -> list[FleetBag]:
             while glob.has_magic(str(base)):
                 base = base.parent
             for match in map(Path, matches):
+                if is_ros1_bag(match):
+                    raise DataError(ros1_bag_message(match))
                 if match.name.startswith(".") or not (is_bag(match) or match.is_dir()):
                     continue
                 relative = match.relative_to(base) if match.is_relative_to(base) else Path(match.name)

@@ -104,6 +104,25 @@ def read_metadata(folder: Path) -> dict:
     return information
 
 
+# Every ROS 1 bag (format 2.0, the only one rosbag1 has written since 2010) starts with this line.
+ROS1_BAG_MAGIC = b"#ROSBAG V2.0\n"
+
+
+def is_ros1_bag(path: Path) -> bool:
+    """Whether ``path`` is a ROS 1 bag file (which EgoPress does not read)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(ROS1_BAG_MAGIC)) == ROS1_BAG_MAGIC
+    except (IsADirectoryError, FileNotFoundError, PermissionError):
+        return False
+
+
+def ros1_bag_message(path: Path) -> str:
+    """What to do with a ROS 1 bag: the conversion command, with rosbags' own converter."""
+    return (f"{path}: a ROS 1 bag; EgoPress reads rosbag2: convert it with `rosbags-convert --src {path} "
+            f"--dst {path.with_suffix('')} --dst-storage mcap` (installed with rosbags) and pass that folder")
+
+
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -130,6 +149,8 @@ class BagReader:
         if not self.path.exists():
             raise DataError(f"{self.path}: no such bag")
         if self.path.is_file() and self.path.suffix not in STORAGE_SUFFIXES:
+            if is_ros1_bag(self.path):
+                raise DataError(ros1_bag_message(self.path))
             raise DataError(f"{self.path}: not a rosbag2 (expected a bag folder, or a .mcap / .db3 file)")
         if self.path.is_dir():
             self._metadata = read_metadata(self.path)

@@ -143,3 +143,19 @@ def stamp_ns(message) -> int:
 
 def as_array(values) -> np.ndarray:
     return np.asarray(values)
+
+
+def write_ros1_bag(path: Path, topic: str = "/camera/color/image_raw") -> Path:
+    """A ROS 1 bag file (rosbags' rosbag1 writer) holding one 1 x 2 colour image on ``topic``."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = get_typestore(Stores.ROS1_NOETIC)
+    image, header, time = (store.types[name] for name in ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+    with Writer(path) as writer:
+        connection = writer.add_connection(topic, image.__msgtype__, typestore=store)
+        message = image(header=header(seq=0, stamp=time(sec=1, nanosec=0), frame_id="camera"), height=1, width=2,
+                        encoding="rgb8", is_bigendian=0, step=6, data=np.zeros(6, dtype=np.uint8))
+        writer.write(connection, 1_000_000_000, store.serialize_ros1(message, image.__msgtype__))
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from ray_cluster import LocalRayCluster, free_port
-from rosbag_helpers import label_options, sample_bag, tiny_checkpoint
+from rosbag_helpers import label_options, sample_bag, tiny_checkpoint, write_ros1_bag
 
 from egopress_core.errors import ConfigError, DataError
 from egopress_core.rosbag.fleet import MANIFEST_NAME, check_reachable, find_bags, label_bags, labelled_bags_of
@@ -192,6 +192,13 @@ def test_inputs_are_folders_globs_and_lists(tmp_path, inputs):
         find_bags([inputs / "site_a" / "take_1", inputs / "site_b" / "take_1"])
     with pytest.raises(DataError, match="matches nothing"):
         find_bags([str(inputs / "nowhere_*")])
+
+
+def test_ros1_bags_are_named_with_their_conversion_not_skipped(tmp_path):
+    old = write_ros1_bag(tmp_path / "recordings" / "site_a" / "take_0.bag")
+    for inputs in ([tmp_path / "recordings"], [str(tmp_path / "recordings" / "*" / "*.bag")], [old]):
+        with pytest.raises(DataError, match=rf"{old}: a ROS 1 bag; EgoPress reads rosbag2: convert it with `rosbags-convert"):
+            find_bags(inputs)
 
 
 def test_an_address_nobody_answers_fails_at_once():

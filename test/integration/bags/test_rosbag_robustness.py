@@ -19,6 +19,7 @@ from rosbag_helpers import (
     stamp_ns,
     tiny_checkpoint,
     tree_digest,
+    write_ros1_bag,
 )
 
 from egopress_core.errors import DataError
@@ -214,3 +215,22 @@ def test_a_lens_with_distortion_is_named_in_the_report(tmp_path_factory, tmp_pat
     assert len(notes) == 1 and "largest coefficient 0.06" in notes[0] and f"'{COLOR_TOPIC}'" in notes[0]
     assert not [note for note in label_bag(sample_bag(tmp_path_factory), tmp_path / "plain", label_options(
         checkpoint, num_inference_steps=1), progress=False).notes if "distortion" in note]
+
+
+def test_a_ros1_bag_is_named_and_the_suggested_conversion_works(tmp_path, checkpoint):
+    """A ROS 1 recording (a .bag file) fails with one line naming the conversion, and that
+    command, run as printed, gives a bag the reader opens."""
+    import shlex
+    import subprocess
+    import sys
+
+    from egopress_core.rosbag.reader import BagReader
+
+    source = write_ros1_bag(tmp_path / "recording.bag", COLOR_TOPIC)
+    with pytest.raises(DataError, match="a ROS 1 bag; EgoPress reads rosbag2") as raised:
+        label_bag(source, tmp_path / "labelled", label_options(checkpoint), progress=False)
+    command = shlex.split(str(raised.value).split("`")[1])
+    assert command[0] == "rosbags-convert"
+    subprocess.run([sys.executable, "-m", "rosbags.convert", *command[1:]], check=True, capture_output=True)
+    with BagReader(tmp_path / "recording") as reader:
+        assert list(reader.topics) == [COLOR_TOPIC]
