@@ -50,22 +50,29 @@ def _with_compressed_depth(source, destination, encoding: str, codec: str):
     return destination
 
 
+@pytest.fixture(scope="module")
+def raw_labels(tmp_path_factory, checkpoint):
+    """The sample bag as recorded (raw 16UC1 depth), labelled: (options, report, UV pressure maps)."""
+    options = label_options(checkpoint, num_inference_steps=1)
+    output = tmp_path_factory.mktemp("raw_depth") / "labelled"
+    report = label_bag(sample_bag(tmp_path_factory), output, options, progress=False)
+    return options, report, _pressure(output)
+
+
 def _pressure(path):
     return [uv_pressure_from_msg(deserialize(raw, UV_PRESSURE)) for _, raw in read_bag(path)["/egopress/uv_pressure"]]
 
 
 @pytest.mark.parametrize(("encoding", "codec"), [("16UC1", "png"), ("16UC1", "rvl"), ("32FC1", "rvl")])
-def test_compressed_depth_labels_as_the_raw_depth_does(tmp_path_factory, tmp_path, checkpoint, encoding, codec):
-    source = sample_bag(tmp_path_factory)
-    options = label_options(checkpoint, num_inference_steps=1)
-    raw = label_bag(source, tmp_path / "raw", options, progress=False)
-    compressed_bag = _with_compressed_depth(source, tmp_path / "compressed", encoding, codec)
+def test_compressed_depth_labels_as_the_raw_depth_does(tmp_path_factory, tmp_path, raw_labels, encoding, codec):
+    options, raw, expected = raw_labels
+    compressed_bag = _with_compressed_depth(sample_bag(tmp_path_factory), tmp_path / "compressed", encoding, codec)
     options = dataclasses.replace(options, topics=dataclasses.replace(options.topics, depth=COMPRESSED_DEPTH_TOPIC))
     report = label_bag(compressed_bag, tmp_path / "labelled", options, progress=False)
 
     assert report.status == "complete" and not report.skipped
     assert report.frames["with_pressure"] == raw.frames["with_pressure"] == raw.frames["synchronised"] > 0
-    expected, got = _pressure(tmp_path / "raw"), _pressure(tmp_path / "labelled")
+    got = _pressure(tmp_path / "labelled")
     if encoding == "16UC1":  # lossless: the same depth, the same labels
         for a, b in zip(expected, got, strict=True):
             np.testing.assert_array_equal(a, b)
