@@ -22,6 +22,7 @@ from egopress_core.rosbag.topics import (
     DEPTH_TOPIC,
     GROUND_TRUTH_KEYPOINTS_TOPIC,
     GROUND_TRUTH_MESH_TOPIC,
+    TOPIC_OPTIONS,
 )
 
 
@@ -58,12 +59,15 @@ def add_label_arguments(parser) -> None:
                         help="hand-mesh estimator: ground_truth (HandMesh topic), keypoints (21-point PointCloud2 topic) "
                              "or mediapipe (from the colour image; optional dependency)")
     topics = parser.add_argument_group("input topics")
-    topics.add_argument("--camera-topic", default=COLOR_TOPIC, help="colour image (sensor_msgs/Image or CompressedImage)")
-    topics.add_argument("--depth-topic", default=DEPTH_TOPIC, help="depth aligned to colour (16UC1 mm or 32FC1 m)")
-    topics.add_argument("--info-topic", default=CAMERA_INFO_TOPIC, help="colour camera_info")
-    topics.add_argument("--hand-mesh-topic", default=GROUND_TRUTH_MESH_TOPIC,
+    topics.add_argument(TOPIC_OPTIONS["color"], dest="camera_topic", default=COLOR_TOPIC,
+                        help="colour image (sensor_msgs/Image, or a JPEG / PNG CompressedImage)")
+    topics.add_argument(TOPIC_OPTIONS["depth"], dest="depth_topic", default=DEPTH_TOPIC,
+                        help="depth aligned to colour (16UC1 mm or 32FC1 m; or the .../compressedDepth CompressedImage "
+                             "of compressed_depth_image_transport)")
+    topics.add_argument(TOPIC_OPTIONS["camera_info"], dest="info_topic", default=CAMERA_INFO_TOPIC, help="colour camera_info")
+    topics.add_argument(TOPIC_OPTIONS["hand_mesh"], dest="hand_mesh_topic", default=GROUND_TRUTH_MESH_TOPIC,
                         help="egopress_ros/HandMesh read by --backend ground_truth")
-    topics.add_argument("--keypoints-topic", default=GROUND_TRUTH_KEYPOINTS_TOPIC,
+    topics.add_argument(TOPIC_OPTIONS["keypoints"], dest="keypoints_topic", default=GROUND_TRUTH_KEYPOINTS_TOPIC,
                         help="21 OpenPose-order keypoints (PointCloud2 x, y, z / u, v) read by --backend keypoints")
     topics.add_argument("--sync-slop", type=float, default=0.02, help="largest stamp difference of matched messages, s")
     topics.add_argument("--max-gap", type=float, default=StreamOptions().max_gap_s, help="a longer stamp jump starts a new segment, s")

@@ -26,6 +26,7 @@ from egopress_core.errors import DataError
 from egopress_core.image_encodings import COLOR_ENCODINGS, DEPTH_ENCODINGS, check_layout, pixel_format
 from egopress_core import messages as m
 from egopress_core.rosbag.messages import UnsupportedEncoding
+from egopress_core.rosbag.topics import TOPIC_OPTIONS
 from egopress_core.rosbag.compressed_depth import parse_format
 from egopress_core.rosbag.typestore import CAMERA_INFO, COMPRESSED_IMAGE, HAND_MESH, IMAGE, POINT_CLOUD2
 
@@ -144,7 +145,8 @@ def check_topics(reader, topics: TopicSelection) -> None:
         accepted = ROLE_TYPES[role]
         if topic not in available:
             candidates = sorted(name for name, kind in available.items() if kind in accepted)
-            problems.append(f"{role} topic {topic!r} is not in the bag" + (f" (topics of type {' / '.join(accepted)}: {candidates})"
+            problems.append(f"{role} topic {topic!r} is not in the bag" + (f" (topics of type {' / '.join(accepted)}: {candidates}; "
+                                                                            f"pass one with {TOPIC_OPTIONS[role]})"
                                                                             if candidates else f" (no topic of type {' / '.join(accepted)})"))
         elif available[topic] not in accepted:
             problems.append(f"{role} topic {topic!r} has type {available[topic]}; expected {' or '.join(accepted)}")
@@ -163,7 +165,7 @@ def _check_image_layout(msg, msgtype: str, role: str) -> tuple[int, int] | None:
     encodings = COLOR_ENCODINGS if role == "color" else DEPTH_ENCODINGS
     encoding = str(msg.encoding)
     if encoding not in encodings:
-        kind, other, option = ("colour", DEPTH_ENCODINGS, "--camera-topic") if role == "color" else ("depth", COLOR_ENCODINGS, "--depth-topic")
+        kind, other, option = ("colour", DEPTH_ENCODINGS, TOPIC_OPTIONS[role]) if role == "color" else ("depth", COLOR_ENCODINGS, TOPIC_OPTIONS[role])
         hint = f"; this looks like a {'depth' if role == 'color' else 'colour'} image: check {option}" if encoding in other else ""
         raise UnsupportedEncoding(f"{kind} encoding {encoding!r} is not supported (expected one of {sorted(encodings)}){hint}")
     dtype, channels = pixel_format(encoding)

@@ -26,6 +26,7 @@ import numpy as np
 from egopress_core import image_encodings
 from egopress_core.messages import MessageFactory
 from egopress_core.rosbag.compressed_depth import decode_compressed_depth, is_compressed_depth
+from egopress_core.rosbag.topics import TOPIC_OPTIONS
 from egopress_core.rosbag.typestore import COMPRESSED_IMAGE, IMAGE
 
 # An image whose encoding or layout cannot be decoded (the labeller reports and skips it).
@@ -132,7 +133,7 @@ def color_to_rgb(msg, msgtype: str = IMAGE) -> np.ndarray:
         return _decode_compressed(msg)
     if msgtype != IMAGE:
         raise UnsupportedEncoding(f"colour topic has type {msgtype}; expected {IMAGE} or {COMPRESSED_IMAGE}")
-    return image_encodings.decode_color(msg, "check --camera-topic")
+    return image_encodings.decode_color(msg, f"check {TOPIC_OPTIONS['color']}")
 
 
 def _decode_compressed(msg) -> np.ndarray:
@@ -158,5 +159,5 @@ def depth_to_metres(msg, msgtype: str = IMAGE) -> np.ndarray:
         raise UnsupportedEncoding(f"depth topic has type {msgtype}; expected {IMAGE} (16UC1 / mono16 / 32FC1) "
                                   f"or a compressedDepth {COMPRESSED_IMAGE}")
     else:
-        depth = image_encodings.decode_depth(msg, "check --depth-topic")
+        depth = image_encodings.decode_depth(msg, f"check {TOPIC_OPTIONS['depth']}")
     return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0)).astype(np.float32, copy=False)

@@ -11,3 +11,8 @@ GROUND_TRUTH_MESH_TOPIC = "/ground_truth/hand_mesh"
 GROUND_TRUTH_KEYPOINTS_TOPIC = "/ground_truth/hand_keypoints"
 GROUND_TRUTH_CONTACT_TOPIC = "/ground_truth/hand_contact"
 COLOR_FRAME_ID = "camera_color_optical_frame"
+
+# The label-bag / label-bags option naming each input role's topic (the command line's flags and
+# the hints of error messages).
+TOPIC_OPTIONS = {"color": "--camera-topic", "depth": "--depth-topic", "camera_info": "--info-topic",
+                 "hand_mesh": "--hand-mesh-topic", "keypoints": "--keypoints-topic"}

@@ -12,6 +12,7 @@ import pytest
 from compressed_depth_encoder import encode_compressed_depth
 from rosbag_helpers import deserialize, label_options, read_bag, sample_bag, tiny_checkpoint
 
+from egopress_core.errors import DataError
 from egopress_core.messages import uv_pressure_from_msg
 from egopress_core.rosbag.labeller import label_bag
 from egopress_core.rosbag.sample import DEPTH_TOPIC
@@ -78,3 +79,11 @@ def test_compressed_depth_labels_as_the_raw_depth_does(tmp_path_factory, tmp_pat
             np.testing.assert_array_equal(a, b)
     else:  # inverse-depth quantisation moves depth by under a millimetre here
         assert len(got) == len(expected)
+
+
+def test_a_recording_with_only_compressed_depth_names_the_topic_to_pass(tmp_path_factory, tmp_path, raw_labels):
+    options = raw_labels[0]
+    compressed_bag = _with_compressed_depth(sample_bag(tmp_path_factory), tmp_path / "compressed", "16UC1", "png")
+    with pytest.raises(DataError, match=rf"depth topic '{DEPTH_TOPIC}' is not in the bag \(topics of type .*"
+                                        rf"'{COMPRESSED_DEPTH_TOPIC}'.*; pass one with --depth-topic\)"):
+        label_bag(compressed_bag, tmp_path / "labelled", options, progress=False)
