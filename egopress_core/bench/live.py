@@ -67,7 +67,7 @@ def quick_live_options() -> LiveBenchOptions:
     Several short sequences rather than one long one: the per-frame baseline (the default model)
     finds contact in a sequence or misses all of it, so on a single sequence the streamed /
     offline Vol IoU ratio is often 0 / 0 (on the 120-frame sequence ``--quick`` played until
-    2026-12-06 it was).
+    2026-12-07 it was).
     """
     return LiveBenchOptions(sequences=DEMO_SEQUENCES, frames=DEMO_FRAMES)
 

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from egopress_core.errors import DataError
 from egopress_core.image_encodings import COLOR_ENCODINGS, DEPTH_ENCODINGS, check_layout, pixel_format
 from egopress_core import messages as m
+from egopress_core.rosbag.compressed_depth import parse_format
 from egopress_core.rosbag.messages import UnsupportedEncoding
 from egopress_core.rosbag.topics import TOPIC_OPTIONS
-from egopress_core.rosbag.compressed_depth import parse_format
 from egopress_core.rosbag.typestore import CAMERA_INFO, COMPRESSED_IMAGE, HAND_MESH, IMAGE, POINT_CLOUD2
 
 COLOR_TYPES = (IMAGE, COMPRESSED_IMAGE)
@@ -165,8 +165,8 @@ def _check_image_layout(msg, msgtype: str, role: str) -> tuple[int, int] | None:
     encodings = COLOR_ENCODINGS if role == "color" else DEPTH_ENCODINGS
     encoding = str(msg.encoding)
     if encoding not in encodings:
-        kind, other, option = ("colour", DEPTH_ENCODINGS, TOPIC_OPTIONS[role]) if role == "color" else ("depth", COLOR_ENCODINGS, TOPIC_OPTIONS[role])
-        hint = f"; this looks like a {'depth' if role == 'color' else 'colour'} image: check {option}" if encoding in other else ""
+        kind, other = ("colour", DEPTH_ENCODINGS) if role == "color" else ("depth", COLOR_ENCODINGS)
+        hint = f"; this looks like a {'depth' if role == 'color' else 'colour'} image: check {TOPIC_OPTIONS[role]}" if encoding in other else ""
         raise UnsupportedEncoding(f"{kind} encoding {encoding!r} is not supported (expected one of {sorted(encodings)}){hint}")
     dtype, channels = pixel_format(encoding)
     return check_layout(msg, channels, dtype)

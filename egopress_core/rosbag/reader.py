@@ -109,7 +109,10 @@ ROS1_BAG_MAGIC = b"#ROSBAG V2.0\n"
 
 
 def is_ros1_bag(path: Path) -> bool:
-    """Whether ``path`` is a ROS 1 bag file (which EgoPress does not read)."""
+    """Whether ``path`` is a ROS 1 bag file (which EgoPress does not read): a ``.bag`` file with
+    the format's first line (other files are not opened: folders of recordings hold many)."""
+    if path.suffix != ".bag":
+        return False
     try:
         with open(path, "rb") as file:
             return file.read(len(ROS1_BAG_MAGIC)) == ROS1_BAG_MAGIC
