@@ -208,7 +208,7 @@ def build_index(reader, store, topics: TopicSelection, sync_slop_s: float = 0.02
                 extra = _check_image_layout(msg, connection.msgtype, role)
             elif role == "camera_info":
                 calibration = m.camera_info_to_calibration(msg)
-                key = (calibration.width, calibration.height, *calibration.intrinsics.ravel().tolist())
+                key = (calibration.width, calibration.height, *calibration.intrinsics.ravel().tolist(), *calibration.distortion)
                 extra = calibration_keys.setdefault(key, len(calibrations))
                 if extra == len(calibrations):
                     calibrations.append(calibration)
