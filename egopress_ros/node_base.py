@@ -84,11 +84,15 @@ class CameraFrame:
 
     rgb: np.ndarray  # (H, W, 3) uint8
     depth_m: np.ndarray  # (H, W) float32 metres, holes 0 / NaN
-    intrinsics: np.ndarray  # (3, 3)
     stamp_ns: int
     header: Any
     depth_valid_fraction: float
     calibration: CameraCalibration
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """(3, 3) pinhole matrix of the images (:attr:`CameraCalibration.intrinsics`)."""
+        return self.calibration.intrinsics
 
 
 def decode_camera(color_msg, depth_msg, info_msg, topics: dict[str, str]) -> CameraFrame:
@@ -111,8 +115,8 @@ def decode_camera(color_msg, depth_msg, info_msg, topics: dict[str, str]) -> Cam
     except DataError as error:
         raise InputProblem("camera_info", f"camera_info on '{topics['camera_info']}': {error}") from None
     valid = np.isfinite(depth) & (depth > 0)
-    return CameraFrame(rgb=rgb, depth_m=depth, intrinsics=calibration.intrinsics, stamp_ns=stamp_to_ns(color_msg.header.stamp),
-                       header=color_msg.header, depth_valid_fraction=float(valid.mean()), calibration=calibration)
+    return CameraFrame(rgb=rgb, depth_m=depth, stamp_ns=stamp_to_ns(color_msg.header.stamp), header=color_msg.header,
+                       depth_valid_fraction=float(valid.mean()), calibration=calibration)
 
 
 def _lifecycle_base():
